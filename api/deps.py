@@ -1,0 +1,67 @@
+"""FastAPI dependencies: the node, the caller, and role checks as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+
+from api.auth import RateLimiter, authenticate, require_role
+from config import NodeSettings
+from node.matcher import Matcher
+from node.node import Node
+from node.principals import Principal
+from node.proofs import ProofCache
+
+
+@dataclass
+class AppState:
+    """Everything the routes share, built once by the app's lifespan."""
+
+    settings: NodeSettings
+    node: Node
+    matcher: Matcher
+    own_fingerprint: str
+    limiter: RateLimiter
+    proofs: ProofCache = field(default_factory=ProofCache)
+    # Set by the federation layer when it runs: per-peer health for /status.
+    peer_status: Callable[[], list[dict[str, Any]]] | None = None
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.hashfed
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_principal(request: Request, state: StateDep) -> Principal:
+    principal = authenticate(
+        request,
+        store=state.node.store,
+        own_fingerprint=state.own_fingerprint,
+        proxy_header=state.settings.trusted_proxy_cert_header,
+    )
+    if not state.limiter.allow(principal.name):
+        raise HTTPException(429, "rate limit exceeded; retry shortly", headers={"Retry-After": "1"})
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_admin(principal: PrincipalDep) -> Principal:
+    require_role(principal, "admin")
+    return principal
+
+
+def get_peer(principal: PrincipalDep) -> Principal:
+    require_role(principal, "peer", "admin")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(get_admin)]
+PeerDep = Annotated[Principal, Depends(get_peer)]

@@ -1,0 +1,46 @@
+"""Liveness for load balancers, and the administrator's status page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from api.deps import AdminDep, StateDep
+from api.routes.lists import ListOut, list_out
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Status(BaseModel):
+    node_id: str
+    role: str
+    index_loaded: bool
+    index: dict[str, dict[str, int]]
+    lists: list[ListOut]
+    peers: list[dict[str, Any]]
+
+
+@router.get("/healthz")
+def healthz(state: StateDep) -> Health:
+    """Unauthenticated liveness: no details."""
+    return Health(status="ok" if state.matcher.loaded else "starting")
+
+
+@router.get("/api/v1/status")
+def status(state: StateDep, _admin: AdminDep) -> Status:
+    """Lists, sizes, index state and peer health (admin)."""
+    peers = state.peer_status() if state.peer_status else []
+    return Status(
+        node_id=state.settings.node_id,
+        role=state.settings.role,
+        index_loaded=state.matcher.loaded,
+        index=state.matcher.stats(),
+        lists=[list_out(state, r) for r in state.node.store.all_lists()],
+        peers=peers,
+    )

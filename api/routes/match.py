@@ -1,0 +1,180 @@
+"""Matching: ``POST /api/v1/match`` (batch) and ``GET /api/v1/match/{type}/{value}``.
+
+Answers never echo query values (the caller knows them by index), never name
+a list the caller is not cleared for, and every batch leaves an audit record
+with the caller, the count and the number of hits — not the hashes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from api.deps import AppState, PrincipalDep, StateDep
+from crypto.errors import InputError
+from node.hashes import parse_hash
+from node.matcher import Query as MatchQuery
+from node.matcher import visible_lists
+from node.principals import Principal
+from node.store import CheckpointRow
+
+router = APIRouter(prefix="/api/v1", tags=["match"])
+
+# Near matching beyond 31 bits leaves the multi-index's exact range and scans;
+# such batches are kept small.
+MAX_EXACT_RANGE_DISTANCE = 31
+MAX_WIDE_BATCH = 100
+
+
+class HashQuery(BaseModel):
+    type: str = Field(max_length=16, description="md5, sha1, sha256, pdq, photodna")
+    value: str = Field(max_length=2048, description="hex for hex types; opaque types as printed")
+    quality: int | None = Field(None, ge=0, le=100, description="PDQ quality, if known")
+
+
+class MatchRequest(BaseModel):
+    hashes: list[HashQuery] = Field(min_length=1, max_length=100_000)
+    max_distance: int | None = Field(None, ge=0, le=64, description="PDQ bits; default 31")
+
+
+class CheckpointOut(BaseModel):
+    size: int
+    root_hash: str
+    timestamp: int
+    note: str
+
+
+class ProofOut(BaseModel):
+    leaf_index: int
+    tree_size: int
+    timestamp_ms: int
+    hashes: list[str]
+
+
+class HitOut(BaseModel):
+    list: str
+    owner: str
+    label: str
+    category: str
+    type: str
+    distance: int
+    frozen: bool
+    checkpoint: CheckpointOut | None = Field(
+        description="The newest signed checkpoint covering this hash; null if not yet published"
+    )
+    proof: ProofOut | None = None
+
+
+class ResultOut(BaseModel):
+    index: int
+    hits: list[HitOut]
+
+
+class MatchResponse(BaseModel):
+    queries: int
+    hits: int
+    results: list[ResultOut]
+
+
+def _checkpoint_out(cp: CheckpointRow) -> CheckpointOut:
+    return CheckpointOut(size=cp.size, root_hash=cp.root_hash.hex(), timestamp=cp.timestamp, note=cp.note)
+
+
+def run_match(
+    state: AppState,
+    principal: Principal,
+    hashes: list[HashQuery],
+    max_distance: int | None,
+    *,
+    proof: bool,
+) -> MatchResponse:
+    limits = state.settings.limits
+    if len(hashes) > limits.max_batch:
+        raise InputError(f"at most {limits.max_batch} hashes per request", where="hashes")
+    distance = state.settings.pdq_default_max_distance if max_distance is None else max_distance
+    if distance > MAX_EXACT_RANGE_DISTANCE and len(hashes) > MAX_WIDE_BATCH:
+        raise InputError(
+            f"max_distance above {MAX_EXACT_RANGE_DISTANCE} allows at most {MAX_WIDE_BATCH} hashes",
+            where="max_distance",
+        )
+    queries = []
+    for i, h in enumerate(hashes):
+        htype, value = parse_hash(h.type, h.value, where=f"hashes[{i}]")
+        queries.append(MatchQuery(htype, value, h.quality))
+
+    raw_hits = state.matcher.match(queries, max_distance=distance)
+    store = state.node.store
+    visible = visible_lists(store.all_lists(), principal.labels)
+    hits = [h for h in raw_hits if h.list_id in visible]
+
+    # Which entry added each hit, to name the checkpoint that covers it.
+    seqs: dict[tuple[int, str, str], tuple[str, int]] = {}
+    by_list: dict[int, set[tuple[str, str]]] = defaultdict(set)
+    for h in hits:
+        by_list[h.list_id].add((h.hash_type, queries[h.query_index].value))
+    for list_id, keys in by_list.items():
+        for key, found in store.existing_content(list_id=list_id, keys=keys).items():
+            seqs[(list_id, *key)] = found
+    checkpoints = {lid: store.latest_checkpoint(list_id=lid) for lid in by_list}
+
+    results: list[ResultOut] = [ResultOut(index=i, hits=[]) for i in range(len(queries))]
+    for h in hits:
+        row = visible[h.list_id]
+        found = seqs.get((h.list_id, h.hash_type, queries[h.query_index].value))
+        cp = checkpoints.get(h.list_id)
+        covered = cp is not None and (found is None or found[1] < cp.size)
+        hit = HitOut(
+            list=row.full_name,
+            owner=row.owner,
+            label=row.label,
+            category=h.category,
+            type=h.hash_type,
+            distance=h.distance,
+            frozen=row.frozen_reason is not None,
+            checkpoint=_checkpoint_out(cp) if covered and cp is not None else None,
+        )
+        if proof and covered and cp is not None and found is not None and h.distance == 0:
+            leaf = found[1]
+            entry = next(store.iter_entries(list_id=h.list_id, start=leaf, end=leaf + 1))
+            path = state.proofs.inclusion(store, list_id=h.list_id, index=leaf, size=cp.size)
+            hit.proof = ProofOut(
+                leaf_index=leaf, tree_size=cp.size, timestamp_ms=entry[5], hashes=[p.hex() for p in path]
+            )
+        results[h.query_index].hits.append(hit)
+
+    store.append_audit(
+        actor=principal.name,
+        action="match",
+        count=len(queries),
+        detail={"hits": len(hits), "via": principal.via},
+    )
+    return MatchResponse(queries=len(queries), hits=len(hits), results=results)
+
+
+@router.post("/match")
+def match_batch(
+    body: MatchRequest,
+    principal: PrincipalDep,
+    state: StateDep,
+    proof: Annotated[bool, Query(description="Add an inclusion proof to each exact hit")] = False,
+) -> MatchResponse:
+    """Match a batch of hashes against every list the caller is cleared for."""
+    return run_match(state, principal, body.hashes, body.max_distance, proof=proof)
+
+
+@router.get("/match/{hash_type}/{value}")
+def match_one(
+    hash_type: Annotated[str, Path(max_length=16)],
+    value: Annotated[str, Path(max_length=2048)],
+    principal: PrincipalDep,
+    state: StateDep,
+    max_distance: Annotated[int | None, Query(ge=0, le=64)] = None,
+    proof: bool = False,
+) -> MatchResponse:
+    """Match one hash."""
+    return run_match(
+        state, principal, [HashQuery(type=hash_type, value=value)], max_distance, proof=proof
+    )

@@ -1,0 +1,52 @@
+"""The audit log: who did what, when, to what, how many — never hash values.
+
+Records are appended by the store inside the transaction of the action they
+describe, each chained to the previous one by SHA-256
+(:func:`node.store.audit_record_hash`), so deleting or editing a record breaks
+the chain at that point and :func:`verify_audit_chain` names it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from node.store import AUDIT_GENESIS, AuditRow, Store, audit_record_hash
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    ok: bool
+    records: int
+    first_bad_id: int | None
+    head: bytes
+
+
+def check_chain(rows: list[AuditRow], prev: bytes = AUDIT_GENESIS) -> tuple[int | None, bytes]:
+    """Pure check of consecutive records; returns (first bad id or None, last hash)."""
+    for r in rows:
+        want = audit_record_hash(prev, r.ts_ms, r.actor, r.action, r.target, r.count, r.detail)
+        if r.prev_hash != prev or r.record_hash != want:
+            return r.id, prev
+        prev = r.record_hash
+    return None, prev
+
+
+def verify_audit_chain(store: Store, *, page: int = 10_000) -> ChainResult:
+    """Walk the whole audit log and check every link."""
+    prev, after, count = AUDIT_GENESIS, 0, 0
+    while True:
+        rows = store.audit_records(after_id=after, limit=page)
+        if not rows:
+            return ChainResult(True, count, None, prev)
+        bad, prev = check_chain(rows, prev)
+        if bad is not None:
+            return ChainResult(False, count, bad, prev)
+        count += len(rows)
+        after = rows[-1].id
+
+
+def record(
+    store: Store, *, actor: str, action: str, target: str = "", count: int = 0, **detail: object
+) -> None:
+    """Append one audit record in its own transaction."""
+    store.append_audit(actor=actor, action=action, target=target, count=count, detail=dict(detail))

@@ -1,0 +1,483 @@
+"""The ``hashfed`` command. Errors are presented here, decided elsewhere.
+
+Every command takes ``--data DIR`` (default ``$HASHFED_DATA`` or ``./data``).
+:func:`main` maps the error hierarchy to exit codes in one place.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from config import load_settings
+from crypto.errors import (
+    AuthError,
+    ConfigError,
+    HashfedError,
+    InputError,
+    PeerError,
+    StoreError,
+    VerificationError,
+)
+from node.audit import verify_audit_chain
+from node.datadir import init_data_dir
+from node.node import Node
+from node.store import Store, run_migrations
+
+app = typer.Typer(
+    help="hashfed: a node of a federation that shares signed hash lists.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+list_app = typer.Typer(help="Own, publish and inspect hash lists.", no_args_is_help=True)
+keys_app = typer.Typer(help="This node's keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+ca_app = typer.Typer(help="A federation CA for a pilot or a closed group.", no_args_is_help=True)
+principal_app = typer.Typer(help="Who may connect, and what they may see.", no_args_is_help=True)
+token_app = typer.Typer(help="Partners' API tokens.", no_args_is_help=True)
+app.add_typer(ca_app, name="ca")
+app.add_typer(principal_app, name="principal")
+app.add_typer(token_app, name="token")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+DataOpt = Annotated[
+    Path,
+    typer.Option("--data", envvar="HASHFED_DATA", help="The node's data folder."),
+]
+DEFAULT_DATA = Path("data")
+CLI_ACTOR = "cli"
+
+EXIT_CODES: list[tuple[type[HashfedError], int]] = [
+    (InputError, 2),
+    (ConfigError, 3),
+    (VerificationError, 4),
+    (PeerError, 5),
+    (AuthError, 6),
+    (StoreError, 7),
+    (HashfedError, 1),
+]
+
+
+def exit_code_for(exc: HashfedError) -> int:
+    return next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
+
+
+@contextmanager
+def open_node(data: Path) -> Iterator[Node]:
+    node = Node.open(load_settings(data))
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+def _actor(node: Node) -> str:
+    return f"{CLI_ACTOR}@{node.node_id}"
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+# --- init / keys / db ---------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    node_id: Annotated[str, typer.Option(help="This node's id, e.g. au-argos.")],
+    data: DataOpt = DEFAULT_DATA,
+    role: Annotated[str, typer.Option(help="agency or partner.")] = "agency",
+    port: Annotated[int, typer.Option(help="HTTPS port.")] = 8443,
+    force: Annotated[bool, typer.Option(help="Replace an existing signing key.")] = False,
+) -> None:
+    """Create a node's data folder: node.toml, signing key, TLS identity, database."""
+    result = init_data_dir(data, node_id=node_id, role=role, port=port, force=force)
+    with open_node(data):
+        pass  # creates and migrates the database
+    out.print(f"initialised node [bold]{result.node_id}[/] in {data}")
+    out.print(f"signing key: {result.verifier_key}")
+
+
+@keys_app.command("show")
+def keys_show(data: DataOpt = DEFAULT_DATA) -> None:
+    """Print this node's public identity, to give to peers."""
+    from crypto.pki import cert_fingerprint, load_certificate
+
+    settings = load_settings(data)
+    with open_node(data) as node:
+        cert = load_certificate(settings.path(settings.tls_cert_file))
+        out.print(f"node_id          {node.node_id}")
+        out.print(f"signing_key      {node.signer.verifier_key}")
+        out.print(f"tls_fingerprint  {cert_fingerprint(cert)}")
+        out.print(f"url              {settings.effective_public_url}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(data: DataOpt = DEFAULT_DATA) -> None:
+    """Run the database migrations up to the newest schema."""
+    settings = load_settings(data)
+    store = Store.open(settings.effective_database_url, migrate=False)
+    try:
+        run_migrations(store.engine)
+    finally:
+        store.close()
+    out.print("database schema is up to date")
+
+
+@audit_app.command("verify")
+def audit_verify(data: DataOpt = DEFAULT_DATA) -> None:
+    """Check every link of the audit log's hash chain."""
+    with open_node(data) as node:
+        result = verify_audit_chain(node.store)
+    if not result.ok:
+        err.print(f"[red]audit chain broken at record {result.first_bad_id}[/]")
+        raise typer.Exit(4)
+    out.print(f"audit chain intact: {result.records} records, head {result.head.hex()[:16]}…")
+
+
+# --- lists ------------------------------------------------------------------------------------
+
+
+@list_app.command("create")
+def list_create(
+    name: Annotated[str, typer.Argument(help="owner/name, the owner being this node.")],
+    label: Annotated[str, typer.Option(help="Sharing label: baseline, restricted, private…")],
+    description: Annotated[str, typer.Option(help="What the list holds.")] = "",
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Create an empty list owned by this node."""
+    with open_node(data) as node:
+        row = node.create_list(name, label=label, description=description, actor=_actor(node))
+    out.print(f"created {row.full_name} (label {row.label})")
+
+
+@list_app.command("import")
+def list_import(
+    name: str,
+    file: Path,
+    type_: Annotated[
+        str | None, typer.Option("--type", help="Hash type of a one-hash-per-line file.")
+    ] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv or text (default: guess).")] = None,
+    category: Annotated[str, typer.Option(help="Category for rows without one.")] = "",
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Import a CSV (type,value,category) or one-hash-per-line file in one transaction."""
+    with open_node(data) as node, _progress() as progress:
+        task = progress.add_task("importing", total=None)
+        result = node.import_file(
+            name,
+            file,
+            fmt=fmt,
+            default_type=type_,
+            default_category=category,
+            actor=_actor(node),
+            progress=lambda n: progress.advance(task, n),
+        )
+    out.print(
+        f"{result.list.full_name}: {result.appended} added, {result.skipped} already present, "
+        f"size {result.size}"
+    )
+
+
+@list_app.command("add")
+def list_add(
+    name: str,
+    hash_type: Annotated[str, typer.Argument(metavar="TYPE")],
+    value: str,
+    category: Annotated[str, typer.Option(help="Category, e.g. A1.")] = "",
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Add one hash (a no-op if the list holds it already)."""
+    with open_node(data) as node:
+        result = node.add_raw(name, [(hash_type, value, category)], actor=_actor(node))
+    out.print("added" if result.appended else "already present", f"(size {result.size})")
+
+
+@list_app.command("remove")
+def list_remove(
+    name: str,
+    hash_type: Annotated[str, typer.Argument(metavar="TYPE")],
+    value: str,
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Remove one hash by appending a tombstone entry."""
+    with open_node(data) as node:
+        result = node.remove(name, [(hash_type, value)], actor=_actor(node))
+    out.print(f"removed (size {result.size})")
+
+
+@list_app.command("publish")
+def list_publish(name: str, data: DataOpt = DEFAULT_DATA) -> None:
+    """Sign a checkpoint over the list's current entries."""
+    with open_node(data) as node:
+        cp = node.publish(name, actor=_actor(node))
+    out.print(f"published {name} at size {cp.size}, root {cp.root_hash.hex()}")
+
+
+@list_app.command("ls")
+def list_ls(data: DataOpt = DEFAULT_DATA) -> None:
+    """All lists: owned and received."""
+    with open_node(data) as node:
+        table = Table("list", "label", "owned", "hashes", "entries", "checkpoint", "state")
+        for row in node.store.all_lists():
+            st = node.store.get_state(list_id=row.id)
+            cp = node.store.latest_checkpoint(list_id=row.id)
+            table.add_row(
+                row.full_name,
+                row.label,
+                "yes" if row.local else f"via {row.source_peer}",
+                str(st.live_count),
+                str(st.size),
+                str(cp.size) if cp else "-",
+                f"frozen: {row.frozen_reason}" if row.frozen_reason else "ok",
+            )
+    out.print(table)
+
+
+@list_app.command("show")
+def list_show(name: str, data: DataOpt = DEFAULT_DATA) -> None:
+    """One list's metadata, size and newest signed checkpoint."""
+    with open_node(data) as node:
+        row = node.get_list(name)
+        st = node.store.get_state(list_id=row.id)
+        cp = node.store.latest_checkpoint(list_id=row.id)
+    out.print(f"list         {row.full_name}")
+    out.print(f"label        {row.label}")
+    out.print(f"description  {row.description}")
+    out.print(f"owned        {'yes' if row.local else 'no, received via ' + str(row.source_peer)}")
+    out.print(f"hashes       {st.live_count}")
+    out.print(f"entries      {st.size}")
+    if row.frozen_reason:
+        out.print(f"[red]frozen       {row.frozen_reason}[/]")
+    if cp is None:
+        out.print("checkpoint   none (unpublished)")
+    else:
+        when = dt.datetime.fromtimestamp(cp.timestamp, dt.UTC).isoformat()
+        out.print(f"checkpoint   size {cp.size}, root {cp.root_hash.hex()}, signed {when}")
+        if cp.size != st.size:
+            out.print(f"             {st.size - cp.size} entries not yet published")
+
+
+@list_app.command("export")
+def list_export(
+    name: str,
+    fmt: Annotated[str, typer.Option("--format", help="csv or ndjson.")] = "csv",
+    output: Annotated[Path | None, typer.Option("--out", help="File (default: stdout).")] = None,
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Export a list's current content."""
+    if fmt not in {"csv", "ndjson"}:
+        raise InputError("expected csv or ndjson", where="--format")
+    with open_node(data) as node:
+        fh = output.open("w", newline="") if output else sys.stdout
+        try:
+            count = 0
+            if fmt == "csv":
+                writer = csv.writer(fh, lineterminator="\n")
+                writer.writerow(["type", "value", "category"])
+                for item in node.content(name):
+                    writer.writerow(item)
+                    count += 1
+            else:
+                for t, v, c in node.content(name):
+                    fh.write(json.dumps({"type": t, "value": v, "category": c}) + "\n")
+                    count += 1
+        finally:
+            if output:
+                fh.close()
+        node.store.append_audit(actor=_actor(node), action="list.export", target=name,
+                                count=count, detail={"format": fmt})
+    if output:
+        out.print(f"exported {count} hashes to {output}")
+
+
+@list_app.command("verify")
+def list_verify(
+    name: Annotated[str | None, typer.Argument(help="A list (default: all).")] = None,
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Recompute each list's root from its entries and check the signed checkpoint."""
+    with open_node(data) as node:
+        results = node.verify(name)
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        mark = "[green]ok[/]" if r.ok else "[red]FAIL[/]"
+        out.print(f"{mark}  {r.list.full_name}  entries {r.size}  {escape(r.reason)}")
+    if failed:
+        err.print(f"[red]verification failed: {', '.join(r.list.full_name for r in failed)}[/]")
+        raise typer.Exit(4)
+
+
+# --- CA, principals, tokens ---------------------------------------------------------------------
+
+CA_DIR = "ca"
+
+
+@ca_app.command("init")
+def ca_init(
+    name: Annotated[str, typer.Option(help="The CA's common name.")] = "hashfed federation CA",
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Create a federation CA in <data>/ca; this node then trusts certificates it issues."""
+    from crypto.pki import cert_fingerprint, create_ca, save_certificate
+    from crypto.pki import save_private_key as save_key
+
+    folder = data / CA_DIR
+    if (folder / "ca.key").exists():
+        raise ConfigError(f"{folder / 'ca.key'}: a CA exists already")
+    key, cert = create_ca(name)
+    save_key(key, folder / "ca.key")
+    save_certificate(cert, folder / "ca.crt")
+    out.print(f"created CA {name!r} in {folder} ({cert_fingerprint(cert)})")
+
+
+@ca_app.command("issue")
+def ca_issue(
+    node_id: str,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for node.crt, node.key, ca.crt.")],
+    dns: Annotated[list[str] | None, typer.Option(help="DNS names (default localhost).")] = None,
+    ip: Annotated[list[str] | None, typer.Option(help="IP addresses (default 127.0.0.1).")] = None,
+    days: Annotated[int, typer.Option(help="Validity.")] = 825,
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Issue a node or partner certificate (ECDSA P-256, server+client auth)."""
+    import shutil
+
+    from crypto.pki import (
+        cert_fingerprint,
+        issue_certificate,
+        load_certificate,
+        load_private_key,
+        save_certificate,
+    )
+    from crypto.pki import save_private_key as save_key
+
+    folder = data / CA_DIR
+    ca_key = load_private_key(folder / "ca.key")
+    ca_cert = load_certificate(folder / "ca.crt")
+    key, cert = issue_certificate(
+        ca_key,
+        ca_cert,
+        node_id,
+        dns_names=tuple(dns or ["localhost"]),
+        ip_addresses=tuple(ip or ["127.0.0.1"]),
+        days=days,
+    )
+    save_key(key, out_dir / "node.key")
+    save_certificate(cert, out_dir / "node.crt")
+    shutil.copyfile(folder / "ca.crt", out_dir / "ca.crt")
+    out.print(f"issued {node_id}: {out_dir / 'node.crt'} ({cert_fingerprint(cert)})")
+
+
+@principal_app.command("add")
+def principal_add(
+    name: str,
+    role: Annotated[str, typer.Option(help="admin, peer or partner.")],
+    labels: Annotated[str, typer.Option(help="Comma-separated sharing labels.")] = "",
+    fingerprint: Annotated[
+        str | None, typer.Option(help="Pinned certificate, sha256:<hex>.")
+    ] = None,
+    cert: Annotated[Path | None, typer.Option(help="Certificate file to pin.")] = None,
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Register a caller; without --fingerprint/--cert, a CA-issued certificate for NAME."""
+    from crypto.pki import cert_fingerprint, load_certificate
+    from node.principals import add_principal
+
+    if cert is not None:
+        fingerprint = cert_fingerprint(load_certificate(cert))
+    with open_node(data) as node:
+        row = add_principal(
+            node.store,
+            name=name,
+            role=role,
+            labels=[x for x in labels.split(",") if x.strip()],
+            fingerprint=fingerprint,
+            actor=_actor(node),
+        )
+    how = row.cert_fingerprint or "CA-issued certificate for this name"
+    out.print(f"added {row.name} ({row.role}; labels {','.join(sorted(row.labels)) or '-'}; {how})")
+
+
+@principal_app.command("ls")
+def principal_ls(data: DataOpt = DEFAULT_DATA) -> None:
+    """Registered principals."""
+    with open_node(data) as node:
+        table = Table("name", "role", "labels", "certificate")
+        for p in node.store.all_principals():
+            table.add_row(p.name, p.role, ",".join(sorted(p.labels)), p.cert_fingerprint or "CA-issued")
+    out.print(table)
+
+
+@principal_app.command("rm")
+def principal_rm(name: str, data: DataOpt = DEFAULT_DATA) -> None:
+    """Remove a principal and its tokens: it is refused from its next request on."""
+    with open_node(data) as node:
+        if not node.store.remove_principal(name=name):
+            raise InputError(f"no principal named {name!r}", where="name")
+        node.store.append_audit(actor=_actor(node), action="principal.remove", target=name, detail={})
+    out.print(f"removed {name}")
+
+
+@token_app.command("create")
+def token_create(
+    principal: str,
+    ttl_days: Annotated[int | None, typer.Option(help="Expiry in days (default: none).")] = None,
+    scopes: Annotated[str, typer.Option(help="Comma-separated: match, feeds.")] = "match,feeds",
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Issue an API token; it is shown once and stored only as a hash."""
+    from node.principals import create_token
+
+    with open_node(data) as node:
+        token = create_token(
+            node.store, principal=principal, scopes=scopes, ttl_days=ttl_days, actor=_actor(node)
+        )
+    out.print(token)
+
+
+@token_app.command("revoke")
+def token_revoke(prefix: str, data: DataOpt = DEFAULT_DATA) -> None:
+    """Revoke tokens by their prefix (the 8 hex digits after hf_)."""
+    with open_node(data) as node:
+        n = node.store.revoke_tokens(prefix=prefix)
+        node.store.append_audit(actor=_actor(node), action="token.revoke", target=prefix, detail={})
+    out.print(f"revoked {n} token(s)")
+
+
+def main() -> None:
+    """Console entry point: run the app, present hashfed errors without a traceback."""
+    try:
+        app()
+    except HashfedError as exc:
+        err.print(f"error: {exc.message}", style="red", markup=False, soft_wrap=True)
+        sys.exit(exit_code_for(exc))

@@ -1,0 +1,76 @@
+"""The node's data folder: created by ``hashfed init``, reused on every start.
+
+    <data>/node.toml          settings (config/settings.py)
+    <data>/hashfed.db         SQLite database (unless database_url is set)
+    <data>/keys/signing.key   Ed25519 checkpoint-signing key, 0600
+    <data>/keys/signing.pub   its verifier key string, for peers
+    <data>/tls/node.key|crt   TLS key and self-signed certificate
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from config import NODE_TOML, NodeSettings, load_settings, render_node_toml
+from crypto.errors import ConfigError
+from crypto.keys import NoteSigner, generate_signing_key, load_private_key, save_private_key
+from crypto.pki import create_self_signed, save_certificate
+from crypto.pki import save_private_key as save_tls_key
+
+
+@dataclass(frozen=True)
+class InitResult:
+    data_dir: Path
+    node_id: str
+    verifier_key: str
+    created: bool
+
+
+def init_data_dir(
+    data_dir: Path, *, node_id: str, role: str = "agency", port: int = 8443, force: bool = False
+) -> InitResult:
+    """Create a node's data folder: settings, signing key, TLS identity.
+
+    Refuses to replace an existing signing key unless ``force``: losing it
+    means peers can no longer verify this node's lists.
+    """
+    key_path = data_dir / "keys" / "signing.key"
+    if key_path.exists() and not force:
+        raise ConfigError(
+            f"{key_path}: a signing key exists already; use --force to replace it "
+            "(peers will then reject this node's lists until they trust the new key)"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "keys").mkdir(mode=0o700, exist_ok=True)
+    (data_dir / "tls").mkdir(mode=0o700, exist_ok=True)
+    (data_dir / NODE_TOML).write_text(render_node_toml(node_id, role=role, port=port))
+    settings = load_settings(data_dir)  # validates node_id before anything else is written
+
+    key = generate_signing_key()
+    save_private_key(key_path, key, overwrite=force)
+    signer = NoteSigner(settings.node_id, key)
+    (data_dir / "keys" / "signing.pub").write_text(signer.verifier_key + "\n")
+
+    tls_key, tls_cert = create_self_signed(settings.node_id)
+    save_tls_key(tls_key, settings.path(settings.tls_key_file))
+    save_certificate(tls_cert, settings.path(settings.tls_cert_file))
+    return InitResult(data_dir, settings.node_id, signer.verifier_key, True)
+
+
+def default_node_id() -> str:
+    """A node id for a first start without one: ``node-`` and 6 random hex digits."""
+    return "node-" + os.urandom(3).hex()
+
+
+def ensure_data_dir(data_dir: Path, *, node_id: str | None = None) -> NodeSettings:
+    """Load the data folder's settings, initialising it on first start."""
+    if not (data_dir / NODE_TOML).exists():
+        init_data_dir(data_dir, node_id=node_id or default_node_id())
+    return load_settings(data_dir)
+
+
+def load_signer(settings: NodeSettings) -> NoteSigner:
+    """The node's checkpoint signer, from its key file (clear errors, no traceback)."""
+    return NoteSigner(settings.node_id, load_private_key(settings.path(settings.signing_key_file)))

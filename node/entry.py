@@ -1,0 +1,94 @@
+"""One log entry and its leaf encoding (docs/PROTOCOL.md, "Leaf encoding").
+
+The leaf bytes are what the Merkle tree hashes, so they must be identical on
+every node and in every tool: fixed field order, big-endian integers, and
+length-prefixed strings. Values are in their canonical form (lowercase hex
+for hex types) before they are encoded.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Literal
+
+LEAF_VERSION = 1
+Op = Literal["add", "remove"]
+_OP_CODES: dict[str, int] = {"add": 1, "remove": 2}
+_OP_NAMES: dict[int, Op] = {1: "add", 2: "remove"}
+_HEAD = struct.Struct(">BQBQ")  # version, seq, op, timestamp_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """An entry of a list's append-only log. ``seq`` is its leaf index."""
+
+    seq: int
+    op: Op
+    hash_type: str
+    value: str
+    category: str
+    timestamp_ms: int
+
+    def leaf_bytes(self) -> bytes:
+        return encode_leaf(
+            self.seq, self.op, self.hash_type, self.value, self.category, self.timestamp_ms
+        )
+
+
+def encode_leaf(
+    seq: int, op: str, hash_type: str, value: str, category: str, timestamp_ms: int
+) -> bytes:
+    """Encode one entry as leaf bytes.
+
+    Layout: u8 version (1) | u64 seq | u8 op (1 add, 2 remove) | u64 timestamp
+    in ms | u8 len + type (ASCII) | u16 len + value (ASCII) | u8 len + category
+    (UTF-8).
+
+    Raises:
+        ValueError: a field does not fit the layout (non-ASCII type or value,
+            unknown op, integer out of range, string too long).
+    """
+    t = hash_type.encode("ascii")
+    v = value.encode("ascii")
+    c = category.encode("utf-8")
+    # Out-of-range fields are a programming error upstream (parsing bounds
+    # them), but they must fail loudly, never wrap or truncate.
+    if op not in _OP_CODES:
+        raise ValueError("leaf op must be add or remove")
+    if not (0 <= seq < 2**64 and 0 <= timestamp_ms < 2**64):
+        raise ValueError("leaf seq and timestamp must fit in 64 bits")
+    if len(t) > 0xFF or len(v) > 0xFFFF or len(c) > 0xFF:
+        raise ValueError("leaf field too long for its length prefix")
+    return b"".join(
+        (
+            _HEAD.pack(LEAF_VERSION, seq, _OP_CODES[op], timestamp_ms),
+            len(t).to_bytes(1, "big"),
+            t,
+            len(v).to_bytes(2, "big"),
+            v,
+            len(c).to_bytes(1, "big"),
+            c,
+        )
+    )
+
+
+def decode_leaf(data: bytes) -> Entry:
+    """Inverse of :func:`encode_leaf`; raises ``ValueError`` on malformed bytes."""
+    try:
+        version, seq, op, ts = _HEAD.unpack_from(data, 0)
+        pos = _HEAD.size
+        n = data[pos]
+        t = data[pos + 1 : pos + 1 + n].decode("ascii")
+        pos += 1 + n
+        n = int.from_bytes(data[pos : pos + 2], "big")
+        v = data[pos + 2 : pos + 2 + n].decode("ascii")
+        pos += 2 + n
+        n = data[pos]
+        c = data[pos + 1 : pos + 1 + n].decode("utf-8")
+        pos += 1 + n
+    except (struct.error, IndexError, UnicodeDecodeError) as exc:
+        raise ValueError(f"malformed leaf: {exc}") from None
+    if version != LEAF_VERSION or op not in _OP_NAMES or pos != len(data):
+        raise ValueError("malformed leaf: bad version, op or length")
+    return Entry(seq, _OP_NAMES[op], t, v, c, ts)

@@ -1,0 +1,124 @@
+"""Reading hash files for import: CSV (``type,value,category``) or one hash a line.
+
+A file is read whole before anything is written: the first errors are
+collected with file name, line number and reason, and if there is any the
+import is refused as a whole. Values never appear in error messages.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from crypto.errors import InputError
+from node.hashes import get_type, parse_category
+
+# How many line errors one refusal lists; the rest are counted.
+MAX_REPORTED_ERRORS = 10
+HashItem = tuple[str, str, str]  # (hash_type, canonical value, category)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        # utf-8-sig: spreadsheet exports often start with a byte order mark,
+        # which would otherwise glue itself to the first header cell.
+        with path.open("r", encoding="utf-8-sig", newline="") as fh:
+            yield from enumerate(fh, start=1)
+    except FileNotFoundError:
+        raise InputError("file not found", where=str(path)) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a file", where=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", where=str(path)) from None
+
+
+def detect_format(path: Path) -> str:
+    """``csv`` when the first non-blank line has a comma, else ``text``."""
+    for _, line in _lines(path):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            return "csv" if "," in stripped else "text"
+    return "text"
+
+
+def read_hash_file(
+    path: Path,
+    *,
+    fmt: str | None = None,
+    default_type: str | None = None,
+    default_category: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> list[HashItem]:
+    """Parse a whole hash file into canonical ``(type, value, category)`` items.
+
+    CSV columns are ``type,value[,category]``; a header row naming those
+    columns is allowed. Text files hold one value a line and need
+    ``default_type``. Blank lines and lines starting with ``#`` are skipped.
+
+    Raises:
+        InputError: naming the file and the first offending lines.
+    """
+    fmt = fmt or detect_format(path)
+    if fmt not in {"csv", "text"}:
+        raise InputError(f"unknown format {fmt!r}, expected csv or text", where=str(path))
+    fixed_type = get_type(default_type, where="--type") if default_type else None
+    if fmt == "text" and fixed_type is None:
+        raise InputError("a one-hash-per-line file needs --type", where=str(path))
+    category = parse_category(default_category, where="--category")
+
+    items: list[HashItem] = []
+    errors: list[str] = []
+    error_count = 0
+    parsers: dict[str, object] = {}
+    categories: dict[str, str] = {}
+    first_row = True  # a header may follow leading comments and blank lines
+    for lineno, line in _lines(path):
+        if progress is not None and lineno % 10_000 == 0:
+            progress(10_000)
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            if fmt == "text":
+                assert fixed_type is not None
+                items.append((fixed_type.name, fixed_type.parse(stripped, where=where), category))
+                continue
+            # Hash files rarely quote; the csv module is the slow path for those that do.
+            row = (
+                next(csv.reader(io.StringIO(stripped))) if '"' in stripped else stripped.split(",")
+            )
+            is_first, first_row = first_row, False
+            if is_first and [c.strip().lower() for c in row[:2]] == ["type", "value"]:
+                continue  # header
+            if len(row) not in (2, 3):
+                raise InputError(
+                    f"expected 2 or 3 comma-separated fields (type,value,category), got {len(row)}",
+                    where=where,
+                )
+            htype = parsers.get(row[0])
+            if htype is None:
+                htype = parsers[row[0]] = get_type(row[0], where=f"{where}: type")
+            assert hasattr(htype, "parse")
+            value = htype.parse(row[1], where=f"{where}: value")
+            if len(row) == 3:
+                cat = categories.get(row[2])  # few distinct categories: validate each once
+                if cat is None:
+                    cat = categories[row[2]] = parse_category(row[2], where=f"{where}: category")
+            else:
+                cat = category
+            items.append((htype.name, value, cat))
+        except InputError as exc:
+            error_count += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.append(exc.message)
+    if errors:
+        more = error_count - len(errors)
+        tail = f"\n  … and {more} more" if more else ""
+        raise InputError(
+            f"{error_count} invalid line(s), nothing imported:\n  " + "\n  ".join(errors) + tail,
+            where=str(path),
+        )
+    return items

@@ -1,0 +1,386 @@
+"""Hashing one file locally: MD5, SHA-1, SHA-256 and, for images, PDQ.
+
+Raw material never leaves the machine: this module reads a file and returns
+only its hashes. It never raises for a problem with one file (unreadable,
+special, truncated, too large, not decodable); :attr:`FileHashes.error` says
+what went wrong instead, and the exact hashes are still filled in whenever
+the bytes could be read, so a file that will not decode can still be matched
+exactly.
+
+Images are decoded with Pillow, the EXIF orientation is applied
+(:func:`PIL.ImageOps.exif_transpose`) and the RGB pixels go to ``pdqhash``,
+the binding of the reference PDQ C++ code. The hex form packs the 256 bits
+big-endian, bit 0 of ``pdqhash``'s vector first, which is exactly what
+python-threatexchange's ``pdq_hasher`` prints.
+
+Video files get the exact hashes only: no video PDQ (vPDQ) is computed.
+
+Error messages never carry hash values; they name the problem only.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+import numpy as np
+import pdqhash
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+Kind = Literal["image", "video", "other"]
+
+#: Images with more pixels than this are refused (decompression-bomb guard).
+MAX_IMAGE_PIXELS = 100_000_000
+#: PDQ hashes below this quality are not used for near matching.
+PDQ_MIN_QUALITY = 50
+#: Files up to this size are read once into memory and decoded from there.
+_IN_MEMORY_LIMIT = 64 << 20
+
+# Pillow warns past MAX_IMAGE_PIXELS and refuses past twice that; we refuse
+# past MAX_IMAGE_PIXELS ourselves (see _decode) and turn the warning into an
+# error while decoding, so the limit is the same with any warning filter.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+# The image formats we decode, by Pillow's plugin name. Restricting Image.open
+# to these keeps Pillow's looser plugins (TGA, MPEG, ...) from claiming
+# arbitrary binary files.
+Image.init()
+_PIL_FORMATS = tuple(
+    f for f in ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "JPEG2000", "AVIF") if f in Image.OPEN
+)
+
+_VIDEO_EXTENSIONS = frozenset(
+    {
+        ".3g2", ".3gp", ".asf", ".avi", ".divx", ".f4v", ".flv", ".m2ts", ".m2v", ".m4v",
+        ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".mts", ".mxf", ".ogv", ".qt", ".rm",
+        ".rmvb", ".ts", ".vob", ".webm", ".wmv",
+    }
+)  # fmt: skip
+# ISO-BMFF brands (the "ftyp" box) that are still images, and audio-only ones.
+_IMAGE_BRANDS = frozenset({b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"})
+_AUDIO_BRANDS = frozenset({b"M4A ", b"M4B ", b"M4P "})
+_SNIFF_BYTES = 512
+
+
+@dataclass(frozen=True)
+class FileHashes:
+    """The hashes of one file, all lower-case hex.
+
+    ``md5``, ``sha1`` and ``sha256`` are empty strings when the file's bytes
+    could not be read (then ``error`` says why). ``pdq`` and ``pdq_quality``
+    are set for images that decoded; ``error`` may also be set while the
+    exact hashes are valid, e.g. for a truncated image.
+    """
+
+    path: str
+    size: int
+    md5: str
+    sha1: str
+    sha256: str
+    pdq: str | None
+    pdq_quality: int | None
+    kind: Kind
+    error: str | None
+
+    @property
+    def hashed(self) -> bool:
+        """True when the exact hashes were computed (the bytes could be read)."""
+        return bool(self.sha256)
+
+    @property
+    def pdq_usable(self) -> bool:
+        """True when the PDQ hash is good enough for near matching."""
+        return (
+            self.pdq is not None
+            and self.pdq_quality is not None
+            and self.pdq_quality >= PDQ_MIN_QUALITY
+        )
+
+
+# --- PDQ ------------------------------------------------------------------------------
+
+
+def pdq_bits_to_hex(bits: NDArray[np.integer] | list[int]) -> str:
+    """Pack 256 PDQ bits big-endian (first bit = most significant) into 64 hex digits."""
+    arr = np.asarray(bits, dtype=np.uint8)
+    if arr.shape != (256,):
+        raise ValueError("a PDQ hash has 256 bits")
+    if np.any(arr > 1):
+        raise ValueError("PDQ bits must be 0 or 1")
+    return np.packbits(arr, bitorder="big").tobytes().hex()
+
+
+def pdq_hex_to_bits(value: str) -> NDArray[np.uint8]:
+    """Inverse of :func:`pdq_bits_to_hex`."""
+    raw = bytes.fromhex(value)
+    if len(raw) != 32:
+        raise ValueError("a PDQ hash has 64 hex digits")
+    return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="big")
+
+
+def image_to_rgb_array(img: Image.Image) -> NDArray[np.uint8]:
+    """The RGB pixels PDQ hashes, as an ``(height, width, 3)`` uint8 array.
+
+    Any mode other than RGB is converted with Pillow's ``convert("RGB")``
+    (alpha dropped, palettes expanded, grey replicated into three channels).
+    """
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def pdq_from_image(img: Image.Image) -> tuple[str, int]:
+    """PDQ hash (64 lower-case hex digits) and quality (0-100) of a decoded image.
+
+    The image is hashed as given: callers apply the EXIF orientation first
+    (:func:`hash_file` does).
+    """
+    bits, quality = pdqhash.compute(image_to_rgb_array(img))
+    return pdq_bits_to_hex(bits), int(quality)
+
+
+# --- kind -------------------------------------------------------------------------------
+
+
+def sniff_kind(head: bytes, name: str = "") -> Kind:
+    """Guess the kind of a file from its first bytes, then its extension.
+
+    Only the content decides "image"; a video is recognised by its container
+    signature or, failing that, by a video file extension.
+    """
+    if (
+        head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a"))
+        or head.startswith((b"II*\x00", b"MM\x00*", b"\xff\x4f\xff\x51"))
+        or head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n")
+        or (head.startswith(b"RIFF") and head[8:12] == b"WEBP")
+        or (head.startswith(b"BM") and len(head) >= 26 and head[6:10] == b"\x00\x00\x00\x00")
+    ):
+        return "image"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _IMAGE_BRANDS:
+            return "image"
+        if brand in _AUDIO_BRANDS:
+            return "other"
+        return "video"
+    if (
+        head.startswith(
+            (
+                b"\x1a\x45\xdf\xa3",  # Matroska / WebM
+                b"\x30\x26\xb2\x75\x8e\x66\xcf\x11",  # ASF / WMV
+                b"FLV\x01",
+                b"\x00\x00\x01\xba",  # MPEG program stream
+                b"\x00\x00\x01\xb3",  # MPEG video elementary stream
+                b".RMF",
+            )
+        )
+        or (head.startswith(b"RIFF") and head[8:12] == b"AVI ")
+        or head[4:8] in (b"moov", b"mdat", b"wide")  # QuickTime without ftyp
+        or (len(head) > 376 and head[0] == head[188] == head[376] == 0x47)  # MPEG-TS
+    ):
+        return "video"
+    if os.path.splitext(name)[1].lower() in _VIDEO_EXTENSIONS:
+        return "video"
+    return "other"
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def _special_kind(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (fifo)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return "not a regular file"
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A short, hash-free reason for an OS error (the path is reported separately)."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "file vanished or not found"
+    if exc.errno == errno.EIO:
+        return "I/O error (unreadable sector or failing medium)"
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link (not followed)"
+    name = errno.errorcode.get(exc.errno or 0, "")
+    text = exc.strerror or type(exc).__name__
+    return f"{text} ({name})" if name else text
+
+
+def _open_regular(path: str, *, follow_symlinks: bool) -> tuple[int, os.stat_result]:
+    """Open a regular file read-only without blocking and without following links.
+
+    Special files are refused from ``lstat``/``stat`` before any ``open`` (opening
+    a fifo blocks, opening a device can have side effects); ``O_NONBLOCK`` and
+    the ``fstat`` check close the race where the path is swapped in between.
+    ``O_NOATIME`` leaves access times of evidence untouched where allowed.
+    """
+    st = os.stat(path) if follow_symlinks else os.lstat(path)
+    special = _special_kind(st.st_mode)
+    if special is not None:
+        raise _NotRegularError(special)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    noatime = getattr(os, "O_NOATIME", 0)
+    try:
+        fd = os.open(path, flags | noatime)
+    except PermissionError:
+        if not noatime:
+            raise
+        fd = os.open(path, flags)  # O_NOATIME needs ownership; retry without it
+    try:
+        fst = os.fstat(fd)
+        special = _special_kind(fst.st_mode)
+        if special is not None:
+            raise _NotRegularError(special)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, fst
+
+
+class _NotRegularError(Exception):
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _read_hashes(fd: int, size: int, chunk_size: int) -> tuple[str, str, str, bytes | None, int]:
+    """Hash the open file; returns hex digests, the content if small, and bytes read."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha1 = hashlib.sha1(usedforsecurity=False)
+    sha256 = hashlib.sha256()
+    keep = size <= _IN_MEMORY_LIMIT
+    kept = bytearray() if keep else None
+    buf = bytearray(chunk_size)
+    view = memoryview(buf)
+    total = 0
+    with open(fd, "rb", buffering=0, closefd=False) as fh:
+        while True:
+            n = fh.readinto(buf)
+            if not n:
+                break
+            part = view[:n]
+            md5.update(part)
+            sha1.update(part)
+            sha256.update(part)
+            total += n
+            if kept is not None:
+                if total > _IN_MEMORY_LIMIT:  # the file grew while we read it
+                    kept = None
+                else:
+                    kept += part
+    content = bytes(kept) if kept is not None else None
+    return md5.hexdigest(), sha1.hexdigest(), sha256.hexdigest(), content, total
+
+
+def _decode_pdq(fp: IO[bytes]) -> tuple[str | None, int | None, str | None]:
+    """Decode an image and hash it; returns ``(pdq, quality, error)``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fp, formats=_PIL_FORMATS) as img:
+                width, height = img.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    return None, None, _too_large(width, height)
+                oriented = ImageOps.exif_transpose(img)
+                pdq, quality = pdq_from_image(oriented)
+        return pdq, quality, None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return None, None, _BOMB
+    except UnidentifiedImageError:
+        return None, None, "image format not recognised or not supported by the decoder"
+    except MemoryError:
+        return None, None, "image too large to decode in memory"
+    except OSError as exc:
+        text = str(exc)
+        if "truncated" in text.lower():
+            return None, None, "image data truncated; exact hashes only"
+        return None, None, f"image could not be decoded: {_short(text)}"
+    except Exception as exc:  # any decoder failure is a per-file problem
+        return None, None, f"image could not be decoded: {type(exc).__name__}: {_short(str(exc))}"
+
+
+_BOMB = (
+    f"image exceeds the {MAX_IMAGE_PIXELS:,}-pixel limit (decompression-bomb guard); "
+    "exact hashes only"
+)
+
+
+def _too_large(width: int, height: int) -> str:
+    return (
+        f"image of {width}x{height} pixels exceeds the {MAX_IMAGE_PIXELS:,}-pixel limit "
+        "(decompression-bomb guard); exact hashes only"
+    )
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def hash_file(
+    path: str | Path, *, chunk_size: int = 1 << 20, follow_symlinks: bool = True
+) -> FileHashes:
+    """Hash one file: exact hashes always, PDQ for images.
+
+    Never raises for a per-file problem: the returned record's ``error`` says
+    what went wrong. Special files (fifos, sockets, devices) are refused
+    without being opened. With ``follow_symlinks=False`` a symbolic link is
+    refused too (the scanner uses that; an explicit command-line file may be
+    a link).
+    """
+    spath = os.fspath(path)
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive")
+
+    def failed(reason: str, size: int = 0, kind: Kind = "other") -> FileHashes:
+        return FileHashes(spath, size, "", "", "", None, None, kind, reason)
+
+    try:
+        fd, st = _open_regular(spath, follow_symlinks=follow_symlinks)
+    except _NotRegularError as exc:
+        return failed(f"skipped: {exc.what}, not opened")
+    except OSError as exc:
+        return failed(describe_os_error(exc))
+    pdq: str | None = None
+    quality: int | None = None
+    error: str | None = None
+    try:
+        try:
+            head = os.pread(fd, _SNIFF_BYTES, 0)
+            kind = sniff_kind(head, spath)
+            md5, sha1, sha256, content, total = _read_hashes(fd, st.st_size, chunk_size)
+        except OSError as exc:
+            return failed(f"read failed: {describe_os_error(exc)}", st.st_size)
+        if kind == "image":
+            if content is not None:
+                pdq, quality, error = _decode_pdq(io.BytesIO(content))
+            else:  # a large image: decode from the same open file, not the path again
+                with open(fd, "rb", closefd=False) as fh:
+                    pdq, quality, error = _decode_pdq(fh)
+    finally:
+        os.close(fd)
+    return FileHashes(spath, total, md5, sha1, sha256, pdq, quality, kind, error)

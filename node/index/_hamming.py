@@ -1,0 +1,203 @@
+"""256-bit codes as uint64 words, Hamming distances, and brute-force scans.
+
+A PDQ code arrives as 32 bytes (``uint8`` shape ``(n, 32)``, the byte order of
+its 64-hex form). Everything here works on the little-endian ``uint64`` view of
+those bytes, shape ``(n, 4)``: word ``j`` holds bytes ``8j..8j+7``, so bit ``i``
+of the 256-bit little-endian integer is bit ``i % 64`` of word ``i // 64``. The
+order does not change any distance; it only fixes which bits form the
+substrings of the multi-index tables.
+
+:func:`brute_force_pdq` is the plain reference the tests compare the index
+with; :func:`scan` is the faster scan the index itself falls back to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+CODE_BYTES = 32
+WORDS = 4
+_WORD = np.dtype("<u8")
+# Rows per scan block: 64 Ki rows x 2 words x 8 B = 1 MiB, which stays in L2.
+_SCAN_BLOCK = 1 << 16
+# bitwise_count of four words is four uint8 in one uint32; times 0x01010101 the
+# top byte is their sum mod 256, which is wrong only when all 256 bits differ
+# (every byte 64), so that one pattern is checked apart.
+_ALL_DIFFER = np.uint32(0x40404040)
+
+Hits = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int32]]
+
+
+def check_refs(refs: NDArray[np.int64], n: int) -> NDArray[np.int64]:
+    """Return ``refs`` as a contiguous int64 vector of length ``n``.
+
+    Raises:
+        ValueError: the shape is not ``(n,)`` or the values do not fit int64.
+    """
+    arr = np.asarray(refs)
+    if arr.shape != (n,):
+        raise ValueError(f"expected refs of shape ({n},), got {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"expected integer refs, got {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def check_rows(keys: NDArray[np.uint8], width: int, what: str) -> NDArray[np.uint8]:
+    """Return ``keys`` as a C-contiguous ``uint8`` array of shape ``(n, width)``.
+
+    Raises:
+        ValueError: the array is not 2-D uint8 with ``width`` columns.
+    """
+    arr = np.asarray(keys)
+    if arr.ndim != 2 or arr.shape[1] != width or arr.dtype != np.uint8:
+        raise ValueError(
+            f"expected {what} as uint8 of shape (n, {width}), got {arr.dtype} {arr.shape}"
+        )
+    return np.ascontiguousarray(arr)
+
+
+def as_words(codes: NDArray[np.uint8]) -> NDArray[np.uint64]:
+    """View validated ``(n, 32)`` uint8 codes as ``(n, 4)`` little-endian uint64."""
+    arr = check_rows(codes, CODE_BYTES, "PDQ codes")
+    return arr.view(_WORD).reshape(len(arr), WORDS)
+
+
+def check_radius(max_distance: int) -> int:
+    """Return ``max_distance`` as an int, refusing negatives.
+
+    Raises:
+        ValueError: the distance is negative or not an integer.
+    """
+    if isinstance(max_distance, bool) or not isinstance(max_distance, int | np.integer):
+        raise ValueError(f"expected an integer max_distance, got {type(max_distance).__name__}")
+    if max_distance < 0:
+        raise ValueError(f"expected max_distance >= 0, got {max_distance}")
+    return int(max_distance)
+
+
+def within(
+    xor_words: NDArray[np.uint64], radius: int
+) -> tuple[NDArray[np.bool_], NDArray[np.int32]]:
+    """Which rows of ``code ^ query`` words, shape ``(k, 4)``, are within ``radius``.
+
+    Returns the mask and the distances of all rows (as int32).
+    """
+    counts = np.bitwise_count(xor_words).view(np.uint32).reshape(len(xor_words))
+    low = (counts * np.uint32(0x01010101)) >> np.uint32(24)
+    dist = np.where(counts == _ALL_DIFFER, np.uint32(256), low).astype(np.int32)
+    return dist <= radius, dist
+
+
+def scan(
+    words: NDArray[np.uint64], queries: NDArray[np.uint64], radius: int, first_row: int = 0
+) -> Hits:
+    """Brute-force every query against every row of ``words``.
+
+    Returns ``(query_index, row, distance)`` with rows numbered from
+    ``first_row``. The first two words are counted first and only rows still
+    within ``radius`` get the other two: for random codes and radius < 64
+    almost none do, which halves the memory traffic.
+    """
+    n = len(words)
+    out_q: list[NDArray[np.int64]] = []
+    out_r: list[NDArray[np.int64]] = []
+    out_d: list[NDArray[np.int32]] = []
+    acc = np.empty(min(n, _SCAN_BLOCK), dtype=np.uint8)
+    tmp = np.empty(min(n, _SCAN_BLOCK), dtype=np.uint8)
+    xor = np.empty(min(n, _SCAN_BLOCK), dtype=np.uint64)
+    for qi in range(len(queries)):
+        q = queries[qi]
+        for lo in range(0, n, _SCAN_BLOCK):
+            block = words[lo : lo + _SCAN_BLOCK]
+            k = len(block)
+            # Two words give at most 128, so the uint8 sum cannot wrap.
+            np.bitwise_xor(block[:, 0], q[0], out=xor[:k])
+            np.bitwise_count(xor[:k], out=acc[:k])
+            np.bitwise_xor(block[:, 1], q[1], out=xor[:k])
+            np.bitwise_count(xor[:k], out=tmp[:k])
+            np.add(acc[:k], tmp[:k], out=acc[:k])
+            near = np.flatnonzero(acc[:k] <= radius)
+            if not len(near):
+                continue
+            ok, dist = within(block[near] ^ q, radius)
+            rows = near[ok] + (lo + first_row)
+            out_q.append(np.full(len(rows), qi, dtype=np.int64))
+            out_r.append(rows.astype(np.int64))
+            out_d.append(dist[ok])
+    return concat_hits(out_q, out_r, out_d)
+
+
+class HitParts:
+    """Collects ``(query_index, row_or_ref, distance)`` parts to concatenate once."""
+
+    __slots__ = ("dists", "qs", "rows")
+
+    def __init__(self) -> None:
+        self.qs: list[NDArray[np.int64]] = []
+        self.rows: list[NDArray[np.int64]] = []
+        self.dists: list[NDArray[np.int32]] = []
+
+    def add(self, hits: Hits, query_offset: int = 0) -> None:
+        """Append one part, shifting its query indexes by ``query_offset``."""
+        q, r, d = hits
+        if len(q):
+            self.qs.append(q + query_offset if query_offset else q)
+            self.rows.append(r)
+            self.dists.append(d)
+
+    def result(self) -> Hits:
+        """All parts concatenated, in the order added."""
+        return concat_hits(self.qs, self.rows, self.dists)
+
+
+def concat_hits(
+    qs: list[NDArray[np.int64]], rows: list[NDArray[np.int64]], dists: list[NDArray[np.int32]]
+) -> Hits:
+    """Concatenate hit parts, giving empty arrays of the right dtypes for none."""
+    if not qs:
+        return empty_hits()
+    return np.concatenate(qs), np.concatenate(rows), np.concatenate(dists)
+
+
+def empty_hits() -> Hits:
+    """``(query_index, row_or_ref, distance)`` with no hits."""
+    return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
+
+
+def brute_force_pdq(
+    codes: NDArray[np.uint8],
+    refs: NDArray[np.int64],
+    queries: NDArray[np.uint8],
+    max_distance: int,
+) -> Hits:
+    """Every ``(query_index, ref, distance)`` with distance <= ``max_distance``.
+
+    The reference the index is tested against: a full popcount of every
+    (query, code) pair, nothing clever. Results are ordered by query index,
+    then distance, then ref, like :meth:`PdqIndex.search`.
+
+    Raises:
+        ValueError: shapes or dtypes are wrong, or ``max_distance`` is negative.
+    """
+    words = as_words(codes)
+    ref_arr = check_refs(refs, len(words))
+    qwords = as_words(queries)
+    radius = check_radius(max_distance)
+    out_q, out_r, out_d = [], [], []
+    for qi in range(len(qwords)):
+        dist = np.bitwise_count(words ^ qwords[qi]).sum(axis=1, dtype=np.int64)
+        rows = np.flatnonzero(dist <= radius)
+        out_q.append(np.full(len(rows), qi, dtype=np.int64))
+        out_r.append(ref_arr[rows])
+        out_d.append(dist[rows].astype(np.int32))
+    q, r, d = concat_hits(out_q, out_r, out_d)
+    return order_hits(q, r, d)
+
+
+def order_hits(q: NDArray[np.int64], refs: NDArray[np.int64], dist: NDArray[np.int32]) -> Hits:
+    """Sort hits by query index, then distance, then ref."""
+    if len(q) > 1:
+        order = np.lexsort((refs, dist, q))
+        return q[order], refs[order], dist[order]
+    return q, refs, dist

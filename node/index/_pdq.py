@@ -1,0 +1,306 @@
+"""PdqIndex: exact Hamming range search over PDQ codes, updated in place.
+
+Layout. Every (code, ref) pair added is one *row*, numbered in the order added
+and stored in an append-only buffer (``words`` ``(capacity, 4)`` uint64 and
+``refs``). Rows ``[0, main)`` are covered by the multi-index tables
+(:mod:`._mih`); rows ``[main, total)`` are the *delta*, scanned by brute force
+(2-3 ns per row and query). Removing marks rows dead (a sorted id array) and
+queries drop dead rows; a later merge compacts them away.
+
+Concurrency. The state is one immutable :class:`_Snapshot`; a query reads
+``self._snap`` once and works on it, so it never takes a lock and never sees a
+half-done change. Writers take ``_lock``, build the next snapshot and assign it
+(one reference store, atomic under the GIL). Appending writes rows past the
+old ``total``, which no existing snapshot reads. :meth:`PdqIndex.merge` builds
+new tables off to the side, holding only ``_merge_lock``, and takes ``_lock``
+just to swap them in. Row ids never change in an ordinary merge; a compacting
+merge renumbers rows, so it logs the changes made while it ran and replays
+them onto the new snapshot under the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from node.index._hamming import (
+    HitParts,
+    Hits,
+    as_words,
+    check_radius,
+    check_refs,
+    empty_hits,
+    order_hits,
+    scan,
+    within,
+)
+from node.index._mih import MAX_RADIUS, MAX_ROWS, MihTables, plan, substrings, table_bits
+
+# A delta this large makes a query spend ~0.15 ms scanning it: time to merge.
+_DELTA_SOFT = 1 << 16
+# Past this, add() merges itself so a caller that never merges still gets
+# bounded queries (a scan of 1 Mi rows costs ~3 ms).
+_DELTA_HARD = 1 << 20
+# Batches at least this large scan the delta through temporary tables
+# (built once per snapshot) instead of one scan per query.
+_DELTA_TABLE_BATCH = 256
+_DELTA_TABLE_MIN = 1 << 12
+# Candidates per query above which a scan is cheaper: a candidate costs ~30 ns
+# (a random gather), a scanned row ~3 ns.
+_CANDIDATE_FLOOR = 1 << 16
+# Queries per vectorised step: ~2,300 probes each keeps temporaries near 10 MB.
+_QUERY_CHUNK = 64
+_GROWTH = 1.25
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """One consistent state. Never mutated after publication except ``cache``."""
+
+    words: NDArray[np.uint64]
+    refs: NDArray[np.int64]
+    total: int
+    tables: MihTables | None
+    dead: NDArray[np.int64]
+    # Lazily built tables over the delta for big batches; a benign race at
+    # worst builds them twice.
+    cache: list[MihTables] = field(default_factory=list)
+
+    @property
+    def main(self) -> int:
+        return self.tables.rows if self.tables is not None else 0
+
+
+def _empty_snapshot() -> _Snapshot:
+    return _Snapshot(
+        words=np.empty((0, 4), dtype=np.uint64),
+        refs=np.empty(0, dtype=np.int64),
+        total=0,
+        tables=None,
+        dead=np.empty(0, dtype=np.int64),
+    )
+
+
+class PdqIndex:
+    """Exact range search over 256-bit PDQ codes, each with an int64 ref.
+
+    The same code may be added under several refs; every (code, ref) pair is
+    a hit. ``add`` and ``remove`` are visible to queries as soon as they
+    return. ``merge`` folds the delta into the tables without blocking
+    queries; call it from a background thread when :attr:`needs_merge`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._merge_lock = threading.Lock()
+        self._snap = _empty_snapshot()
+        # Changes made while a compacting merge runs, replayed after it.
+        self._log: list[tuple[bool, NDArray[np.uint64], NDArray[np.int64]]] | None = None
+
+    @classmethod
+    def from_arrays(cls, codes: NDArray[np.uint8], refs: NDArray[np.int64]) -> PdqIndex:
+        """An index over ``codes`` built in one pass (no delta)."""
+        index = cls()
+        words = as_words(codes).copy()
+        ref_arr = check_refs(refs, len(words)).copy()
+        index._snap = _Snapshot(
+            words, ref_arr, len(words), MihTables.build(words), np.empty(0, np.int64)
+        )
+        return index
+
+    def __len__(self) -> int:
+        snap = self._snap
+        return snap.total - len(snap.dead)
+
+    @property
+    def needs_merge(self) -> bool:
+        """True when the delta or the dead rows are big enough to merge."""
+        snap = self._snap
+        return snap.total - snap.main >= max(_DELTA_SOFT, snap.main >> 6) or _needs_compaction(snap)
+
+    def memory_bytes(self) -> int:
+        """Bytes held by codes, refs, tables and dead-row ids (spare capacity included)."""
+        snap = self._snap
+        tables = snap.tables.nbytes if snap.tables is not None else 0
+        return snap.words.nbytes + snap.refs.nbytes + tables + snap.dead.nbytes
+
+    def add(self, codes: NDArray[np.uint8], refs: NDArray[np.int64]) -> None:
+        """Add one row per (code, ref); visible to queries when this returns."""
+        words = as_words(codes)
+        ref_arr = check_refs(refs, len(words))
+        if not len(words):
+            return
+        with self._lock:
+            self._snap = _append(self._snap, words, ref_arr)
+            if self._log is not None:
+                self._log.append((True, words.copy(), ref_arr.copy()))
+            too_big = self._snap.total - self._snap.main >= max(_DELTA_HARD, self._snap.main >> 2)
+        if too_big:
+            self.merge()
+
+    def remove(self, codes: NDArray[np.uint8], refs: NDArray[np.int64]) -> None:
+        """Remove every row equal to a given (code, ref) pair; missing pairs are ignored."""
+        words = as_words(codes)
+        ref_arr = check_refs(refs, len(words))
+        if not len(words):
+            return
+        with self._lock:
+            self._snap = _kill(self._snap, words, ref_arr)
+            if self._log is not None:
+                self._log.append((False, words.copy(), ref_arr.copy()))
+
+    def search(
+        self, queries: NDArray[np.uint8], max_distance: int = 31
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int32]]:
+        """Every ``(query_index, ref, distance)`` with distance <= ``max_distance``.
+
+        Exact for every distance: up to 32 through the tables, beyond by a
+        scan. Hits are ordered by query index, then distance, then ref.
+
+        Raises:
+            ValueError: ``queries`` is not uint8 ``(n, 32)`` or the distance is negative.
+        """
+        qwords = as_words(queries)
+        radius = check_radius(max_distance)
+        snap = self._snap
+        q, rows, dist = _search_rows(snap, qwords, radius)
+        return order_hits(q, snap.refs[rows], dist)
+
+    def merge(self) -> None:
+        """Fold the delta into the tables; compact dead rows when there are many.
+
+        Queries, adds and removes go on while this runs; it holds the write
+        lock only to swap the result in.
+        """
+        with self._merge_lock:
+            snap = self._snap
+            if _needs_compaction(snap) or (
+                snap.tables is not None and table_bits(snap.total) > snap.tables.bits
+            ):
+                self._rebuild()
+                return
+            if snap.total == snap.main:
+                return
+            if snap.tables is None:
+                tables = MihTables.build(snap.words[: snap.total])
+            else:
+                tables = snap.tables.extend(snap.words[snap.main : snap.total])
+            with self._lock:
+                # Rows and dead ids are stable: only the tables change.
+                self._snap = replace(self._snap, tables=tables, cache=[])
+
+    def _rebuild(self) -> None:
+        """Compact dead rows away and rebuild the tables at the right width."""
+        with self._lock:
+            snap = self._snap
+            self._log = []
+        try:
+            alive = np.ones(snap.total, dtype=bool)
+            alive[snap.dead] = False
+            words = snap.words[: snap.total][alive]
+            refs = snap.refs[: snap.total][alive]
+            fresh = _Snapshot(words, refs, len(words), MihTables.build(words), np.empty(0, np.int64))
+        except BaseException:
+            with self._lock:
+                self._log = None
+            raise
+        with self._lock:
+            log, self._log = self._log or [], None
+            for is_add, op_words, op_refs in log:
+                fresh = _append(fresh, op_words, op_refs) if is_add else _kill(fresh, op_words, op_refs)
+            self._snap = fresh
+
+
+def _needs_compaction(snap: _Snapshot) -> bool:
+    return len(snap.dead) >= max(4096, snap.total >> 4)
+
+
+def _append(snap: _Snapshot, words: NDArray[np.uint64], refs: NDArray[np.int64]) -> _Snapshot:
+    """``snap`` with rows appended, growing the buffer when full."""
+    total = snap.total + len(words)
+    if total > MAX_ROWS:
+        raise ValueError(f"expected at most {MAX_ROWS} rows, got {total}")
+    buf_words, buf_refs = snap.words, snap.refs
+    if total > len(buf_words):
+        cap = max(total, int(len(buf_words) * _GROWTH), 1024)
+        buf_words = np.empty((cap, 4), dtype=np.uint64)
+        buf_refs = np.empty(cap, dtype=np.int64)
+        buf_words[: snap.total] = snap.words[: snap.total]
+        buf_refs[: snap.total] = snap.refs[: snap.total]
+    # Rows past snap.total are invisible to every published snapshot.
+    buf_words[snap.total : total] = words
+    buf_refs[snap.total : total] = refs
+    return replace(snap, words=buf_words, refs=buf_refs, total=total, cache=[])
+
+
+def _kill(snap: _Snapshot, words: NDArray[np.uint64], refs: NDArray[np.int64]) -> _Snapshot:
+    """``snap`` with every live row equal to a given (code, ref) pair marked dead."""
+    q, rows, _ = _search_rows(snap, words, 0)
+    rows = rows[snap.refs[rows] == refs[q]]
+    if not len(rows):
+        return snap
+    dead = np.union1d(snap.dead, rows)
+    return replace(snap, dead=dead, cache=snap.cache)
+
+
+def _search_rows(snap: _Snapshot, qwords: NDArray[np.uint64], radius: int) -> Hits:
+    """Live ``(query_index, row, distance)`` hits of ``qwords`` in ``snap``."""
+    if not len(qwords) or not snap.total:
+        return empty_hits()
+    parts = HitParts()
+    if radius > MAX_RADIUS:
+        parts.add(scan(snap.words[: snap.total], qwords, radius))
+    else:
+        if snap.tables is not None:
+            parts.add(_search_tables(snap.tables, snap.words, qwords, radius, 0))
+        if snap.total > snap.main:
+            parts.add(_search_delta(snap, qwords, radius))
+    q, rows, dist = parts.result()
+    if len(snap.dead) and len(rows):
+        pos = np.searchsorted(snap.dead, rows)
+        live = snap.dead[np.minimum(pos, len(snap.dead) - 1)] != rows
+        q, rows, dist = q[live], rows[live], dist[live]
+    return q, rows, dist
+
+
+def _search_delta(snap: _Snapshot, qwords: NDArray[np.uint64], radius: int) -> Hits:
+    """Hits among the delta rows ``[main, total)``."""
+    main, delta = snap.main, snap.words[snap.main : snap.total]
+    if len(qwords) >= _DELTA_TABLE_BATCH and len(delta) >= _DELTA_TABLE_MIN:
+        if not snap.cache:
+            snap.cache.append(MihTables.build(delta))
+        return _search_tables(snap.cache[0], delta, qwords, radius, main)
+    return scan(delta, qwords, radius, first_row=main)
+
+
+def _search_tables(
+    tables: MihTables,
+    words: NDArray[np.uint64],
+    qwords: NDArray[np.uint64],
+    radius: int,
+    first_row: int,
+) -> Hits:
+    """Hits through ``tables`` over ``words[:tables.rows]``; rows offset by ``first_row``."""
+    probe = plan(tables.bits, radius)
+    limit = max(_CANDIDATE_FLOOR, tables.rows >> 3)
+    parts = HitParts()
+    for lo in range(0, len(qwords), _QUERY_CHUNK):
+        chunk = qwords[lo : lo + _QUERY_CHUNK]
+        qidx, rows, heavy = tables.candidates(substrings(chunk, tables.bits), probe, limit)
+        if len(rows):
+            ok, dist = within(np.take(words, rows, axis=0) ^ np.take(chunk, qidx, axis=0), radius)
+            qidx, rows, dist = qidx[ok], rows[ok], dist[ok]
+            # A code near the query matches several substrings: keep one of each.
+            key = qidx * (tables.rows + 1) + rows
+            order = np.argsort(key, kind="stable")
+            key = key[order]
+            first = np.ones(len(key), dtype=bool)
+            first[1:] = key[1:] != key[:-1]
+            keep = order[first]
+            parts.add((qidx[keep], rows[keep] + first_row, dist[keep]), lo)
+        for h in heavy:
+            parts.add(scan(words[: tables.rows], chunk[h : h + 1], radius, first_row), lo + int(h))
+    return parts.result()

@@ -1,0 +1,195 @@
+"""Answering "is this hash known?" from in-memory indexes.
+
+One index per hash type (node/index). Each stored code carries an int64
+``ref`` packing the list id and an interned category, so a hit names its
+list and category without touching the database. Indexes start from the
+``content`` table and then follow every committed change (:meth:`apply`),
+so a hash is matchable as soon as the transaction that added it commits and
+stops matching as soon as its removal commits.
+
+Label filtering happens after the search, over every list alike, so the
+work done does not depend on what the caller may see.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from node.hashes import REGISTRY, HashType
+from node.index import ExactIndex, PdqIndex
+from node.lists import ContentChange
+from node.store import ListRow, Store
+
+_CATEGORY_BITS = 20  # ~1M distinct categories; list ids take the upper 43 bits
+
+
+@dataclass(frozen=True)
+class Query:
+    """One parsed query: canonical value, and for PDQ its optional quality."""
+
+    hash_type: str
+    value: str
+    quality: int | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    query_index: int
+    list_id: int
+    category: str
+    hash_type: str
+    distance: int
+
+
+class Matcher:
+    """All indexes of one node, kept current by :meth:`apply`."""
+
+    def __init__(self, *, pdq_min_quality: int = 50) -> None:
+        self.pdq_min_quality = pdq_min_quality
+        self._indexes: dict[str, ExactIndex | PdqIndex] = {}
+        for t in REGISTRY.values():
+            self._indexes[t.name] = PdqIndex() if t.match == "hamming" else ExactIndex(t.key_width)
+        self._categories: dict[str, int] = {}
+        self._category_names: list[str] = []
+        self._lock = threading.Lock()  # guards category interning only
+        self.loaded = False
+
+    # --- refs --------------------------------------------------------------------------
+
+    def _category_id(self, category: str) -> int:
+        cid = self._categories.get(category)
+        if cid is None:
+            with self._lock:
+                cid = self._categories.get(category)
+                if cid is None:
+                    cid = len(self._category_names)
+                    self._category_names.append(category)
+                    self._categories[category] = cid
+        return cid
+
+    def _ref(self, list_id: int, category: str) -> int:
+        return (list_id << _CATEGORY_BITS) | self._category_id(category)
+
+    def _unref(self, ref: int) -> tuple[int, str]:
+        return ref >> _CATEGORY_BITS, self._category_names[ref & ((1 << _CATEGORY_BITS) - 1)]
+
+    # --- loading and following changes ------------------------------------------------------
+
+    def load(self, store: Store) -> int:
+        """Fill the indexes from the database's current content; returns the count."""
+        total = 0
+        for page in store.iter_content():
+            by_type: dict[str, list[tuple[str, int]]] = {}
+            for list_id, htype, value, category in page:
+                by_type.setdefault(htype, []).append((value, self._ref(list_id, category)))
+            self._flush("add", by_type)
+            total += len(page)
+        for index in self._indexes.values():
+            index.merge()
+        self.loaded = True
+        return total
+
+    def _arrays(
+        self, htype: HashType, rows: Sequence[tuple[str, int]]
+    ) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+        keys = b"".join(htype.key(v) for v, _ in rows)
+        codes = np.frombuffer(keys, dtype=np.uint8).reshape(len(rows), htype.key_width)
+        refs = np.fromiter((r for _, r in rows), dtype=np.int64, count=len(rows))
+        return codes, refs
+
+    def apply(self, changes: Iterable[ContentChange]) -> None:
+        """Apply committed content changes to the indexes, in order.
+
+        Consecutive changes with the same op go to the index as one batch;
+        order between adds and removes is kept, so add-remove-add ends added.
+        """
+        run_op: str | None = None
+        run: dict[str, list[tuple[str, int]]] = {}
+        for ch in changes:
+            if ch.op != run_op:
+                self._flush(run_op, run)
+                run_op, run = ch.op, {}
+            run.setdefault(ch.hash_type, []).append((ch.value, self._ref(ch.list_id, ch.category)))
+        self._flush(run_op, run)
+
+    def _flush(self, op: str | None, run: dict[str, list[tuple[str, int]]]) -> None:
+        for htype, rows in run.items():
+            codes, refs = self._arrays(REGISTRY[htype], rows)
+            if op == "add":
+                self._indexes[htype].add(codes, refs)
+            else:
+                self._indexes[htype].remove(codes, refs)
+
+    def drop_list(self, list_id: int, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Remove a list's ``(type, value, category)`` rows, e.g. when it is frozen."""
+        self.apply(ContentChange("remove", list_id, t, v, c) for t, v, c in rows)
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def match(self, queries: Sequence[Query], *, max_distance: int = 31) -> list[Hit]:
+        """Every hit of every query, in no particular order."""
+        hits: list[Hit] = []
+        by_type: dict[str, list[int]] = {}
+        for i, q in enumerate(queries):
+            by_type.setdefault(q.hash_type, []).append(i)
+        for htype_name, idxs in by_type.items():
+            htype = REGISTRY[htype_name]
+            codes = np.frombuffer(
+                b"".join(htype.key(queries[i].value) for i in idxs), dtype=np.uint8
+            ).reshape(len(idxs), htype.key_width)
+            index = self._indexes[htype_name]
+            if isinstance(index, PdqIndex):
+                hits.extend(self._match_pdq(index, queries, idxs, codes, max_distance))
+                continue
+            qpos, refs = index.lookup(codes)
+            for qp, ref in zip(qpos.tolist(), refs.tolist(), strict=True):
+                list_id, category = self._unref(ref)
+                hits.append(Hit(idxs[qp], list_id, category, htype_name, 0))
+        return hits
+
+    def _match_pdq(
+        self,
+        index: PdqIndex,
+        queries: Sequence[Query],
+        idxs: list[int],
+        codes: NDArray[np.uint8],
+        max_distance: int,
+    ) -> list[Hit]:
+        # Low-quality PDQ hashes are too unstable for near matching (the PDQ
+        # README recommends discarding quality < 50): they match exactly only.
+        low = np.array(
+            [
+                queries[i].quality is not None and queries[i].quality < self.pdq_min_quality  # type: ignore[operator]
+                for i in idxs
+            ],
+            dtype=bool,
+        )
+        qpos, refs, dists = index.search(codes, max_distance)
+        out = []
+        for qp, ref, d in zip(qpos.tolist(), refs.tolist(), dists.tolist(), strict=True):
+            if d and low[qp]:
+                continue
+            list_id, category = self._unref(ref)
+            out.append(Hit(idxs[qp], list_id, category, "pdq", int(d)))
+        return out
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {
+            name: {"codes": len(ix), "memory_bytes": ix.memory_bytes()}
+            for name, ix in self._indexes.items()
+        }
+
+    def merge(self) -> None:
+        """Fold every index's delta into its main arrays (background thread)."""
+        for ix in self._indexes.values():
+            ix.merge()
+
+
+def visible_lists(rows: Iterable[ListRow], labels: frozenset[str] | None) -> dict[int, ListRow]:
+    """The lists a caller cleared for ``labels`` may learn of (None: all)."""
+    return {r.id: r for r in rows if labels is None or r.label in labels}

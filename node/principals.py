@@ -1,0 +1,111 @@
+"""Who may connect, with which role and which sharing labels; partners' API tokens.
+
+Tokens are shown once and stored as SHA-256: a leaked database does not leak
+working tokens. A token looks like ``hf_<8 hex prefix>_<secret>``; the prefix
+names it in listings and revocations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from crypto.errors import InputError
+from node.store import PrincipalRow, Store, now_ms
+
+ROLES = ("admin", "peer", "partner")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_FPR_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_TOKEN_RE = re.compile(r"^hf_([0-9a-f]{8})_[A-Za-z0-9_-]{20,100}$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller. ``labels`` is None for callers cleared for all."""
+
+    name: str
+    role: str
+    labels: frozenset[str] | None
+    via: str  # cert | token | self
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def may_see(self, label: str) -> bool:
+        return self.labels is None or label in self.labels
+
+
+def from_row(row: PrincipalRow, *, via: str) -> Principal:
+    # Administrators see every list; everyone else exactly their labels.
+    return Principal(row.name, row.role, None if row.role == "admin" else row.labels, via)
+
+
+def check_labels(labels: Iterable[str]) -> list[str]:
+    out = []
+    for i, label in enumerate(labels):
+        label = label.strip()
+        if not _LABEL_RE.match(label):
+            raise InputError("expected lowercase letters, digits, '-' or '_'", where=f"labels[{i}]")
+        out.append(label)
+    return out
+
+
+def add_principal(
+    store: Store,
+    *,
+    name: str,
+    role: str,
+    labels: Iterable[str],
+    fingerprint: str | None,
+    actor: str,
+) -> PrincipalRow:
+    """Register a caller: by certificate fingerprint, or by CA-issued identity (no fingerprint)."""
+    if not _NAME_RE.match(name):
+        raise InputError("expected lowercase letters, digits, '.', '_' or '-'", where="name")
+    if role not in ROLES:
+        raise InputError(f"expected one of {', '.join(ROLES)}", where="role")
+    if fingerprint is not None:
+        fingerprint = fingerprint.strip().lower()
+        if not _FPR_RE.match(fingerprint):
+            raise InputError("expected sha256:<64 hex digits>", where="fingerprint")
+    row = store.add_principal(
+        name=name, role=role, labels=check_labels(labels), cert_fingerprint=fingerprint
+    )
+    store.append_audit(
+        actor=actor, action="principal.add", target=name, detail={"role": role, "labels": sorted(row.labels)}
+    )
+    return row
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(
+    store: Store, *, principal: str, scopes: str = "match,feeds", ttl_days: int | None, actor: str
+) -> str:
+    """Issue a token for ``principal``; the only time the token is visible."""
+    row = store.get_principal(name=principal)
+    if row is None:
+        raise InputError(f"no principal named {principal!r}", where="principal")
+    prefix = secrets.token_hex(4)
+    token = f"hf_{prefix}_{secrets.token_urlsafe(32)}"
+    expires = now_ms() + ttl_days * 86_400_000 if ttl_days else None
+    store.add_token(
+        principal_id=row.id, token_hash=hash_token(token), prefix=prefix, scopes=scopes, expires_ms=expires
+    )
+    store.append_audit(actor=actor, action="token.create", target=principal, detail={"prefix": prefix})
+    return token
+
+
+def resolve_token(store: Store, token: str) -> Principal | None:
+    """The principal a presented token belongs to, or None if unknown, revoked, expired."""
+    if not _TOKEN_RE.match(token):
+        return None
+    found = store.principal_for_token(token_hash=hash_token(token))
+    return from_row(found[0], via="token") if found else None

@@ -1,0 +1,82 @@
+"""Shared fixtures: database URLs (SQLite always, PostgreSQL when configured),
+node data folders, signing keys.
+
+Database tests take the ``db_url`` fixture and run once per backend. On
+PostgreSQL each test gets its own schema (through ``search_path``), dropped
+afterwards, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import create_engine, text
+
+PG_URL = os.environ.get("HASHFED_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def _pg_schema_url(schema: str) -> str:
+    assert PG_URL
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL on each configured backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    assert PG_URL
+    schema = "t_" + secrets.token_hex(6)
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield _pg_schema_url(schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[object]:
+    from node.store import Store
+
+    s = Store.open(db_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path, db_url: str) -> Iterator[object]:
+    """Build initialised nodes (data folder + database) on the current backend."""
+    from config import load_settings
+    from node.datadir import init_data_dir
+    from node.node import Node
+
+    opened: list[Node] = []
+
+    def make(node_id: str = "au-argos") -> Node:
+        data = tmp_path / node_id
+        init_data_dir(data, node_id=node_id)
+        url = db_url if not opened else _second_db(tmp_path, node_id)
+        node = Node.open(load_settings(data, database_url=url))
+        opened.append(node)
+        return node
+
+    def _second_db(base: Path, node_id: str) -> str:
+        return f"sqlite:///{base / (node_id + '.db')}"
+
+    yield make
+    for n in opened:
+        n.close()
