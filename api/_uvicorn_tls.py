@@ -217,6 +217,7 @@ def make_uvicorn_config(
     ca_files: Sequence[str | os.PathLike[str]] = (),
     pinned_cert_files: Sequence[str | os.PathLike[str]] = (),
     require_client_cert: bool = True,
+    context_factory: Any = None,
     http: str = "auto",
     **kw: Any,
 ) -> uvicorn.Config:
@@ -230,6 +231,9 @@ def make_uvicorn_config(
         key_file: This node's private key.
         ca_files: PEM files of CAs whose node certificates are accepted.
         pinned_cert_files: PEM files of pinned self-signed peer certificates.
+        require_client_cert: Refuse clients without a certificate (else they
+            need an API token).
+        context_factory: Replaces the default ``ssl_context_factory``.
         http: ``"auto"`` (uvicorn's own choice, see :func:`auto_protocol`),
             ``"httptools"`` or ``"h11"``.
         **kw: Other ``uvicorn.Config`` options. ``ws`` defaults to ``"none"``
@@ -264,4 +268,7 @@ def make_uvicorn_config(
         pinned_cert_files=pinned_cert_files,
         require_client_cert=require_client_cert,
     )
+    if context_factory is not None:
+        # The caller keeps the context it builds (e.g. to add trust anchors live).
+        ssl_kwargs["ssl_context_factory"] = context_factory
     return uvicorn.Config(app, host=host, port=port, http=TLS_PROTOCOLS[http], **ssl_kwargs, **kw)

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from api.auth import RateLimiter
 from api.deps import AppState
-from api.errors import error_response, install_error_handlers
+from api.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from api.routes import health, lists, match
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
@@ -138,9 +138,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, match, lists):
-        app.include_router(module.router)
-    for router in extra_routers or []:
-        app.include_router(router)
+    for router in [m.router for m in (health, match, lists)] + list(extra_routers or []):
+        app.include_router(router, responses=ERROR_RESPONSES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     return app

@@ -6,9 +6,12 @@ input: a rejected value may be a hash, and hashes are sensitive.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crypto.errors import (
@@ -41,6 +44,20 @@ STATUS_CODES: list[tuple[type[HashfedError], int]] = [
     (StoreError, 503),
     (HashfedError, 500),
 ]
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a stable code and a message naming what is wrong."""
+
+    error: str
+    detail: str
+
+
+# Documented on every router so clients (and schemathesis) know the shape.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody}
+    for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+}
 
 
 def status_for(exc: HashfedError) -> int:

@@ -1,9 +1,21 @@
-"""Serving the app with uvicorn over mutual TLS."""
+"""Serving the app with uvicorn over mutual TLS.
+
+Trust at the TLS layer: federation CAs (``tls_ca_files`` and a CA made here by
+``hashfed ca init``), the node's own certificate (its operator is admin), and
+pinned self-signed certificates (``tls_pinned_cert_files`` and every file in
+``<data>/tls/pinned/``, where ``hashfed principal add --cert`` puts them).
+Files that appear in that folder while the node runs are added to the live
+context within seconds. Authorisation is separate: every request is mapped
+to a registered principal (api/auth.py), so removing one cuts it off at once.
+"""
 
 from __future__ import annotations
 
 import logging
+import ssl
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -12,6 +24,61 @@ from api._uvicorn_tls import make_uvicorn_config
 from api.app import create_app
 from api.deps import AppState
 from config import NodeSettings
+from crypto.tls import server_context
+
+log = logging.getLogger("hashfed.server")
+PINNED_DIR = "tls/pinned"
+
+
+class LiveServerContext:
+    """Builds the server SSLContext once and adds pinned certificates to it live."""
+
+    def __init__(self, settings: NodeSettings) -> None:
+        self.settings = settings
+        self.pinned_dir = settings.path(PINNED_DIR)
+        ca_files = [settings.path(p) for p in settings.tls_ca_files]
+        own_ca = settings.path("ca/ca.crt")
+        if own_ca.exists() and own_ca not in ca_files:
+            ca_files.append(own_ca)
+        self.loaded: set[Path] = set(self._pinned_files())
+        pinned = [settings.path(settings.tls_cert_file)]
+        pinned += [settings.path(p) for p in settings.tls_pinned_cert_files]
+        self.context = server_context(
+            settings.path(settings.tls_cert_file),
+            settings.path(settings.tls_key_file),
+            ca_files=ca_files,
+            pinned_cert_files=pinned + sorted(self.loaded),
+            require_client_cert=settings.tls_client_auth == "required",
+        )
+
+    def _pinned_files(self) -> list[Path]:
+        return sorted(self.pinned_dir.glob("*.crt")) if self.pinned_dir.is_dir() else []
+
+    def refresh(self) -> int:
+        """Trust certificates added to the pinned folder since the last look."""
+        added = 0
+        for path in self._pinned_files():
+            if path not in self.loaded:
+                try:
+                    self.context.load_verify_locations(cafile=str(path))
+                except (ssl.SSLError, OSError) as exc:
+                    log.warning("cannot pin %s: %s", path, exc)
+                    continue
+                self.loaded.add(path)
+                added += 1
+        return added
+
+    def __call__(self, _config: Any, _default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return self.context
+
+    def watch(self, stop: threading.Event, every: float = 2.0) -> threading.Thread:
+        def loop() -> None:
+            while not stop.wait(every):
+                self.refresh()
+
+        t = threading.Thread(target=loop, name="pinned-certs", daemon=True)
+        t.start()
+        return t
 
 
 def build_server(
@@ -22,22 +89,30 @@ def build_server(
     log_level: str = "info",
 ) -> uvicorn.Server:
     """A uvicorn server for the node, requiring client certificates."""
-    app = create_app(settings, extra_routers=extra_routers, on_start=on_start)
-    ca_files = [settings.path(p) for p in settings.tls_ca_files]
-    own_ca = settings.path("ca/ca.crt")  # a CA made by `hashfed ca init` here is trusted
-    if own_ca.exists() and own_ca not in ca_files:
-        ca_files.append(own_ca)
+    live = LiveServerContext(settings)
+
+    def start(state: AppState) -> Callable[[], None]:
+        stop = threading.Event()
+        live.watch(stop)
+        inner = on_start(state) if on_start else None
+
+        def stop_all() -> None:
+            stop.set()
+            if inner:
+                inner()
+
+        return stop_all
+
+    app = create_app(settings, extra_routers=extra_routers, on_start=start)
     config = make_uvicorn_config(
         app,
         host=settings.host,
         port=settings.port,
         cert_file=settings.path(settings.tls_cert_file),
         key_file=settings.path(settings.tls_key_file),
-        ca_files=ca_files,
-        # The node's own certificate is always trusted: its operator is admin.
-        pinned_cert_files=[settings.path(settings.tls_cert_file)]
-        + [settings.path(p) for p in settings.tls_pinned_cert_files],
+        pinned_cert_files=[settings.path(settings.tls_cert_file)],
         require_client_cert=settings.tls_client_auth == "required",
+        context_factory=live,
         log_level=log_level,
         access_log=False,  # paths carry hash values (GET /match/{type}/{value})
         timeout_graceful_shutdown=5,

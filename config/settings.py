@@ -13,7 +13,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from crypto.errors import ConfigError
@@ -28,6 +35,9 @@ Role = Literal["admin", "peer", "partner"]
 
 class Limits(BaseModel):
     """Bounds on every input; each says where its default comes from."""
+
+    # A misspelt key must not silently leave a bound at its default.
+    model_config = ConfigDict(extra="forbid")
 
     # The issue's contract for one match request; ~1.3 MB of JSON for sha256.
     max_batch: int = Field(10_000, ge=1, le=100_000)
@@ -46,6 +56,9 @@ class Limits(BaseModel):
 
 class PeerSettings(BaseModel):
     """A peer we pull from (and may serve), as written in node.toml."""
+
+    # A misspelt key (say ``fingerprnt``) must not silently drop a pin.
+    model_config = ConfigDict(extra="forbid")
 
     node_id: str
     url: str

@@ -183,7 +183,17 @@ class CompactRange:
         """
         if len(leaf_hash) != HASH_SIZE:
             raise ValueError(f"leaf hash must be {HASH_SIZE} bytes, got {len(leaf_hash)}")
-        self._push(bytes(leaf_hash), 0)
+        # _push(leaf_hash, 0) inlined: this is the per-entry hot path.
+        size = self._size
+        if size >= MAX_TREE_SIZE:
+            raise OverflowError("tree size would exceed 2^64 - 1")
+        hashes = self._hashes
+        subtree = bytes(leaf_hash)
+        while size & 1:
+            subtree = _sha256(_NODE_HASH_PREFIX + hashes.pop() + subtree).digest()
+            size >>= 1
+        hashes.append(subtree)
+        self._size += 1
 
     def _push(self, subtree: bytes, level: int) -> None:
         """Append a perfect subtree of 2^level leaves; size must be a multiple of it."""

@@ -15,6 +15,8 @@ from node.store import AUDIT_GENESIS, AuditRow, Store, audit_record_hash
 
 @dataclass(frozen=True)
 class ChainResult:
+    """``records`` intact records (before ``first_bad_id`` if broken); ``head`` the last good hash."""
+
     ok: bool
     records: int
     first_bad_id: int | None
@@ -40,7 +42,9 @@ def verify_audit_chain(store: Store, *, page: int = 10_000) -> ChainResult:
             return ChainResult(True, count, None, prev)
         bad, prev = check_chain(rows, prev)
         if bad is not None:
-            return ChainResult(False, count, bad, prev)
+            # ``records`` counts the good records before the first bad one.
+            good = next(i for i, r in enumerate(rows) if r.id == bad)
+            return ChainResult(False, count + good, bad, prev)
         count += len(rows)
         after = rows[-1].id
 

@@ -340,6 +340,7 @@ def list_verify(
 # --- CA, principals, tokens ---------------------------------------------------------------------
 
 CA_DIR = "ca"
+PINNED_DIR = "tls/pinned"  # read by api/server.py
 
 
 @ca_app.command("init")
@@ -424,6 +425,11 @@ def principal_add(
             fingerprint=fingerprint,
             actor=_actor(node),
         )
+    if cert is not None:
+        # A running node trusts files in tls/pinned/ within seconds (api/server.py).
+        pinned = data / PINNED_DIR / f"{name}.crt"
+        pinned.parent.mkdir(parents=True, exist_ok=True)
+        pinned.write_bytes(cert.read_bytes())
     how = row.cert_fingerprint or "CA-issued certificate for this name"
     out.print(f"added {row.name} ({row.role}; labels {','.join(sorted(row.labels)) or '-'}; {how})")
 
@@ -444,6 +450,7 @@ def principal_rm(name: str, data: DataOpt = DEFAULT_DATA) -> None:
     with open_node(data) as node:
         if not node.store.remove_principal(name=name):
             raise InputError(f"no principal named {name!r}", where="name")
+        (data / PINNED_DIR / f"{name}.crt").unlink(missing_ok=True)
         node.store.append_audit(actor=_actor(node), action="principal.remove", target=name, detail={})
     out.print(f"removed {name}")
 

@@ -21,6 +21,7 @@ from crypto.errors import (
     NotInListError,
     NotOwnerError,
     RootMismatchError,
+    StoreError,
     UnknownListError,
 )
 from crypto.keys import NoteSigner, NoteVerifier
@@ -270,11 +271,14 @@ def verify_list(
     cr = CompactRange()
     leaves = (leaf_hash(encode_leaf(*e)) for e in store.iter_entries(list_id=row.id, end=state.size))
     root_at_checkpoint = None
-    if latest is not None:
-        cr.extend(itertools.islice(leaves, latest.size))
-        if cr.size == latest.size:
-            root_at_checkpoint = cr.root()
-    cr.extend(leaves)
+    try:
+        if latest is not None:
+            cr.extend(itertools.islice(leaves, latest.size))
+            if cr.size == latest.size:
+                root_at_checkpoint = cr.root()
+        cr.extend(leaves)
+    except StoreError as exc:  # entry rows missing: report this list, go on to the next
+        return VerifyResult(row, state.size, latest.size if latest else None, False, exc.message)
     stored = CompactRange.from_bytes(state.compact_range)
     if cr.size != stored.size or cr.root() != stored.root():
         return VerifyResult(

@@ -387,6 +387,8 @@ class Store:
                         n += 1
                         if progress is not None and n % _BATCH == 0:
                             progress(_BATCH)
+                if progress is not None and n % _BATCH:
+                    progress(n % _BATCH)  # the last, partial batch
         finally:
             cur.close()
 

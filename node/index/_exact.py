@@ -301,8 +301,9 @@ class ExactIndex:
         head = np.zeros((n, _PREFIX), dtype=np.uint8)
         head[:, : min(_PREFIX, self.width)] = keys[:, :_PREFIX]
         prefix = head.view(">u8").reshape(n).astype(np.uint64)
+        words = max(0, self.width - _PREFIX) // self._rest_dtype.itemsize
         rest = np.ascontiguousarray(keys[:, _PREFIX:]).view(self._rest_dtype)
-        return prefix, rest.reshape(n, -1)
+        return prefix, rest.reshape(n, words)
 
     def _run(self, keys: NDArray[np.uint8], refs: NDArray[np.int64]) -> _Run:
         """A sorted run of ``keys`` (no buckets)."""

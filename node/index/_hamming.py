@@ -21,9 +21,8 @@ WORDS = 4
 _WORD = np.dtype("<u8")
 # Rows per scan block: 64 Ki rows x 2 words x 8 B = 1 MiB, which stays in L2.
 _SCAN_BLOCK = 1 << 16
-# bitwise_count of four words is four uint8 in one uint32; times 0x01010101 the
-# top byte is their sum mod 256, which is wrong only when all 256 bits differ
-# (every byte 64), so that one pattern is checked apart.
+# The byte sum mod 256 of within() is wrong only when all 256 bits differ
+# (every word count 64), so that one pattern is checked apart.
 _ALL_DIFFER = np.uint32(0x40404040)
 
 Hits = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int32]]
@@ -78,15 +77,25 @@ def check_radius(max_distance: int) -> int:
 
 def within(
     xor_words: NDArray[np.uint64], radius: int
-) -> tuple[NDArray[np.bool_], NDArray[np.int32]]:
-    """Which rows of ``code ^ query`` words, shape ``(k, 4)``, are within ``radius``.
+) -> tuple[NDArray[np.int64], NDArray[np.int32]]:
+    """Rows of ``code ^ query`` words ``(k, 4)`` within ``radius``, and their distances.
 
-    Returns the mask and the distances of all rows (as int32).
+    The four per-word counts (uint8) are read as one uint32; times
+    0x01010101 its top byte is their sum mod 256.
     """
-    counts = np.bitwise_count(xor_words).view(np.uint32).reshape(len(xor_words))
-    low = (counts * np.uint32(0x01010101)) >> np.uint32(24)
-    dist = np.where(counts == _ALL_DIFFER, np.uint32(256), low).astype(np.int32)
-    return dist <= radius, dist
+    packed = np.bitwise_count(xor_words).view(np.uint32).reshape(len(xor_words))
+    total = packed * np.uint32(0x01010101)
+    total >>= np.uint32(24)
+    if radius >= 256:
+        rows = np.arange(len(total), dtype=np.int64)
+    else:
+        rows = np.flatnonzero(total <= radius)
+    dist = total[rows].astype(np.int32)
+    dist[packed[rows] == _ALL_DIFFER] = 256
+    if radius < 256:
+        keep = dist <= radius
+        rows, dist = rows[keep], dist[keep]
+    return rows, dist
 
 
 def scan(
@@ -124,7 +133,7 @@ def scan(
             rows = near[ok] + (lo + first_row)
             out_q.append(np.full(len(rows), qi, dtype=np.int64))
             out_r.append(rows.astype(np.int64))
-            out_d.append(dist[ok])
+            out_d.append(dist)
     return concat_hits(out_q, out_r, out_d)
 
 

@@ -66,10 +66,8 @@ def substrings(words: NDArray[np.uint64], bits: int) -> NDArray[np.int64]:
     if len(words) <= 4:
         # A few Python int shifts beat 4 numpy calls per table for one query.
         mask = (1 << bits) - 1
-        out = [
-            [(int.from_bytes(row.tobytes(), "little") >> (t * bits)) & mask for t in range(TABLES)]
-            for row in words
-        ]
+        values = [int.from_bytes(row.tobytes(), "little") for row in words]
+        out = [[(v >> (t * bits)) & mask for t in range(TABLES)] for v in values]
         return np.array(out, dtype=np.int64).reshape(len(words), TABLES)
     return np.stack([substring(words, bits, t) for t in range(TABLES)], axis=1)
 
@@ -166,48 +164,38 @@ class MihTables:
         """New tables that also hold rows ``[rows, rows + len(words))``.
 
         Old rows keep their ids and their order; new ids go to the end of their
-        buckets. Cost: one copy of :attr:`ids` and :attr:`fine`, plus work in
-        ``len(words)``; nothing is re-sorted.
+        buckets. Cost: one copy of :attr:`ids` and :attr:`fine` plus work in
+        ``len(words)``; nothing old is re-sorted.
         """
         d = len(words)
         if d == 0:
             return self
         if self.rows + d > MAX_ROWS:
             raise ValueError(f"expected at most {MAX_ROWS} rows, got {self.rows + d}")
-        bits, buckets = self.bits, 1 << self.bits
-        new_rows = np.arange(self.rows, self.rows + d, dtype=np.uint64)
+        n, bits, buckets = self.rows, self.bits, 1 << self.bits
+        new_rows = np.arange(n, n + d, dtype=np.uint64)
         coarse = self.coarse.copy()
-        fine_parts: list[tuple[NDArray[np.int64], NDArray[np.int64]]] = []
-        positions = np.empty(TABLES * d, dtype=np.int64)
-        values = np.empty(TABLES * d, dtype=np.uint32)
-        peak = 0
+        fine = self.fine.copy()
+        ids = np.empty(TABLES * (n + d), dtype=np.uint32)
+        keep = np.empty(n + d, dtype=bool)
+        block_starts = np.arange(0, buckets, _BLOCK, dtype=np.int64)
         for t in range(TABLES):
             packed = np.sort((substring(words, bits, t).view(np.uint64) << np.uint64(32)) | new_rows)
-            g = (packed >> np.uint64(32)).view(np.int64) + t * buckets
-            part = slice(t * d, (t + 1) * d)
-            values[part] = packed.astype(np.uint32)
-            # Entry j of the global order lands after every old id of its bucket
+            key = (packed >> np.uint64(32)).view(np.int64)
+            # New entry j of this table lands after every old id of its bucket
             # and after the j new ids before it.
-            positions[part] = self.offsets(g + 1) + np.arange(t * d, (t + 1) * d)
-            # coarse[B] moves by the new entries of earlier blocks, in all tables.
+            at = self.offsets(key + (t * buckets + 1)) - t * n + np.arange(d)
+            out = ids[t * (n + d) : (t + 1) * (n + d)]
+            keep.fill(True)
+            keep[at] = False
+            out[at] = packed.astype(np.uint32)  # the low half: the row
+            out[keep] = self.ids[t * n : (t + 1) * n]
+            # A block's coarse offset moves by every new entry before it.
             blocks = slice(t * buckets // _BLOCK, (t + 1) * buckets // _BLOCK)
-            starts = np.arange(buckets // _BLOCK, dtype=np.int64) * _BLOCK + t * buckets
-            coarse[blocks] += t * d + np.searchsorted(g, starts, side="left")
-            patch_idx, patch_val = _fine_patch(g, self.fine)
-            peak = max(peak, int(patch_val.max(initial=0)))
-            fine_parts.append((patch_idx, patch_val))
+            coarse[blocks] += t * d + np.searchsorted(key, block_starts, side="left")
+            fine = _patch_fine(fine, key + t * buckets)
         coarse[-1] += TABLES * d
-        need = _fine_type(peak)
-        fine = self.fine.astype(need) if np.dtype(need).itemsize > self.fine.itemsize else None
-        fine = self.fine.copy() if fine is None else fine
-        for idx, val in fine_parts:
-            fine[idx] = val
-        ids = np.empty(len(self.ids) + TABLES * d, dtype=np.uint32)
-        keep = np.ones(len(ids), dtype=bool)
-        keep[positions] = False
-        ids[positions] = values
-        ids[keep] = self.ids
-        return MihTables(bits, self.rows + d, coarse, fine, ids)
+        return MihTables(bits, n + d, coarse, fine, ids)
 
     def candidates(
         self, subs: NDArray[np.int64], probe: Plan, limit: int
@@ -236,22 +224,35 @@ class MihTables:
         return qidx, rows, heavy
 
 
-def _fine_patch(
-    g: NDArray[np.int64], fine: NDArray[np.unsignedinteger]
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """New ``fine`` values of the blocks that receive the sorted global buckets ``g``.
+def _patch_fine(
+    fine: NDArray[np.unsignedinteger], g: NDArray[np.int64]
+) -> NDArray[np.unsignedinteger]:
+    """Add the new entries at sorted global buckets ``g`` to ``fine`` (in place when it fits).
 
     Within a block, bucket ``j`` starts later by the number of new entries in
-    buckets before ``j`` of the same block; other blocks only move through
-    ``coarse``.
+    earlier buckets of the same block; other blocks move only through
+    ``coarse``. Returns ``fine``, widened if a block outgrew its dtype.
     """
     block = g >> _BLOCK_SHIFT
+    local = g - (block << _BLOCK_SHIFT)
     first = np.ones(len(block), dtype=bool)
     first[1:] = block[1:] != block[:-1]
     touched = block[first]
     which = np.cumsum(first) - 1
-    width = _BLOCK + 1
-    hist = np.bincount(which * width + (g - (block << _BLOCK_SHIFT)) + 1, minlength=len(touched) * width)
-    shift = np.cumsum(hist.reshape(len(touched), width), axis=1)[:, :_BLOCK]
-    idx = ((touched << _BLOCK_SHIFT)[:, None] + np.arange(_BLOCK)).reshape(-1)
-    return idx, fine[idx].astype(np.int64) + shift.reshape(-1)
+    # An entry in bucket j shifts buckets j+1.. of its block; j = 63 shifts none.
+    # g is sorted, so equal (block, j + 1) cells are runs: count them by run.
+    inside = local < _BLOCK - 1
+    cell = (which[inside] << _BLOCK_SHIFT) + local[inside] + 1
+    starts = np.flatnonzero(np.diff(cell, prepend=-1))
+    wide = np.int16 if fine.itemsize == 1 else np.int64  # int16 holds 255 + 64 Ki
+    shift = np.zeros(len(touched) * _BLOCK, dtype=wide)
+    shift[cell[starts]] = np.diff(starts, append=len(cell))
+    shift = np.cumsum(shift.reshape(len(touched), _BLOCK), axis=1, dtype=wide)
+    grid = fine[:-1].reshape(-1, _BLOCK)
+    updated = grid[touched] + shift
+    need = _fine_type(int(updated.max(initial=0)))
+    if np.dtype(need).itemsize > fine.itemsize:
+        fine = fine.astype(need)
+        grid = fine[:-1].reshape(-1, _BLOCK)
+    grid[touched] = updated
+    return fine

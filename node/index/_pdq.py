@@ -20,7 +20,9 @@ them onto the new snapshot under the lock.
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -37,7 +39,15 @@ from node.index._hamming import (
     scan,
     within,
 )
-from node.index._mih import MAX_RADIUS, MAX_ROWS, MihTables, plan, substrings, table_bits
+from node.index._mih import (
+    MAX_RADIUS,
+    MAX_ROWS,
+    MihTables,
+    Plan,
+    plan,
+    substrings,
+    table_bits,
+)
 
 # A delta this large makes a query spend ~0.15 ms scanning it: time to merge.
 _DELTA_SOFT = 1 << 16
@@ -54,6 +64,10 @@ _CANDIDATE_FLOOR = 1 << 16
 # Queries per vectorised step: ~2,300 probes each keeps temporaries near 10 MB.
 _QUERY_CHUNK = 64
 _GROWTH = 1.25
+# Threads for big batches: the box has 2 cores; more only adds contention.
+_WORKERS = min(2, os.cpu_count() or 1)
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -283,24 +297,65 @@ def _search_tables(
     radius: int,
     first_row: int,
 ) -> Hits:
-    """Hits through ``tables`` over ``words[:tables.rows]``; rows offset by ``first_row``."""
+    """Hits through ``tables`` over ``words[:tables.rows]``; rows offset by ``first_row``.
+
+    Query chunks are independent; big batches spread them over a few threads
+    (numpy releases the GIL in the gathers that dominate).
+    """
     probe = plan(tables.bits, radius)
     limit = max(_CANDIDATE_FLOOR, tables.rows >> 3)
-    parts = HitParts()
-    for lo in range(0, len(qwords), _QUERY_CHUNK):
+    starts = range(0, len(qwords), _QUERY_CHUNK)
+
+    def run(lo: int) -> Hits:
         chunk = qwords[lo : lo + _QUERY_CHUNK]
-        qidx, rows, heavy = tables.candidates(substrings(chunk, tables.bits), probe, limit)
-        if len(rows):
-            ok, dist = within(np.take(words, rows, axis=0) ^ np.take(chunk, qidx, axis=0), radius)
-            qidx, rows, dist = qidx[ok], rows[ok], dist[ok]
-            # A code near the query matches several substrings: keep one of each.
-            key = qidx * (tables.rows + 1) + rows
-            order = np.argsort(key, kind="stable")
-            key = key[order]
-            first = np.ones(len(key), dtype=bool)
-            first[1:] = key[1:] != key[:-1]
-            keep = order[first]
-            parts.add((qidx[keep], rows[keep] + first_row, dist[keep]), lo)
-        for h in heavy:
-            parts.add(scan(words[: tables.rows], chunk[h : h + 1], radius, first_row), lo + int(h))
+        return _search_chunk(tables, words, chunk, radius, probe, limit, first_row)
+
+    parts = HitParts()
+    if len(starts) > 1 and _WORKERS > 1:
+        for lo, hits in zip(starts, _executor().map(run, starts), strict=True):
+            parts.add(hits, lo)
+    else:
+        for lo in starts:
+            parts.add(run(lo), lo)
     return parts.result()
+
+
+def _search_chunk(
+    tables: MihTables,
+    words: NDArray[np.uint64],
+    chunk: NDArray[np.uint64],
+    radius: int,
+    probe: Plan,
+    limit: int,
+    first_row: int,
+) -> Hits:
+    """Hits of one chunk of queries (query indexes local to the chunk)."""
+    parts = HitParts()
+    qidx, rows, heavy = tables.candidates(substrings(chunk, tables.bits), probe, limit)
+    if len(rows):
+        # take() of whole rows then a same-shape XOR: broadcasting one query
+        # over (k, 4) runs numpy's slow 4-element inner loop.
+        xor = np.take(words, rows, axis=0)
+        xor ^= np.take(chunk, qidx, axis=0)
+        ok, dist = within(xor, radius)
+        qidx, rows = qidx[ok], rows[ok]
+        # A code near the query matches several substrings: keep one of each.
+        key = qidx * (tables.rows + 1) + rows
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        first = np.ones(len(key), dtype=bool)
+        first[1:] = key[1:] != key[:-1]
+        keep = order[first]
+        parts.add((qidx[keep], rows[keep] + first_row, dist[keep]))
+    for h in heavy:
+        parts.add(scan(words[: tables.rows], chunk[h : h + 1], radius, first_row), int(h))
+    return parts.result()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The shared pool for big batches, started on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="pdq-search")
+        return _pool
