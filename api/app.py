@@ -21,6 +21,7 @@ from api.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from api.routes import health, lists, match
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
+from node.audit import AuditBuffer
 from node.matcher import Matcher
 from node.node import Node
 
@@ -49,9 +50,7 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = error_response(
-                413, "too_large", f"request body over {self.max_bytes} bytes"
-            )
+            response = error_response(413, "too_large", f"request body over {self.max_bytes} bytes")
             await response(scope, receive, send)
             return
         seen = 0
@@ -93,7 +92,14 @@ def build_state(settings: NodeSettings, node: Node) -> AppState:
     node.on_change(matcher.apply)
     own = cert_fingerprint(load_certificate(settings.path(settings.tls_cert_file)))
     limiter = RateLimiter(settings.limits.rate_limit_per_second, settings.limits.rate_limit_burst)
-    return AppState(settings=settings, node=node, matcher=matcher, own_fingerprint=own, limiter=limiter)
+    return AppState(
+        settings=settings,
+        node=node,
+        matcher=matcher,
+        own_fingerprint=own,
+        limiter=limiter,
+        audit=AuditBuffer(node.store).start(),
+    )
 
 
 def create_app(
@@ -128,6 +134,7 @@ def create_app(
                 stop_hook()
             stop.set()
             merger.join(timeout=5)
+            state.audit.close()
             if owned:
                 the_node.close()
 

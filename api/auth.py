@@ -113,4 +113,6 @@ class RateLimiter:
 
 def require_role(principal: Principal, *roles: str) -> None:
     if principal.role not in roles:
-        raise ForbiddenError(reason=f"requires role {' or '.join(roles)}, caller is {principal.role}")
+        raise ForbiddenError(
+            reason=f"requires role {' or '.join(roles)}, caller is {principal.role}"
+        )

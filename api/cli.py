@@ -35,7 +35,9 @@ def serve(
     updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     if updates:
         settings = settings.model_copy(update=updates)
-    out.print(f"node {settings.node_id} serving on https://{settings.host}:{settings.port} (data {data})")
+    out.print(
+        f"node {settings.node_id} serving on https://{settings.host}:{settings.port} (data {data})"
+    )
     run(settings)
 
 

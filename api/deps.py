@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request
 
 from api.auth import RateLimiter, authenticate, require_role
 from config import NodeSettings
+from node.audit import AuditBuffer
 from node.matcher import Matcher
 from node.node import Node
 from node.principals import Principal
@@ -25,6 +26,7 @@ class AppState:
     matcher: Matcher
     own_fingerprint: str
     limiter: RateLimiter
+    audit: AuditBuffer
     proofs: ProofCache = field(default_factory=ProofCache)
     # Set by the federation layer when it runs: per-peer health for /status.
     peer_status: Callable[[], list[dict[str, Any]]] | None = None

@@ -55,8 +55,7 @@ class ErrorBody(BaseModel):
 
 # Documented on every router so clients (and schemathesis) know the shape.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody}
-    for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)
 }
 
 
@@ -64,7 +63,9 @@ def status_for(exc: HashfedError) -> int:
     return next(code for cls, code in STATUS_CODES if isinstance(exc, cls))
 
 
-def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 

@@ -122,5 +122,7 @@ def build_server(
 
 def serve(settings: NodeSettings, **kw: Any) -> None:
     """Run the node until interrupted."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     build_server(settings, **kw).run()

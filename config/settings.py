@@ -69,6 +69,16 @@ class PeerSettings(BaseModel):
     interval_seconds: float = Field(60.0, gt=0)
 
 
+# [federation, issue 4] Owners we verify but do not pull from directly: a list
+# relayed to us is checked against its owner's keys, which come from the
+# owner's [[peers]] entry or, if the owner is not our peer, from here.
+class TrustedOwner(BaseModel):
+    """A list owner whose checkpoint-signing keys we trust (``[[trusted_owners]]``)."""
+
+    node_id: str
+    signing_keys: list[str] = Field(default_factory=list)  # note verifier keys
+
+
 class NodeSettings(BaseSettings):
     """Everything a node needs to start. See docs/OPERATIONS.md for each key."""
 
@@ -110,6 +120,7 @@ class NodeSettings(BaseSettings):
 
     limits: Limits = Field(default_factory=Limits)
     peers: list[PeerSettings] = Field(default_factory=list)
+    trusted_owners: list[TrustedOwner] = Field(default_factory=list)  # [federation, issue 4]
 
     @classmethod
     def settings_customise_sources(

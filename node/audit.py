@@ -8,14 +8,18 @@ the chain at that point and :func:`verify_audit_chain` names it.
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 
 from node.store import AUDIT_GENESIS, AuditRow, Store, audit_record_hash
 
+log = logging.getLogger("hashfed.audit")
+
 
 @dataclass(frozen=True)
 class ChainResult:
-    """``records`` intact records (before ``first_bad_id`` if broken); ``head`` the last good hash."""
+    """``records`` intact (before ``first_bad_id`` if broken); ``head``: the last good hash."""
 
     ok: bool
     records: int
@@ -54,3 +58,50 @@ def record(
 ) -> None:
     """Append one audit record in its own transaction."""
     store.append_audit(actor=actor, action=action, target=target, count=count, detail=dict(detail))
+
+
+class AuditBuffer:
+    """Buffers high-rate audit records (match queries) and appends them in batches.
+
+    One write transaction per match request would serialise every query on
+    the database's write lock; batching keeps the chain and the record per
+    request while writing a few times a second. Records still in the buffer
+    when the process is killed are lost: at most ``interval`` seconds' worth.
+    """
+
+    def __init__(self, store: Store, *, interval: float = 0.2, max_pending: int = 100_000) -> None:
+        self.store = store
+        self.interval = interval
+        self.max_pending = max_pending
+        self._pending: list[tuple[str, str, str, int, dict[str, object]]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+
+    def start(self) -> AuditBuffer:
+        self._thread.start()
+        return self
+
+    def add(self, *, actor: str, action: str, target: str = "", count: int = 0, **detail: object) -> None:
+        with self._lock:
+            self._pending.append((actor, action, target, count, dict(detail)))
+            full = len(self._pending) >= self.max_pending
+        if full:  # back-pressure rather than unbounded memory
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        self.store.append_audit_many(batch)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.flush()
+            except Exception:  # pragma: no cover - logged; the next flush retries
+                log.exception("audit flush failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.flush()

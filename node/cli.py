@@ -186,7 +186,9 @@ def list_import(
     type_: Annotated[
         str | None, typer.Option("--type", help="Hash type of a one-hash-per-line file.")
     ] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="csv or text (default: guess).")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv or text (default: guess).")
+    ] = None,
     category: Annotated[str, typer.Option(help="Category for rows without one.")] = "",
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
@@ -203,7 +205,7 @@ def list_import(
             progress=lambda n: progress.advance(task, n),
         )
     out.print(
-        f"{result.list.full_name}: {result.appended} added, {result.skipped} already present, "
+        f"{result.row.full_name}: {result.appended} added, {result.skipped} already present, "
         f"size {result.size}"
     )
 
@@ -314,8 +316,13 @@ def list_export(
         finally:
             if output:
                 fh.close()
-        node.store.append_audit(actor=_actor(node), action="list.export", target=name,
-                                count=count, detail={"format": fmt})
+        node.store.append_audit(
+            actor=_actor(node),
+            action="list.export",
+            target=name,
+            count=count,
+            detail={"format": fmt},
+        )
     if output:
         out.print(f"exported {count} hashes to {output}")
 
@@ -331,9 +338,9 @@ def list_verify(
     failed = [r for r in results if not r.ok]
     for r in results:
         mark = "[green]ok[/]" if r.ok else "[red]FAIL[/]"
-        out.print(f"{mark}  {r.list.full_name}  entries {r.size}  {escape(r.reason)}")
+        out.print(f"{mark}  {r.row.full_name}  entries {r.size}  {escape(r.reason)}")
     if failed:
-        err.print(f"[red]verification failed: {', '.join(r.list.full_name for r in failed)}[/]")
+        err.print(f"[red]verification failed: {', '.join(r.row.full_name for r in failed)}[/]")
         raise typer.Exit(4)
 
 
@@ -440,7 +447,9 @@ def principal_ls(data: DataOpt = DEFAULT_DATA) -> None:
     with open_node(data) as node:
         table = Table("name", "role", "labels", "certificate")
         for p in node.store.all_principals():
-            table.add_row(p.name, p.role, ",".join(sorted(p.labels)), p.cert_fingerprint or "CA-issued")
+            table.add_row(
+                p.name, p.role, ",".join(sorted(p.labels)), p.cert_fingerprint or "CA-issued"
+            )
     out.print(table)
 
 
@@ -451,7 +460,9 @@ def principal_rm(name: str, data: DataOpt = DEFAULT_DATA) -> None:
         if not node.store.remove_principal(name=name):
             raise InputError(f"no principal named {name!r}", where="name")
         (data / PINNED_DIR / f"{name}.crt").unlink(missing_ok=True)
-        node.store.append_audit(actor=_actor(node), action="principal.remove", target=name, detail={})
+        node.store.append_audit(
+            actor=_actor(node), action="principal.remove", target=name, detail={}
+        )
     out.print(f"removed {name}")
 
 

@@ -1,10 +1,10 @@
 """The node's data folder: created by ``hashfed init``, reused on every start.
 
-    <data>/node.toml          settings (config/settings.py)
-    <data>/hashfed.db         SQLite database (unless database_url is set)
-    <data>/keys/signing.key   Ed25519 checkpoint-signing key, 0600
-    <data>/keys/signing.pub   its verifier key string, for peers
-    <data>/tls/node.key|crt   TLS key and self-signed certificate
+<data>/node.toml          settings (config/settings.py)
+<data>/hashfed.db         SQLite database (unless database_url is set)
+<data>/keys/signing.key   Ed25519 checkpoint-signing key, 0600
+<data>/keys/signing.pub   its verifier key string, for peers
+<data>/tls/node.key|crt   TLS key and self-signed certificate
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from crypto.errors import InputError
-from node.hashes import get_type, parse_category
+from node.hashes import HashType, get_type, parse_category
 
 # How many line errors one refusal lists; the rest are counted.
 MAX_REPORTED_ERRORS = 10
@@ -71,7 +71,7 @@ def read_hash_file(
     items: list[HashItem] = []
     errors: list[str] = []
     error_count = 0
-    parsers: dict[str, object] = {}
+    parsers: dict[str, HashType] = {}
     categories: dict[str, str] = {}
     first_row = True  # a header may follow leading comments and blank lines
     for lineno, line in _lines(path):
@@ -101,7 +101,6 @@ def read_hash_file(
             htype = parsers.get(row[0])
             if htype is None:
                 htype = parsers[row[0]] = get_type(row[0], where=f"{where}: type")
-            assert hasattr(htype, "parse")
             value = htype.parse(row[1], where=f"{where}: value")
             if len(row) == 3:
                 cat = categories.get(row[2])  # few distinct categories: validate each once

@@ -49,7 +49,7 @@ class ContentChange:
 class AppendResult:
     """What an add/remove/import did to one list."""
 
-    list: ListRow
+    row: ListRow
     appended: int
     skipped: int
     size: int
@@ -58,7 +58,7 @@ class AppendResult:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    list: ListRow
+    row: ListRow
     size: int
     checkpoint_size: int | None
     ok: bool
@@ -167,11 +167,17 @@ def add_hashes(
             adds=adds,
             removes=(),
             new_state=new_state,
-            audit=(actor, action, row.full_name, len(entries), {"skipped": len(items) - len(entries)}),
+            audit=(
+                actor,
+                action,
+                row.full_name,
+                len(entries),
+                {"skipped": len(items) - len(entries)},
+            ),
             progress=progress,
         )
     return AppendResult(
-        list=row,
+        row=row,
         appended=len(entries),
         skipped=len(items) - len(entries),
         size=new_state.size,
@@ -212,13 +218,12 @@ def remove_hashes(
         audit=(actor, "list.remove", row.full_name, len(entries), {}),
     )
     return AppendResult(
-        list=row,
+        row=row,
         appended=len(entries),
         skipped=0,
         size=new_state.size,
         changes=[ContentChange("remove", row.id, t, v, c) for _s, _o, t, v, c, _ts in entries],
     )
-
 
 
 def publish(
@@ -256,9 +261,7 @@ def publish(
     return latest
 
 
-def verify_list(
-    store: Store, *, row: ListRow, verifiers: Sequence[NoteVerifier]
-) -> VerifyResult:
+def verify_list(store: Store, *, row: ListRow, verifiers: Sequence[NoteVerifier]) -> VerifyResult:
     """Recompute the list's root from its stored entries and check it.
 
     Checks, in order: the stored entries hash to the stored tree state; the
@@ -269,7 +272,9 @@ def verify_list(
     latest = store.latest_checkpoint(list_id=row.id)
     origin = list_origin(row.owner, row.name)
     cr = CompactRange()
-    leaves = (leaf_hash(encode_leaf(*e)) for e in store.iter_entries(list_id=row.id, end=state.size))
+    leaves = (
+        leaf_hash(encode_leaf(*e)) for e in store.iter_entries(list_id=row.id, end=state.size)
+    )
     root_at_checkpoint = None
     try:
         if latest is not None:

@@ -162,13 +162,8 @@ class Matcher:
     ) -> list[Hit]:
         # Low-quality PDQ hashes are too unstable for near matching (the PDQ
         # README recommends discarding quality < 50): they match exactly only.
-        low = np.array(
-            [
-                queries[i].quality is not None and queries[i].quality < self.pdq_min_quality  # type: ignore[operator]
-                for i in idxs
-            ],
-            dtype=bool,
-        )
+        floor = self.pdq_min_quality
+        low = [(q := queries[i].quality) is not None and q < floor for i in idxs]
         qpos, refs, dists = index.search(codes, max_distance)
         out = []
         for qp, ref, d in zip(qpos.tolist(), refs.tolist(), dists.tolist(), strict=True):

@@ -130,3 +130,42 @@ class ApiToken(SQLModel, table=True):
     created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     expires_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     revoked: bool = False
+
+
+# --- federation (issue 4): peer health and what each peer offered -------------------
+
+
+class PeerHealth(SQLModel, table=True):
+    """One peer's pull health, written by the federation scheduler, read by status."""
+
+    __tablename__ = "peer_health"
+
+    peer: str = Field(max_length=63, primary_key=True)
+    last_attempt_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    last_success_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # A stable error code and its message; messages never hold hash values.
+    last_error_code: str | None = Field(default=None, max_length=32)
+    last_error: str | None = Field(default=None, max_length=1000)
+    failures: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # consecutive
+    next_attempt_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # Entries the peer offers that we do not hold yet, after the last pull.
+    lag_entries: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    updated_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class ListSync(SQLModel, table=True):
+    """What a peer last offered of a list and what we made of it (also if refused)."""
+
+    __tablename__ = "list_sync"
+
+    owner: str = Field(max_length=63, primary_key=True)
+    name: str = Field(max_length=100, primary_key=True)
+    peer: str = Field(max_length=63, primary_key=True)
+    # applied | unchanged | behind | refused | stale | frozen | skipped
+    outcome: str = Field(max_length=16)
+    error_code: str | None = Field(default=None, max_length=32)
+    detail: str = Field(default="", max_length=1000)
+    offered_size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    offered_timestamp: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    local_size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    updated_ms: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -66,6 +66,10 @@ class Node:
         for peer in self.settings.peers:
             if peer.node_id == owner:
                 out.extend(NoteVerifier.from_verifier_key(k) for k in peer.signing_keys)
+        # [federation, issue 4] owners of relayed lists that are not our peers
+        for trusted in self.settings.trusted_owners:
+            if trusted.node_id == owner:
+                out.extend(NoteVerifier.from_verifier_key(k) for k in trusted.signing_keys)
         return out
 
     # --- lists --------------------------------------------------------------------------
@@ -120,9 +124,7 @@ class Node:
             items.append((htype, value, parse_category(c, where=f"hashes[{i}].category")))
         return self.add(full_name, items, actor=actor)
 
-    def remove(
-        self, full_name: str, raw: Sequence[tuple[str, str]], *, actor: str
-    ) -> AppendResult:
+    def remove(self, full_name: str, raw: Sequence[tuple[str, str]], *, actor: str) -> AppendResult:
         keys = [parse_hash(t, v, where=f"hashes[{i}]") for i, (t, v) in enumerate(raw)]
         result = lists.remove_hashes(
             self.store, node_id=self.node_id, row=self.get_list(full_name), items=keys, actor=actor
@@ -160,7 +162,8 @@ class Node:
     def verify(self, full_name: str | None = None) -> list[VerifyResult]:
         rows = [self.get_list(full_name)] if full_name else self.store.all_lists()
         return [
-            lists.verify_list(self.store, row=r, verifiers=self.verifiers_for(r.owner)) for r in rows
+            lists.verify_list(self.store, row=r, verifiers=self.verifiers_for(r.owner))
+            for r in rows
         ]
 
     def content(self, full_name: str) -> Iterator[tuple[str, str, str]]:

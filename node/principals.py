@@ -77,7 +77,10 @@ def add_principal(
         name=name, role=role, labels=check_labels(labels), cert_fingerprint=fingerprint
     )
     store.append_audit(
-        actor=actor, action="principal.add", target=name, detail={"role": role, "labels": sorted(row.labels)}
+        actor=actor,
+        action="principal.add",
+        target=name,
+        detail={"role": role, "labels": sorted(row.labels)},
     )
     return row
 
@@ -97,9 +100,15 @@ def create_token(
     token = f"hf_{prefix}_{secrets.token_urlsafe(32)}"
     expires = now_ms() + ttl_days * 86_400_000 if ttl_days else None
     store.add_token(
-        principal_id=row.id, token_hash=hash_token(token), prefix=prefix, scopes=scopes, expires_ms=expires
+        principal_id=row.id,
+        token_hash=hash_token(token),
+        prefix=prefix,
+        scopes=scopes,
+        expires_ms=expires,
     )
-    store.append_audit(actor=actor, action="token.create", target=principal, detail={"prefix": prefix})
+    store.append_audit(
+        actor=actor, action="token.create", target=principal, detail={"prefix": prefix}
+    )
     return token
 
 

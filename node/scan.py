@@ -732,15 +732,24 @@ def _hash_suspects(
             except BrokenProcessPool:
                 pool.shutdown(wait=True)
                 pool = _new_pool(1)
-                results = [
-                    FileHashes(
-                        item.path, item.size, "", "", "", None, None, "other",
-                        "the hashing process died on this file (decoder crash or out of memory)",
-                    )
-                ]  # fmt: skip
+                results = [_crashed(item)]
             collect([item], results)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _crashed(item: _Todo) -> FileHashes:
+    return FileHashes(
+        path=item.path,
+        size=item.size,
+        md5="",
+        sha1="",
+        sha256="",
+        pdq=None,
+        pdq_quality=None,
+        kind="other",
+        error="the hashing process died on this file (decoder crash or out of memory)",
+    )
 
 
 def _new_pool(workers: int) -> cf.ProcessPoolExecutor:

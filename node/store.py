@@ -22,9 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.pool import NullPool
 
 from crypto.errors import ListExistsError, StoreError
 from node.models import (
@@ -156,7 +165,10 @@ def create_db_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=NullPool)
+        # Pooled connections: opening one (and its PRAGMAs) costs more than a lookup.
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -373,7 +385,9 @@ class Store:
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             if self.is_sqlite:
-                sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+                # Table and column names are this module's constants, never input.
+                marks = ", ".join("?" * len(columns))
+                sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
                 it = iter(rows)
                 while chunk := list(itertools.islice(it, _BATCH)):
                     cur.executemany(sql, chunk)
@@ -403,7 +417,7 @@ class Store:
         ph = "?" if self.is_sqlite else "%s"
         sql = (
             "SELECT seq, op, hash_type, value, category, timestamp_ms FROM log_entry "
-            f"WHERE list_id = {ph} AND seq >= {ph} AND seq < {ph} ORDER BY seq"
+            f"WHERE list_id = {ph} AND seq >= {ph} AND seq < {ph} ORDER BY seq"  # noqa: S608
         )
         pos = start
         while pos < end:
@@ -562,7 +576,9 @@ class Store:
                 count=count,
                 detail=detail_s,
                 prev_hash=prev_hash,
-                record_hash=audit_record_hash(prev_hash, ts, actor, action, target, count, detail_s),
+                record_hash=audit_record_hash(
+                    prev_hash, ts, actor, action, target, count, detail_s
+                ),
             )
         )
 
@@ -572,6 +588,13 @@ class Store:
         with self.write() as conn:
             self._append_audit(conn, actor, action, target, count, detail)
 
+    def append_audit_many(self, records: Sequence[tuple[str, str, str, int, dict[str, Any]]]) -> None:
+        """Append several ``(actor, action, target, count, detail)`` records in one transaction."""
+        if records:
+            with self.write() as conn:
+                for rec in records:
+                    self._append_audit(conn, *rec)
+
     def audit_records(self, *, after_id: int = 0, limit: int = 1000) -> list[AuditRow]:
         with self.read() as conn:
             rows = conn.execute(
@@ -579,7 +602,11 @@ class Store:
             ).all()
         return [
             AuditRow(
-                **{**r._mapping, "prev_hash": bytes(r.prev_hash), "record_hash": bytes(r.record_hash)}
+                **{
+                    **r._mapping,
+                    "prev_hash": bytes(r.prev_hash),
+                    "record_hash": bytes(r.record_hash),
+                }
             )
             for r in rows
         ]
@@ -629,9 +656,7 @@ class Store:
 
     def remove_principal(self, *, name: str) -> bool:
         with self.write() as conn:
-            pid = conn.execute(
-                select(_principals.c.id).where(_principals.c.name == name)
-            ).scalar()
+            pid = conn.execute(select(_principals.c.id).where(_principals.c.name == name)).scalar()
             if pid is None:
                 return False
             conn.execute(delete(_tokens).where(_tokens.c.principal_id == pid))
@@ -639,7 +664,13 @@ class Store:
         return True
 
     def add_token(
-        self, *, principal_id: int, token_hash: str, prefix: str, scopes: str, expires_ms: int | None
+        self,
+        *,
+        principal_id: int,
+        token_hash: str,
+        prefix: str,
+        scopes: str,
+        expires_ms: int | None,
     ) -> None:
         with self.write() as conn:
             conn.execute(
@@ -678,6 +709,156 @@ class Store:
         tables = {"entries": _entries, "content": _content, "audit": _audit, "lists": _lists}
         with self.read() as conn:
             return int(conn.execute(select(func.count()).select_from(tables[table])).scalar_one())
+
+    # --- federation (peer state, received lists) ---
+    # Added for issue 4 (federation/). Rows come back as plain dicts.
+
+    def _fed_tables(self) -> tuple[Any, Any]:
+        from node.models import ListSync, PeerHealth
+
+        return PeerHealth.__table__, ListSync.__table__  # type: ignore[attr-defined]
+
+    def _upsert(
+        self, conn: Connection, table: Any, keys: dict[str, Any], values: dict[str, Any]
+    ) -> None:
+        if self.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        stmt = dialect_insert(table).values(**keys, **values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
+
+    def save_peer_health(self, *, peer: str, **values: Any) -> None:
+        """Create or update a peer's health row with the given columns."""
+        health, _ = self._fed_tables()
+        allowed = {
+            "last_attempt_ms", "last_success_ms", "last_error_code", "last_error",
+            "failures", "next_attempt_ms", "lag_entries",
+        }
+        if not set(values) <= allowed:
+            raise ValueError(f"cannot set {set(values) - allowed}")
+        with self.write() as conn:
+            self._upsert(conn, health, {"peer": peer}, {**values, "updated_ms": now_ms()})
+
+    def peer_health(self, *, peer: str | None = None) -> list[dict[str, Any]]:
+        """Health rows, of one peer or of all, by peer id."""
+        health, _ = self._fed_tables()
+        stmt = select(health).order_by(health.c.peer)
+        if peer is not None:
+            stmt = stmt.where(health.c.peer == peer)
+        with self.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def save_list_sync(
+        self,
+        *,
+        owner: str,
+        name: str,
+        peer: str,
+        outcome: str,
+        error_code: str | None = None,
+        detail: str = "",
+        offered_size: int = 0,
+        offered_timestamp: int = 0,
+        local_size: int = 0,
+    ) -> None:
+        """Record what ``peer`` offered of ``owner/name`` and what became of it."""
+        _, sync = self._fed_tables()
+        values = {
+            "outcome": outcome,
+            "error_code": error_code,
+            "detail": detail[:1000],
+            "offered_size": offered_size,
+            "offered_timestamp": offered_timestamp,
+            "local_size": local_size,
+            "updated_ms": now_ms(),
+        }
+        with self.write() as conn:
+            self._upsert(conn, sync, {"owner": owner, "name": name, "peer": peer}, values)
+
+    def list_sync_rows(self, *, peer: str | None = None) -> list[dict[str, Any]]:
+        _, sync = self._fed_tables()
+        stmt = select(sync).order_by(sync.c.peer, sync.c.owner, sync.c.name)
+        if peer is not None:
+            stmt = stmt.where(sync.c.peer == peer)
+        with self.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def forget_peer(self, *, peer: str) -> None:
+        """Drop a removed peer's health and offer records (lists and evidence stay)."""
+        health, sync = self._fed_tables()
+        with self.write() as conn:
+            conn.execute(delete(health).where(health.c.peer == peer))
+            conn.execute(delete(sync).where(sync.c.peer == peer))
+
+    def accepted_checkpoints_after(
+        self, *, after_id: int, limit: int = 1000
+    ) -> list[CheckpointRow]:
+        """Accepted checkpoints with ``id > after_id``, oldest first (to notify peers)."""
+        with self.read() as conn:
+            rows = conn.execute(
+                select(_checkpoints)
+                .where(_checkpoints.c.id > after_id, _checkpoints.c.status == "accepted")
+                .order_by(_checkpoints.c.id)
+                .limit(limit)
+            ).all()
+        return [_checkpoint_row(r) for r in rows]
+
+    def max_checkpoint_id(self) -> int:
+        with self.read() as conn:
+            return int(conn.execute(select(func.max(_checkpoints.c.id))).scalar() or 0)
+
+    def record_evidence(
+        self,
+        *,
+        list_id: int,
+        checkpoints: Sequence[tuple[int, bytes, int, str]],
+        freeze_reason: str | None,
+        audit: tuple[str, str, str, int, dict[str, Any]],
+    ) -> None:
+        """Keep refused signed checkpoints as evidence, maybe freeze the list; one transaction.
+
+        ``checkpoints`` are ``(size, root_hash, timestamp, note)``, stored with
+        status ``evidence`` unless the same note is stored already.
+        """
+        with self.write() as conn:
+            for size, root, ts, note in checkpoints:
+                seen = conn.execute(
+                    select(_checkpoints.c.id).where(
+                        _checkpoints.c.list_id == list_id,
+                        _checkpoints.c.size == size,
+                        _checkpoints.c.note == note,
+                    ).limit(1)
+                ).first()
+                if seen is None:
+                    self._insert_checkpoint(conn, list_id, size, root, ts, note, "evidence")
+            if freeze_reason is not None:
+                conn.execute(
+                    update(_lists)
+                    .where(_lists.c.id == list_id)
+                    .values(frozen_reason=freeze_reason[:500])
+                )
+            self._append_audit(conn, *audit)
+
+    def try_advisory_lock(self, *, key: int) -> Connection | None:
+        """PostgreSQL: take a session advisory lock on a connection kept open.
+
+        Returns the connection holding it (close it to release), or None if
+        another session holds it. SQLite has no such lock: callers use a file lock.
+        """
+        if self.is_sqlite:
+            raise StoreError("advisory locks need PostgreSQL")
+        conn = self.engine.connect()
+        try:
+            got = conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({int(key)})").scalar()
+            conn.commit()  # the session lock outlives the transaction; do not idle in one
+        except Exception:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return None
+        return conn
 
 
 def _checkpoint_row(r: Any) -> CheckpointRow:

@@ -120,7 +120,7 @@ def add_hashes(
     r = state.node.add_raw(
         f"{owner}/{name}", [(h.type, h.value, h.category) for h in body.hashes], actor=admin.name
     )
-    return AppendOut(list=r.list.full_name, appended=r.appended, skipped=r.skipped, size=r.size)
+    return AppendOut(list=r.row.full_name, appended=r.appended, skipped=r.skipped, size=r.size)
 
 
 @router.post("/{owner}/{name}/remove")
@@ -128,8 +128,10 @@ def remove_hashes(
     owner: OwnerPath, name: NamePath, body: RemoveRequest, state: StateDep, admin: AdminDep
 ) -> AppendOut:
     """Remove hashes (appends tombstones); every one must be in the list."""
-    r = state.node.remove(f"{owner}/{name}", [(h.type, h.value) for h in body.hashes], actor=admin.name)
-    return AppendOut(list=r.list.full_name, appended=r.appended, skipped=r.skipped, size=r.size)
+    r = state.node.remove(
+        f"{owner}/{name}", [(h.type, h.value) for h in body.hashes], actor=admin.name
+    )
+    return AppendOut(list=r.row.full_name, appended=r.appended, skipped=r.skipped, size=r.size)
 
 
 @router.post("/{owner}/{name}/import")
@@ -167,7 +169,7 @@ async def import_hashes(
         )
     finally:
         os.unlink(tmp)
-    return AppendOut(list=r.list.full_name, appended=r.appended, skipped=r.skipped, size=r.size)
+    return AppendOut(list=r.row.full_name, appended=r.appended, skipped=r.skipped, size=r.size)
 
 
 @router.post("/{owner}/{name}/publish")
@@ -189,7 +191,9 @@ def export(
     """A list's current content, streamed as CSV or NDJSON."""
     full = f"{owner}/{name}"
     state.node.get_list(full)  # 404 before the stream starts
-    state.node.store.append_audit(actor=admin.name, action="list.export", target=full, detail={"format": fmt})
+    state.node.store.append_audit(
+        actor=admin.name, action="list.export", target=full, detail={"format": fmt}
+    )
 
     def rows() -> Iterator[str]:
         if fmt == "csv":

@@ -80,7 +80,9 @@ class MatchResponse(BaseModel):
 
 
 def _checkpoint_out(cp: CheckpointRow) -> CheckpointOut:
-    return CheckpointOut(size=cp.size, root_hash=cp.root_hash.hex(), timestamp=cp.timestamp, note=cp.note)
+    return CheckpointOut(
+        size=cp.size, root_hash=cp.root_hash.hex(), timestamp=cp.timestamp, note=cp.note
+    )
 
 
 def run_match(
@@ -101,13 +103,14 @@ def run_match(
             where="max_distance",
         )
     queries = []
-    for i, h in enumerate(hashes):
-        htype, value = parse_hash(h.type, h.value, where=f"hashes[{i}]")
-        queries.append(MatchQuery(htype, value, h.quality))
+    for i, q in enumerate(hashes):
+        htype, value = parse_hash(q.type, q.value, where=f"hashes[{i}]")
+        queries.append(MatchQuery(htype, value, q.quality))
 
     raw_hits = state.matcher.match(queries, max_distance=distance)
     store = state.node.store
-    visible = visible_lists(store.all_lists(), principal.labels)
+    # Most queries hit nothing: the database is read only for hits.
+    visible = visible_lists(store.all_lists(), principal.labels) if raw_hits else {}
     hits = [h for h in raw_hits if h.list_id in visible]
 
     # Which entry added each hit, to name the checkpoint that covers it.
@@ -116,8 +119,8 @@ def run_match(
     for h in hits:
         by_list[h.list_id].add((h.hash_type, queries[h.query_index].value))
     for list_id, keys in by_list.items():
-        for key, found in store.existing_content(list_id=list_id, keys=keys).items():
-            seqs[(list_id, *key)] = found
+        for key, added in store.existing_content(list_id=list_id, keys=keys).items():
+            seqs[(list_id, *key)] = added
     checkpoints = {lid: store.latest_checkpoint(list_id=lid) for lid in by_list}
 
     results: list[ResultOut] = [ResultOut(index=i, hits=[]) for i in range(len(queries))]
@@ -125,6 +128,8 @@ def run_match(
         row = visible[h.list_id]
         found = seqs.get((h.list_id, h.hash_type, queries[h.query_index].value))
         cp = checkpoints.get(h.list_id)
+        # A near (PDQ) hit's stored code is not known here, only its list: it
+        # is named under the list's newest checkpoint.
         covered = cp is not None and (found is None or found[1] < cp.size)
         hit = HitOut(
             list=row.full_name,
@@ -141,15 +146,15 @@ def run_match(
             entry = next(store.iter_entries(list_id=h.list_id, start=leaf, end=leaf + 1))
             path = state.proofs.inclusion(store, list_id=h.list_id, index=leaf, size=cp.size)
             hit.proof = ProofOut(
-                leaf_index=leaf, tree_size=cp.size, timestamp_ms=entry[5], hashes=[p.hex() for p in path]
+                leaf_index=leaf,
+                tree_size=cp.size,
+                timestamp_ms=entry[5],
+                hashes=[p.hex() for p in path],
             )
         results[h.query_index].hits.append(hit)
 
-    store.append_audit(
-        actor=principal.name,
-        action="match",
-        count=len(queries),
-        detail={"hits": len(hits), "via": principal.via},
+    state.audit.add(
+        actor=principal.name, action="match", count=len(queries), hits=len(hits), via=principal.via
     )
     return MatchResponse(queries=len(queries), hits=len(hits), results=results)
 

@@ -98,45 +98,6 @@ def within(
     return rows, dist
 
 
-def scan(
-    words: NDArray[np.uint64], queries: NDArray[np.uint64], radius: int, first_row: int = 0
-) -> Hits:
-    """Brute-force every query against every row of ``words``.
-
-    Returns ``(query_index, row, distance)`` with rows numbered from
-    ``first_row``. The first two words are counted first and only rows still
-    within ``radius`` get the other two: for random codes and radius < 64
-    almost none do, which halves the memory traffic.
-    """
-    n = len(words)
-    out_q: list[NDArray[np.int64]] = []
-    out_r: list[NDArray[np.int64]] = []
-    out_d: list[NDArray[np.int32]] = []
-    acc = np.empty(min(n, _SCAN_BLOCK), dtype=np.uint8)
-    tmp = np.empty(min(n, _SCAN_BLOCK), dtype=np.uint8)
-    xor = np.empty(min(n, _SCAN_BLOCK), dtype=np.uint64)
-    for qi in range(len(queries)):
-        q = queries[qi]
-        for lo in range(0, n, _SCAN_BLOCK):
-            block = words[lo : lo + _SCAN_BLOCK]
-            k = len(block)
-            # Two words give at most 128, so the uint8 sum cannot wrap.
-            np.bitwise_xor(block[:, 0], q[0], out=xor[:k])
-            np.bitwise_count(xor[:k], out=acc[:k])
-            np.bitwise_xor(block[:, 1], q[1], out=xor[:k])
-            np.bitwise_count(xor[:k], out=tmp[:k])
-            np.add(acc[:k], tmp[:k], out=acc[:k])
-            near = np.flatnonzero(acc[:k] <= radius)
-            if not len(near):
-                continue
-            ok, dist = within(block[near] ^ q, radius)
-            rows = near[ok] + (lo + first_row)
-            out_q.append(np.full(len(rows), qi, dtype=np.int64))
-            out_r.append(rows.astype(np.int64))
-            out_d.append(dist)
-    return concat_hits(out_q, out_r, out_d)
-
-
 class HitParts:
     """Collects ``(query_index, row_or_ref, distance)`` parts to concatenate once."""
 
@@ -158,6 +119,49 @@ class HitParts:
     def result(self) -> Hits:
         """All parts concatenated, in the order added."""
         return concat_hits(self.qs, self.rows, self.dists)
+
+
+def scan(
+    words: NDArray[np.uint64],
+    queries: NDArray[np.uint64],
+    radius: int,
+    first_row: int = 0,
+    head: NDArray[np.uint64] | None = None,
+) -> Hits:
+    """Brute-force every query against every row of ``words``.
+
+    Returns ``(query_index, row, distance)`` with rows numbered from
+    ``first_row``. The first two words are counted first and only rows still
+    within ``radius`` get the other two: for random codes and radius < 64
+    almost none do. ``head``, if given, holds those two words column-major
+    (shape ``(2, n)``), which the scan reads 2x faster than strided columns.
+    """
+    n = len(words)
+    parts = HitParts()
+    size = min(n, _SCAN_BLOCK)
+    acc = np.empty(size, dtype=np.uint8)
+    tmp = np.empty(size, dtype=np.uint8)
+    xor = np.empty(size, dtype=np.uint64)
+    for qi in range(len(queries)):
+        q = queries[qi]
+        for lo in range(0, n, _SCAN_BLOCK):
+            hi = min(n, lo + _SCAN_BLOCK)
+            k = hi - lo
+            w0 = words[lo:hi, 0] if head is None else head[0, lo:hi]
+            w1 = words[lo:hi, 1] if head is None else head[1, lo:hi]
+            # Two words give at most 128, so the uint8 sum cannot wrap.
+            np.bitwise_xor(w0, q[0], out=xor[:k])
+            np.bitwise_count(xor[:k], out=acc[:k])
+            np.bitwise_xor(w1, q[1], out=xor[:k])
+            np.bitwise_count(xor[:k], out=tmp[:k])
+            np.add(acc[:k], tmp[:k], out=acc[:k])
+            near = np.flatnonzero(acc[:k] <= radius)
+            if not len(near):
+                continue
+            ok, dist = within(words[lo + near] ^ q, radius)
+            rows = near[ok] + (lo + first_row)
+            parts.add((np.full(len(rows), qi, dtype=np.int64), rows, dist))
+    return parts.result()
 
 
 def concat_hits(

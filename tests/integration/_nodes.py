@@ -32,15 +32,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_cli(*args: str, data: Path | None = None, env: dict[str, str] | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, data: Path | None = None, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``hashfed`` command."""
     cmd = [HASHFED, *args] + (["--data", str(data)] if data is not None else [])
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 

@@ -342,7 +342,7 @@ def _published(node: Node, n: int = 6) -> None:
 
 
 def _only(results: list[lists.VerifyResult], full_name: str) -> lists.VerifyResult:
-    [r] = [r for r in results if r.list.full_name == full_name]
+    [r] = [r for r in results if r.row.full_name == full_name]
     return r
 
 

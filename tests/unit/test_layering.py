@@ -1,0 +1,209 @@
+"""Dependencies flow one way: api -> federation -> node -> crypto; config is read by all.
+
+Imports are read with ``ast``, so a lazy import inside a function counts too;
+imports under ``if TYPE_CHECKING:`` do not (they never run). Packages that do
+not exist yet are skipped. The checker itself is tested on a fake tree, so a
+rule that can never fire would be noticed.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+OURS = ("config", "crypto", "node", "federation", "api")
+
+# Package -> packages of ours it must never import.
+FORBIDDEN_OURS: dict[str, set[str]] = {
+    "crypto": {"config", "node", "federation", "api"},
+    "config": {"node", "federation", "api"},
+    "node": {"federation", "api"},
+    "federation": {"api"},
+}
+
+DB_MODULES = ("sqlalchemy", "sqlmodel", "alembic", "psycopg", "psycopg2", "sqlite3", "asyncpg")
+# Only the store talks to the database; the migrations are run by it.
+DB_ALLOWED = ("node/store.py", "node/migrations/")
+# models.py declares tables: column types and constraints, nothing that connects or queries.
+MODELS = "node/models.py"
+MODELS_ALLOWED_NAMES = {
+    "BigInteger", "Boolean", "CheckConstraint", "Column", "Field", "ForeignKey", "Index",
+    "Integer", "LargeBinary", "Relationship", "SQLModel", "String", "Text", "UniqueConstraint",
+}
+MODELS_ALLOWED_MODULES = {"sqlalchemy", "sqlmodel"}
+
+# Only the federation client opens outbound connections.
+NET_MODULES = ("httpx", "requests", "urllib3", "aiohttp", "urllib.request", "http.client")
+NET_ALLOWED = ("federation/client.py",)
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # absolute dotted name
+    names: tuple[str, ...]  # for ``from x import a, b``; empty for ``import x``
+    line: int
+
+    def candidates(self) -> list[str]:
+        """Every module this may load: ``from a import b`` may load ``a.b``."""
+        return [self.module] + [f"{self.module}.{n}" if self.module else n for n in self.names]
+
+
+def _package_of(rel: str) -> str:
+    return rel.split("/", 1)[0]
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _resolve(rel: str, level: int, module: str | None) -> str:
+    """The absolute name of a relative import in the file ``rel``."""
+    package = rel.removesuffix(".py").split("/")[:-1]  # the package the file is in
+    base = package[: len(package) - (level - 1)]
+    return ".".join([*base, module] if module else base)
+
+
+def imports_of(path: Path, rel: str) -> Iterator[Import]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.body:
+                skip.update(id(n) for n in ast.walk(child))
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(alias.name, (), node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            module = (
+                _resolve(rel, node.level, node.module) if node.level else (node.module or "")
+            )
+            yield Import(module, tuple(a.name for a in node.names), node.lineno)
+
+
+def _top(module: str) -> str:
+    return module.split(".", 1)[0]
+
+
+def _matches(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def violations(root: Path) -> list[str]:
+    """Every import that breaks a rule, as ``path:line: reason``."""
+    found: list[str] = []
+    for package in OURS:
+        pkg_dir = root / package
+        if not pkg_dir.is_dir():
+            continue
+        for path in sorted(pkg_dir.rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            for imp in imports_of(path, rel):
+                where = f"{rel}:{imp.line}"
+                mods = [m for m in imp.candidates() if m]
+                if any(_top(m) in FORBIDDEN_OURS.get(package, set()) for m in mods):
+                    found.append(f"{where}: {package} imports {imp.module or imp.names}")
+                if any(_matches(m, DB_MODULES) for m in mods) and not rel.startswith(DB_ALLOWED):
+                    if rel == MODELS:
+                        bad = set(imp.names) - MODELS_ALLOWED_NAMES
+                        if imp.module not in MODELS_ALLOWED_MODULES or not imp.names or bad:
+                            found.append(f"{where}: models.py imports {imp.module} {sorted(bad)}")
+                    else:
+                        found.append(f"{where}: only node/store.py talks to the database "
+                                     f"({imp.module})")
+                if any(_matches(m, NET_MODULES) for m in mods) and rel not in NET_ALLOWED:
+                    found.append(f"{where}: only federation/client.py opens connections "
+                                 f"({imp.module})")
+    return found
+
+
+# --- the real tree ---------------------------------------------------------------------------
+
+
+def test_packages_exist() -> None:
+    assert (ROOT / "crypto").is_dir()
+    assert (ROOT / "node").is_dir()
+
+
+@pytest.mark.parametrize("package", OURS)
+def test_layering(package: str) -> None:
+    if not (ROOT / package).is_dir():
+        pytest.skip(f"{package}/ does not exist yet")
+    found = [v for v in violations(ROOT) if v.startswith(f"{package}/")]
+    assert found == []
+
+
+def test_store_really_is_where_the_database_is() -> None:
+    # Guards the guard: if store.py stopped importing sqlalchemy the rule
+    # above would be checking nothing.
+    rel = "node/store.py"
+    assert any(_top(i.module) == "sqlalchemy" for i in imports_of(ROOT / rel, rel))
+
+
+# --- the checker on a fake tree --------------------------------------------------------------
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("rel", "source"),
+    [
+        ("crypto/keys.py", "from config import load_settings\n"),
+        ("crypto/keys.py", "def f():\n    import node.store\n"),
+        ("crypto/tls.py", "import httpx\n"),
+        ("config/settings.py", "from node.hashes import REGISTRY\n"),
+        ("node/lists.py", "from federation.client import Client\n"),
+        ("node/lists.py", "from sqlalchemy import select\n"),
+        ("node/audit.py", "import sqlite3\n"),
+        ("node/models.py", "from sqlalchemy import create_engine\n"),
+        ("node/models.py", "from sqlmodel import Session\n"),
+        ("node/models.py", "import sqlalchemy\n"),
+        ("federation/sync.py", "import httpx\n"),
+        ("federation/sync.py", "from api.app import create_app\n"),
+        ("federation/sync.py", "from .. import api\n"),
+        ("api/app.py", "from sqlalchemy.orm import Session\n"),
+        ("api/app.py", "import urllib.request\n"),
+        ("api/app.py", "from urllib import request\n"),
+        ("node/__init__.py", "from . import store\nfrom sqlalchemy import text\n"),
+    ],
+)
+def test_checker_catches(tmp_path: Path, rel: str, source: str) -> None:
+    root = _tree(tmp_path, {rel: source})
+    assert len(violations(root)) == 1
+
+
+@pytest.mark.parametrize(
+    ("rel", "source"),
+    [
+        ("crypto/keys.py", "import hashlib\nfrom crypto.errors import ConfigError\n"),
+        ("crypto/tls.py", "import ssl\n"),
+        ("config/settings.py", "from crypto.errors import ConfigError\n"),
+        ("node/store.py", "from sqlalchemy import create_engine, select\n"),
+        ("node/migrations/env.py", "from alembic import context\nimport sqlmodel\n"),
+        ("node/models.py", "from sqlalchemy import BigInteger, Column\nfrom sqlmodel import "
+                           "Field, SQLModel\n"),
+        ("node/lists.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                          "    from federation.sync import Sync\n"),
+        ("node/lists.py", "from .store import Store\nfrom . import entry\n"),
+        ("federation/client.py", "import httpx\nfrom node.store import Store\n"),
+        ("api/app.py", "from federation import sync\nfrom node import lists\n"),
+    ],
+)
+def test_checker_allows(tmp_path: Path, rel: str, source: str) -> None:
+    root = _tree(tmp_path, {rel: source})
+    assert violations(root) == []
