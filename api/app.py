@@ -15,15 +15,16 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api.auth import RateLimiter
+from api.auth import PrincipalCache, RateLimiter
 from api.deps import AppState
 from api.errors import ERROR_RESPONSES, error_response, install_error_handlers
-from api.routes import health, lists, match
+from api.routes import feeds, health, lists, match, taxii
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
 from node.audit import AuditBuffer
 from node.matcher import Matcher
 from node.node import Node
+from node.principals import PRINCIPALS_MARKER
 
 log = logging.getLogger("hashfed.api")
 Scope = MutableMapping[str, Any]
@@ -99,6 +100,7 @@ def build_state(settings: NodeSettings, node: Node) -> AppState:
         own_fingerprint=own,
         limiter=limiter,
         audit=AuditBuffer(node.store).start(),
+        principals=PrincipalCache(settings.path(PRINCIPALS_MARKER)),
     )
 
 
@@ -145,7 +147,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in [m.router for m in (health, match, lists)] + list(extra_routers or []):
+    builtin = (health, match, lists, feeds, taxii)
+    for router in [m.router for m in builtin] + list(extra_routers or []):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     return app

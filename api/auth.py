@@ -9,8 +9,12 @@ off at once. The node's own certificate is its operator: an administrator.
 from __future__ import annotations
 
 import base64
+import functools
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote
 
 from cryptography import x509
@@ -18,11 +22,30 @@ from starlette.requests import Request
 
 from crypto.errors import ForbiddenError, NotAuthenticatedError
 from crypto.pki import cert_fingerprint, node_id_from_certificate
-from node.principals import Principal, from_row, resolve_token
+from node.principals import Principal, from_row, hash_token, resolve_token
 from node.store import Store
 
 
-def _client_certificate(request: Request, proxy_header: str | None) -> x509.Certificate | None:
+@dataclass(frozen=True)
+class CertFacts:
+    """What authorisation needs from a client certificate."""
+
+    fingerprint: str
+    node_id: str | None
+    self_signed: bool
+
+
+@functools.lru_cache(maxsize=4096)
+def cert_facts(pem: str) -> CertFacts:
+    """Parse a PEM certificate once per distinct certificate, not per request."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        raise NotAuthenticatedError(reason="client certificate is not valid PEM") from None
+    return CertFacts(cert_fingerprint(cert), node_id_from_certificate(cert), cert.issuer == cert.subject)
+
+
+def _client_pem(request: Request, proxy_header: str | None) -> str | None:
     tls = request.scope.get("extensions", {}).get("tls") or {}
     chain = tls.get("client_cert_chain") or []
     pem: str | None = chain[0] if chain else None
@@ -31,12 +54,45 @@ def _client_certificate(request: Request, proxy_header: str | None) -> x509.Cert
         # (config/settings.py refuses anything else).
         raw = request.headers.get(proxy_header)
         pem = unquote(raw) if raw else None
-    if pem is None:
-        return None
-    try:
-        return x509.load_pem_x509_certificate(pem.encode())
-    except ValueError:
-        raise NotAuthenticatedError(reason="client certificate is not valid PEM") from None
+    return pem
+
+
+class PrincipalCache:
+    """Resolved principals, dropped whenever the principal table may have changed.
+
+    ``hashfed principal``/``token`` commands touch ``marker`` after every
+    change; a stat per request (microseconds) notices it, so a removal cuts a
+    caller off at its next request. Entries also expire after ``ttl`` seconds,
+    the bound when another host changed the shared database.
+    """
+
+    def __init__(self, marker: Path, ttl: float = 5.0) -> None:
+        self.marker = marker
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Principal | None]] = {}
+        self._seen: int | None = None
+        self._lock = threading.Lock()
+
+    def _generation(self) -> int:
+        try:
+            return self.marker.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def get(self, key: str, resolve: Callable[[], Principal | None]) -> Principal | None:
+        now = time.monotonic()
+        gen = self._generation()
+        with self._lock:
+            if gen != self._seen:
+                self._entries.clear()
+                self._seen = gen
+            hit = self._entries.get(key)
+            if hit is not None and now - hit[0] < self.ttl:
+                return hit[1]
+        value = resolve()
+        with self._lock:
+            self._entries[key] = (now, value)
+        return value
 
 
 def _token(request: Request) -> str | None:
@@ -58,7 +114,12 @@ def _token(request: Request) -> str | None:
 
 
 def authenticate(
-    request: Request, *, store: Store, own_fingerprint: str, proxy_header: str | None
+    request: Request,
+    *,
+    store: Store,
+    own_fingerprint: str,
+    proxy_header: str | None,
+    cache: PrincipalCache,
 ) -> Principal:
     """Map the request's certificate or token to a principal.
 
@@ -68,26 +129,30 @@ def authenticate(
     """
     token = _token(request)
     if token is not None:
-        principal = resolve_token(store, token)
+        principal = cache.get("token:" + hash_token(token), lambda: resolve_token(store, token))
         if principal is None:
             raise NotAuthenticatedError(reason="unknown, expired or revoked token")
         return principal
-    cert = _client_certificate(request, proxy_header)
-    if cert is None:
+    pem = _client_pem(request, proxy_header)
+    if pem is None:
         raise NotAuthenticatedError(reason="a client certificate or an API token is required")
-    fpr = cert_fingerprint(cert)
-    if fpr == own_fingerprint:
+    facts = cert_facts(pem)
+    if facts.fingerprint == own_fingerprint:
         return Principal("self", "admin", None, "self")
-    row = store.get_principal(cert_fingerprint=fpr)
-    if row is None and cert.issuer != cert.subject:
+    principal = cache.get("cert:" + facts.fingerprint, lambda: _principal_for_cert(store, facts))
+    if principal is None:
+        raise ForbiddenError(reason="this certificate is not registered with this node")
+    return principal
+
+
+def _principal_for_cert(store: Store, facts: CertFacts) -> Principal | None:
+    row = store.get_principal(cert_fingerprint=facts.fingerprint)
+    if row is None and not facts.self_signed and facts.node_id:
         # CA-issued identity: the handshake proved the federation CA signed it.
-        node_id = node_id_from_certificate(cert)
-        candidate = store.get_principal(name=node_id) if node_id else None
+        candidate = store.get_principal(name=facts.node_id)
         if candidate is not None and candidate.cert_fingerprint is None:
             row = candidate
-    if row is None:
-        raise ForbiddenError(reason="this certificate is not registered with this node")
-    return from_row(row, via="cert")
+    return from_row(row, via="cert") if row is not None else None
 
 
 class RateLimiter:

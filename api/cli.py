@@ -12,11 +12,14 @@ from typing import Annotated
 
 import typer
 
+from federation import cli as federation_cli
+from federation import feed_cli  # noqa: F401  (adds `hashfed pull`)
 from node import cli as node_cli
 from node.cli import DEFAULT_DATA, DataOpt, out
 from node.datadir import ensure_data_dir
 
 app = node_cli.app
+federation_cli.register(app)  # peer add/ls/rm/trust, sync, demo
 
 
 @app.command()
@@ -29,7 +32,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port (default: node.toml).")] = None,
 ) -> None:
     """Run the node: HTTPS with client certificates, matching, lists, federation."""
+    from api.routes.federation import build_routers
     from api.server import serve as run
+    from federation.scheduler import FederationRuntime
 
     settings = ensure_data_dir(Path(data), node_id=node_id)
     updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -38,7 +43,8 @@ def serve(
     out.print(
         f"node {settings.node_id} serving on https://{settings.host}:{settings.port} (data {data})"
     )
-    run(settings)
+    runtime = FederationRuntime()
+    run(settings, extra_routers=build_routers(runtime), on_start=runtime.start)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 
-from api.auth import RateLimiter, authenticate, require_role
+from api.auth import PrincipalCache, RateLimiter, authenticate, require_role
 from config import NodeSettings
 from node.audit import AuditBuffer
 from node.matcher import Matcher
@@ -27,12 +27,13 @@ class AppState:
     own_fingerprint: str
     limiter: RateLimiter
     audit: AuditBuffer
+    principals: PrincipalCache
     proofs: ProofCache = field(default_factory=ProofCache)
     # Set by the federation layer when it runs: per-peer health for /status.
     peer_status: Callable[[], list[dict[str, Any]]] | None = None
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.hashfed
     return state
 
@@ -40,12 +41,14 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_principal(request: Request, state: StateDep) -> Principal:
+async def get_principal(request: Request, state: StateDep) -> Principal:
+    # Async: a cache hit needs no thread; a miss is one indexed lookup.
     principal = authenticate(
         request,
         store=state.node.store,
         own_fingerprint=state.own_fingerprint,
         proxy_header=state.settings.trusted_proxy_cert_header,
+        cache=state.principals,
     )
     if not state.limiter.allow(principal.name):
         raise HTTPException(429, "rate limit exceeded; retry shortly", headers={"Retry-After": "1"})
@@ -55,12 +58,12 @@ def get_principal(request: Request, state: StateDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_admin(principal: PrincipalDep) -> Principal:
+async def get_admin(principal: PrincipalDep) -> Principal:
     require_role(principal, "admin")
     return principal
 
 
-def get_peer(principal: PrincipalDep) -> Principal:
+async def get_peer(principal: PrincipalDep) -> Principal:
     require_role(principal, "peer", "admin")
     return principal
 

@@ -34,6 +34,7 @@ from crypto.errors import (
 from node.audit import verify_audit_chain
 from node.datadir import init_data_dir
 from node.node import Node
+from node.principals import mark_changed
 from node.store import Store, run_migrations
 
 app = typer.Typer(
@@ -432,6 +433,7 @@ def principal_add(
             fingerprint=fingerprint,
             actor=_actor(node),
         )
+    mark_changed(data)
     if cert is not None:
         # A running node trusts files in tls/pinned/ within seconds (api/server.py).
         pinned = data / PINNED_DIR / f"{name}.crt"
@@ -463,6 +465,7 @@ def principal_rm(name: str, data: DataOpt = DEFAULT_DATA) -> None:
         node.store.append_audit(
             actor=_actor(node), action="principal.remove", target=name, detail={}
         )
+    mark_changed(data)
     out.print(f"removed {name}")
 
 
@@ -480,6 +483,7 @@ def token_create(
         token = create_token(
             node.store, principal=principal, scopes=scopes, ttl_days=ttl_days, actor=_actor(node)
         )
+    mark_changed(data)
     out.print(token)
 
 
@@ -489,6 +493,7 @@ def token_revoke(prefix: str, data: DataOpt = DEFAULT_DATA) -> None:
     with open_node(data) as node:
         n = node.store.revoke_tokens(prefix=prefix)
         node.store.append_audit(actor=_actor(node), action="token.revoke", target=prefix, detail={})
+    mark_changed(data)
     out.print(f"revoked {n} token(s)")
 
 

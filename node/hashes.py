@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -99,6 +99,27 @@ def parse_hash(type_name: str, value: str, *, where: str = "") -> tuple[str, str
     prefix = f"{where}." if where else ""
     htype = get_type(type_name, where=f"{prefix}type")
     return htype.name, htype.parse(value, where=f"{prefix}value")
+
+
+def parse_many(type_name: str, values: Sequence[str], positions: Sequence[int], *, where: str) -> list[str]:
+    """Canonical forms of many values of one type, e.g. a match batch.
+
+    Hex types are checked with one ``bytes.fromhex`` over the whole batch;
+    only when that fails is each value parsed alone, to name the first bad
+    one (``{where}[{position}].value``) exactly as :func:`parse_hash` would.
+    """
+    htype = get_type(type_name, where=f"{where}[{positions[0]}].type" if positions else "type")
+    canon = [v.strip().lower() for v in values] if htype.hex_bytes is not None else None
+    if canon is not None and htype.hex_bytes is not None:
+        want = 2 * htype.hex_bytes
+        if all(len(v) == want for v in canon):
+            try:
+                # fromhex skips whitespace, so the decoded length is checked too.
+                if len(bytes.fromhex("".join(canon))) == htype.hex_bytes * len(canon):
+                    return canon
+            except ValueError:
+                pass
+    return [htype.parse(v, where=f"{where}[{p}].value") for v, p in zip(values, positions, strict=True)]
 
 
 def parse_category(raw: str, *, where: str = "category") -> str:

@@ -47,7 +47,7 @@ PDQ_MIN_QUALITY = 50
 _IN_MEMORY_LIMIT = 8 << 20
 
 # Pillow warns past MAX_IMAGE_PIXELS and refuses past twice that; we refuse
-# past MAX_IMAGE_PIXELS ourselves (see _decode) and turn the warning into an
+# past MAX_IMAGE_PIXELS ourselves (see _decode_pdq) and turn the warning into an
 # error while decoding, so the limit is the same with any warning filter.
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
@@ -349,6 +349,9 @@ def _decode_pdq(fp: IO[bytes]) -> tuple[str | None, int | None, str | None]:
     """Decode an image and hash it; returns ``(pdq, quality, error)``."""
     try:
         with warnings.catch_warnings():
+            # Decoder chatter ("possibly corrupt EXIF data", ...) would only garble the
+            # progress display: ignored. The bomb warning becomes an error.
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fp, formats=_PIL_FORMATS) as img:
                 width, height = img.size
@@ -429,6 +432,7 @@ def hash_file(
                 pdq, quality, error = _decode_pdq(io.BytesIO(content))
             else:  # a large image: decode from the same open file, not the path again
                 with open(fd, "rb", closefd=False) as fh:
+                    fh.seek(0)
                     pdq, quality, error = _decode_pdq(fh)
     finally:
         os.close(fd)

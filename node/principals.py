@@ -12,11 +12,20 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from crypto.errors import InputError
 from node.store import PrincipalRow, Store, now_ms
 
 ROLES = ("admin", "peer", "partner")
+# Touched after every principal or token change; a running node's API drops
+# its cache of resolved principals when this file's mtime changes.
+PRINCIPALS_MARKER = "principals.changed"
+
+
+def mark_changed(data_dir: Path) -> None:
+    """Tell running API processes on this host that principals changed."""
+    (data_dir / PRINCIPALS_MARKER).touch()
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _FPR_RE = re.compile(r"^sha256:[0-9a-f]{64}$")

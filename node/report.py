@@ -108,6 +108,16 @@ def _human_size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def _when(iso: str) -> str:
+    """``2026-01-02T03:04:05+00:00`` as ``2026-01-02 03:04:05 UTC``."""
+    text = iso.replace("T", " ")
+    return text[:-6] + " UTC" if text.endswith("+00:00") else text
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
 def _duration(seconds: float) -> str:
     s = round(seconds)
     h, rem = divmod(s, 3600)
@@ -220,7 +230,7 @@ table.sortable th::after{content:" \\2195";color:#9aa4b1;font-size:10px}
 table.sortable th[aria-sort=ascending]::after{content:" \\25B2";color:var(--ink)}
 table.sortable th[aria-sort=descending]::after{content:" \\25BC";color:var(--ink)}
 tbody tr:nth-child(even){background:#fafbfc}tbody tr:hover{background:#fff6e5}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .mono,td.path{font-family:"Cascadia Mono",Consolas,"DejaVu Sans Mono",monospace;font-size:11.5px}
 td.path{word-break:break-all;min-width:260px}
 td.hash{font-family:Consolas,"DejaVu Sans Mono",monospace;font-size:11px;word-break:break-all;
@@ -337,8 +347,8 @@ def render_html_report(result: ScanResult) -> str:
 
     meta = [
         ("Folder scanned", visible_path(result.root)),
-        ("Started (UTC)", result.started),
-        ("Finished (UTC)", result.finished),
+        ("Started", _when(result.started)),
+        ("Finished", _when(result.finished)),
         ("Duration", _duration(result.seconds)),
         ("Matched against", result.matcher or "-"),
         ("Files hashed in this run", f"{result.hashed_now:,}"),
@@ -395,21 +405,22 @@ def render_html_report(result: ScanResult) -> str:
         f"{n:,} {k}" for k, n in sorted(Counter(f.hashes.kind for f in unknown).items())
     )
     unknown_notes = [
-        f"<p><strong>{len(unknown):,}</strong> files matched no list"
+        f"<p><strong>{len(unknown):,}</strong> {'file' if len(unknown) == 1 else 'files'} "
+        "matched no list"
         + (f" ({_e(kind_text)})" if kind_text else "")
-        + ". They are listed in the CSV report.</p>"
+        + ". The CSV report lists every file with its hashes.</p>"
     ]
     if low_quality:
         unknown_notes.append(
-            f'<p class="note">{len(low_quality):,} images had a PDQ quality below '
-            f"{result.pdq_min_quality} (too little detail for a reliable perceptual hash): "
-            "their PDQ was not used for near matching; they were matched on exact hashes "
+            f'<p class="note">{_plural(len(low_quality), "image", "images")} with a PDQ '
+            f"quality below {result.pdq_min_quality} (too little detail for a reliable "
+            "perceptual hash): PDQ not used for near matching, matched on exact hashes "
             "only.</p>"
         )
     if videos:
         unknown_notes.append(
-            f'<p class="note">{videos:,} video files were matched on exact hashes '
-            "(MD5, SHA-1, SHA-256) only: no video perceptual hash is computed.</p>"
+            f'<p class="note">{_plural(videos, "video file", "video files")}: matched on '
+            "exact hashes (MD5, SHA-1, SHA-256) only; no video perceptual hash is computed.</p>"
         )
 
     if result.errors:
@@ -453,7 +464,7 @@ Handle under your agency's evidence procedures.</div>
 <div><h1>hashfed \u00b7 Scan report</h1>
 <div class="sub">Local hash triage: only hashes were sent for matching.
 This report contains no image content.</div></div>
-<div class="sub">Generated {_e(result.finished)} UTC</div>
+<div class="sub">Generated {_e(_when(result.finished))}</div>
 </header>
 <main>
 <section id="summary"><h2>Summary</h2><div class="cards">{cards}</div></section>

@@ -20,12 +20,14 @@ exception carries a hash value.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import datetime as dt
 import json
 import multiprocessing
 import os
 import signal
 import stat
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,6 +46,7 @@ CHUNK_FILES = 32
 CHUNK_BYTES = 32 << 20
 #: Pending chunks per worker: enough to keep workers busy while matching runs.
 _CHUNKS_IN_FLIGHT = 4
+_PR_SET_PDEATHSIG = 1
 
 Hasher = Callable[[str], FileHashes]
 
@@ -232,7 +235,8 @@ def walk(root: Path, *, on_error: Callable[[Path, OSError], None] | None = None)
 
     Symbolic links are yielded as entries, never followed, so the walk never
     leaves ``root``. Folders that cannot be listed are passed to ``on_error``
-    (or silently skipped without it).
+    (or silently skipped without it). Raises :class:`ScanError` when ``root``
+    itself is not a folder that can be read.
     """
     for path, _ in _iter_entries(Path(root), on_error):
         yield Path(path)
@@ -426,9 +430,22 @@ def _hash_chunk(hasher: Hasher, paths: list[str]) -> list[FileHashes]:
     return [hasher(p) for p in paths]
 
 
-def _worker_init() -> None:
-    # Ctrl-C goes to the scanner, which stops the workers itself.
+def _worker_init(parent: int) -> None:
+    """Set up a hashing worker process.
+
+    Ctrl-C goes to the scanner, which stops the workers itself. If the
+    scanner is killed outright, the kernel ends the worker too (Linux
+    ``PR_SET_PDEATHSIG``) instead of leaving it waiting for work forever.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):  # pragma: no cover - best effort
+            pass
+    if os.getppid() != parent:  # the scanner died before prctl took effect
+        os._exit(1)
 
 
 @dataclass
@@ -538,7 +555,6 @@ class _Run:
     errors: list[FileProblem] = field(default_factory=list)
     skipped: list[FileProblem] = field(default_factory=list)
     hashed_now: int = 0
-    bytes_total: int = 0
 
 
 def scan(
@@ -724,18 +740,22 @@ def _hash_suspects(
     suspects: Sequence[_Todo],
     collect: Callable[[list[_Todo], list[FileHashes]], None],
 ) -> None:
-    pool = _new_pool(1)
+    pool = _new_pool(1, check=True)
     try:
         for item in suspects:
             try:
                 results = pool.submit(_hash_chunk, hasher, [item.path]).result()
             except BrokenProcessPool:
                 pool.shutdown(wait=True)
-                pool = _new_pool(1)
+                pool = _new_pool(1, check=True)
                 results = [_crashed(item)]
             collect([item], results)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ping() -> bool:
+    return True
 
 
 def _crashed(item: _Todo) -> FileHashes:
@@ -752,10 +772,26 @@ def _crashed(item: _Todo) -> FileHashes:
     )
 
 
-def _new_pool(workers: int) -> cf.ProcessPoolExecutor:
-    # spawn, not fork: the parent may run threads (the progress display, a client).
-    return cf.ProcessPoolExecutor(
+def _new_pool(workers: int, *, check: bool = False) -> cf.ProcessPoolExecutor:
+    """A pool of ``spawn`` workers (not fork: the parent may run threads).
+
+    With ``check``, a worker must answer first: a pool that cannot even start
+    is a problem of the whole scan, not of the file being hashed.
+    """
+    pool = cf.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init,
+        initargs=(os.getpid(),),
     )
+    if check:
+        try:
+            pool.submit(_ping).result()
+        except BrokenProcessPool:
+            pool.shutdown(wait=True)
+            raise ScanError(
+                "the hashing worker processes cannot start (a program calling scan() must "
+                "guard its entry point with `if __name__ == '__main__':`); "
+                "the files hashed so far are kept in the state file"
+            ) from None
+    return pool

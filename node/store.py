@@ -719,13 +719,21 @@ class Store:
         return PeerHealth.__table__, ListSync.__table__  # type: ignore[attr-defined]
 
     def _upsert(
-        self, conn: Connection, table: Any, keys: dict[str, Any], values: dict[str, Any]
+        self,
+        conn: Connection,
+        table: Any,
+        keys: dict[str, Any],
+        values: dict[str, Any],
+        defaults: dict[str, Any] | None = None,
     ) -> None:
+        """Insert ``keys + defaults + values``, or update ``values`` of the existing row."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        row = {**(defaults or {}), **keys, **values}
         if self.is_sqlite:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            stmt: Any = sqlite.insert(table).values(**row)
         else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        stmt = dialect_insert(table).values(**keys, **values)
+            stmt = postgresql.insert(table).values(**row)
         conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
 
     def save_peer_health(self, *, peer: str, **values: Any) -> None:
@@ -738,7 +746,13 @@ class Store:
         if not set(values) <= allowed:
             raise ValueError(f"cannot set {set(values) - allowed}")
         with self.write() as conn:
-            self._upsert(conn, health, {"peer": peer}, {**values, "updated_ms": now_ms()})
+            self._upsert(
+                conn,
+                health,
+                {"peer": peer},
+                {**values, "updated_ms": now_ms()},
+                defaults={"failures": 0, "lag_entries": 0},
+            )
 
     def peer_health(self, *, peer: str | None = None) -> list[dict[str, Any]]:
         """Health rows, of one peer or of all, by peer id."""
@@ -849,6 +863,7 @@ class Store:
         if self.is_sqlite:
             raise StoreError("advisory locks need PostgreSQL")
         conn = self.engine.connect()
+        conn.detach()  # closing it must end the session (and the lock), not pool it
         try:
             got = conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({int(key)})").scalar()
             conn.commit()  # the session lock outlives the transaction; do not idle in one

@@ -11,11 +11,12 @@ from collections import defaultdict
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.deps import AppState, PrincipalDep, StateDep
 from crypto.errors import InputError
-from node.hashes import parse_hash
+from node.hashes import parse_many
 from node.matcher import Query as MatchQuery
 from node.matcher import visible_lists
 from node.principals import Principal
@@ -76,7 +77,10 @@ class ResultOut(BaseModel):
 class MatchResponse(BaseModel):
     queries: int
     hits: int
-    results: list[ResultOut]
+    results: list[ResultOut] = Field(
+        description="One entry per query that hit, in query order; ``index`` is its "
+        "position in the request. Queries without hits are left out."
+    )
 
 
 def _checkpoint_out(cp: CheckpointRow) -> CheckpointOut:
@@ -102,10 +106,14 @@ def run_match(
             f"max_distance above {MAX_EXACT_RANGE_DISTANCE} allows at most {MAX_WIDE_BATCH} hashes",
             where="max_distance",
         )
-    queries = []
+    by_type: dict[str, list[int]] = defaultdict(list)
     for i, q in enumerate(hashes):
-        htype, value = parse_hash(q.type, q.value, where=f"hashes[{i}]")
-        queries.append(MatchQuery(htype, value, q.quality))
+        by_type[q.type.strip().lower()].append(i)
+    queries: list[MatchQuery] = [MatchQuery("", "")] * len(hashes)
+    for type_name, idxs in by_type.items():
+        canonical = parse_many(type_name, [hashes[i].value for i in idxs], idxs, where="hashes")
+        for i, value in zip(idxs, canonical, strict=True):
+            queries[i] = MatchQuery(type_name, value, hashes[i].quality)
 
     raw_hits = state.matcher.match(queries, max_distance=distance)
     store = state.node.store
@@ -123,7 +131,7 @@ def run_match(
             seqs[(list_id, *key)] = added
     checkpoints = {lid: store.latest_checkpoint(list_id=lid) for lid in by_list}
 
-    results: list[ResultOut] = [ResultOut(index=i, hits=[]) for i in range(len(queries))]
+    results: dict[int, ResultOut] = {}
     for h in hits:
         row = visible[h.list_id]
         found = seqs.get((h.list_id, h.hash_type, queries[h.query_index].value))
@@ -151,12 +159,14 @@ def run_match(
                 timestamp_ms=entry[5],
                 hashes=[p.hex() for p in path],
             )
-        results[h.query_index].hits.append(hit)
+        results.setdefault(h.query_index, ResultOut(index=h.query_index, hits=[])).hits.append(hit)
 
     state.audit.add(
         actor=principal.name, action="match", count=len(queries), hits=len(hits), via=principal.via
     )
-    return MatchResponse(queries=len(queries), hits=len(hits), results=results)
+    return MatchResponse(
+        queries=len(queries), hits=len(hits), results=[results[i] for i in sorted(results)]
+    )
 
 
 @router.post("/match")
@@ -171,7 +181,7 @@ def match_batch(
 
 
 @router.get("/match/{hash_type}/{value}")
-def match_one(
+async def match_one(
     hash_type: Annotated[str, Path(max_length=16)],
     value: Annotated[str, Path(max_length=2048)],
     principal: PrincipalDep,
@@ -180,6 +190,8 @@ def match_one(
     proof: bool = False,
 ) -> MatchResponse:
     """Match one hash."""
-    return run_match(
-        state, principal, [HashQuery(type=hash_type, value=value)], max_distance, proof=proof
-    )
+    query = [HashQuery(type=hash_type, value=value)]
+    if proof:  # a first proof of a large list builds its tree: not on the event loop
+        return await run_in_threadpool(run_match, state, principal, query, max_distance, proof=True)
+    # One lookup takes microseconds; a thread hop would cost more than the work.
+    return run_match(state, principal, query, max_distance, proof=False)

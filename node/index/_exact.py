@@ -28,10 +28,12 @@ from numpy.typing import NDArray
 from node.index._hamming import check_refs, check_rows
 
 _PREFIX = 8
-# Past this many delta rows add() merges by itself: binary search in a delta
-# of 1 Mi rows still costs ~1 us per key.
-_DELTA_HARD = 1 << 20
+# Past this many delta rows add() merges by itself: each add copies the delta
+# (a linear merge), so it must stay small; a merge at 10 M keys takes ~1.5 s.
+_DELTA_HARD = 1 << 18
 _DELTA_SOFT = 1 << 16
+# Lookups run in chunks of this many keys: bigger temporaries only add page faults.
+_LOOKUP_CHUNK = 1 << 16
 # A lookup batch that would compare more than this many rows per key is in a
 # crafted bucket: binary search instead.
 _BUCKET_FANOUT = 4
@@ -69,7 +71,9 @@ class _Run:
             return self
         bits = min(32, n.bit_length() - 1)
         shift = 64 - bits
-        counts = np.bincount((self.prefix >> np.uint64(shift)).astype(np.int64), minlength=1 << bits)
+        counts = np.bincount(
+            (self.prefix >> np.uint64(shift)).astype(np.int64), minlength=1 << bits
+        )
         buckets = np.zeros((1 << bits) + 1, dtype=np.uint32)
         np.cumsum(counts, out=buckets[1:])
         return _Run(self.prefix, self.rest, self.refs, shift, buckets)
@@ -160,9 +164,7 @@ class ExactIndex:
         self.width = width
         rest_bytes = max(0, width - _PREFIX)
         # Compare the rest as the widest words that divide it (sha256: 3 x u8).
-        self._rest_dtype = np.dtype(
-            next(f"<u{s}" for s in (8, 4, 2, 1) if rest_bytes % s == 0)
-        )
+        self._rest_dtype = np.dtype(next(f"<u{s}" for s in (8, 4, 2, 1) if rest_bytes % s == 0))
         self._lock = threading.Lock()
         self._merge_lock = threading.Lock()
         self._log: list[tuple[bool, NDArray[np.uint8], NDArray[np.int64]]] | None = None
@@ -170,7 +172,9 @@ class ExactIndex:
         self._snap = _Snapshot(empty, empty, np.empty(0, dtype=np.int64))
 
     @classmethod
-    def from_arrays(cls, width: int, keys: NDArray[np.uint8], refs: NDArray[np.int64]) -> ExactIndex:
+    def from_arrays(
+        cls, width: int, keys: NDArray[np.uint8], refs: NDArray[np.int64]
+    ) -> ExactIndex:
         """An index over ``keys`` built in one sort (no delta)."""
         index = cls(width)
         arr = check_rows(keys, width, "keys")
@@ -186,8 +190,7 @@ class ExactIndex:
     def needs_merge(self) -> bool:
         """True when the delta or the dead rows are big enough to merge."""
         snap = self._snap
-        big = max(_DELTA_SOFT, len(snap.main) >> 6)
-        return len(snap.delta) >= big or len(snap.dead) >= big
+        return len(snap.delta) >= _DELTA_SOFT or len(snap.dead) >= _DELTA_SOFT
 
     def memory_bytes(self) -> int:
         """Bytes held by the main and delta runs and the dead positions."""
@@ -204,7 +207,7 @@ class ExactIndex:
             self._snap = self._apply(self._snap, True, arr, ref_arr)
             if self._log is not None:
                 self._log.append((True, arr.copy(), ref_arr.copy()))
-            too_big = len(self._snap.delta) >= max(_DELTA_HARD, len(self._snap.main) >> 2)
+            too_big = len(self._snap.delta) >= _DELTA_HARD
         if too_big:
             self.merge()
 
@@ -229,6 +232,20 @@ class ExactIndex:
         snap = self._snap
         if len(arr) == 1:
             return self._lookup_one(snap, arr[0].tobytes())
+        if len(arr) <= _LOOKUP_CHUNK:
+            return self._lookup_many(snap, arr)
+        parts = [
+            self._lookup_many(snap, arr[lo : lo + _LOOKUP_CHUNK])
+            for lo in range(0, len(arr), _LOOKUP_CHUNK)
+        ]
+        starts = range(0, len(arr), _LOOKUP_CHUNK)
+        q = np.concatenate([p[0] + lo for p, lo in zip(parts, starts, strict=True)])
+        return q, np.concatenate([p[1] for p in parts])
+
+    def _lookup_many(
+        self, snap: _Snapshot, arr: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Batch lookup in ``snap``: bucket reads and prefix compares, vectorised."""
         prefix, rest = self._split(arr)
         q_main, rows = snap.main.lookup(prefix, rest)
         if len(snap.dead) and len(rows):
@@ -295,7 +312,9 @@ class ExactIndex:
             delta = delta.take(keep)
         return _Snapshot(snap.main, delta, dead)
 
-    def _split(self, keys: NDArray[np.uint8]) -> tuple[NDArray[np.uint64], NDArray[np.unsignedinteger]]:
+    def _split(
+        self, keys: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.uint64], NDArray[np.unsignedinteger]]:
         """Big-endian uint64 prefix and rest words of ``(n, width)`` keys."""
         n = len(keys)
         head = np.zeros((n, _PREFIX), dtype=np.uint8)
@@ -313,7 +332,9 @@ class ExactIndex:
         order = np.argsort(prefix, kind="stable")
         return _Run(prefix[order], rest[order], refs[order])
 
-    def _lookup_one(self, snap: _Snapshot, key: bytes) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    def _lookup_one(
+        self, snap: _Snapshot, key: bytes
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """One key, in Python scalars: numpy's per-call overhead would dominate."""
         prefix = int.from_bytes(key[:_PREFIX].ljust(_PREFIX, b"\0"), "big")
         rest = key[_PREFIX:]

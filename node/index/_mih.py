@@ -5,19 +5,21 @@ the word order of :mod:`._hamming`) key eleven tables. If two codes are within
 distance ``r``, their substring distances add up to at most ``r``; so probing
 table ``t`` with every key within ``s_t`` flips of the query's substring finds
 every code within ``r`` as long as ``sum(s_t + 1) > r``. For ``r = 31`` that is
-ten tables at radius 2 and one at radius 1: 2,300 probes at 23 bits. Bits the
-substrings leave out only add slack.
+ten tables at radius 2 and one at radius 1: 10 x 277 + 24 = 2,794 probes at 23
+bits. Bits the substrings leave out only add slack.
 
 ``bits`` follows ``log2(rows)`` (the substring-count rule of Norouzi et al.), so a
-bucket holds about one row and a query at ``r = 31`` draws about ``0.3 * probes``
-candidates at 10 M rows (measured in bench/bench_index.py), not the 41,000 of
-the 16 x 16-bit layout.
+bucket holds about one row and a query at ``r = 31`` draws about 3,300
+candidates from 10 M uniform codes, not the 41,000 of the 16 x 16-bit layout.
 
 Each table is a CSR over its ``2**bits`` buckets: row ids (uint32) grouped by
-bucket, and offsets. Offsets are stored as one int64 per 64 buckets (coarse)
-plus a uint8 per bucket relative to it (fine): one byte per bucket, not eight,
-which keeps the whole index at ~96 bytes per code. A block with more than 255
-rows before its last bucket (heavy duplication) widens ``fine`` to uint16/32.
+bucket, and offsets. Offsets are stored as one int64 per block of 64 buckets
+(coarse) plus a uint8 per bucket relative to it (fine): one byte per bucket,
+not eight, which keeps the whole index at ~96 bytes per code. A *heavy* block,
+one with more than 255 rows before its last bucket (clusters of near-duplicate
+codes share substrings), keeps its 64 relative offsets as int64 in a small side
+table instead; a block that heavy holds >= 256 rows, so the side table costs
+< 2 bytes per row it serves.
 
 The tables are immutable: :meth:`MihTables.extend` returns new tables with rows
 appended (no re-sort of the old rows: one pass that copies the ids and patches
@@ -40,7 +42,7 @@ MIN_BITS = 6  # 2**6 buckets = one coarse block, so a block never spans two tabl
 MAX_RADIUS = 32  # sum(s_t + 1) > r with every s_t <= 2; beyond, probes explode (2,048/table)
 _BLOCK_SHIFT = 6
 _BLOCK = 1 << _BLOCK_SHIFT
-_FINE_TYPES = (np.uint8, np.uint16, np.uint32, np.uint64)
+_FINE_MAX = 255
 MAX_ROWS = (1 << 32) - 1  # row ids are stored as uint32
 
 
@@ -106,10 +108,6 @@ def plan(bits: int, radius: int) -> Plan:
     return Plan(np.array(masks, dtype=np.int64), tab, tab.astype(np.int64) << bits)
 
 
-def _fine_type(peak: int) -> type[np.unsignedinteger]:
-    return next(t for t in _FINE_TYPES if peak <= np.iinfo(t).max)
-
-
 @dataclass(frozen=True)
 class MihTables:
     """Eleven CSR tables over rows ``[0, rows)`` of a code buffer."""
@@ -117,17 +115,25 @@ class MihTables:
     bits: int
     rows: int
     coarse: NDArray[np.int64]  # offset of every 64th global bucket, (TABLES*2**bits/64 + 1,)
-    fine: NDArray[np.unsignedinteger]  # offset - coarse[g >> 6], (TABLES*2**bits + 1,)
+    fine: NDArray[np.uint8]  # offset - coarse[g >> 6], (TABLES*2**bits + 1,); 0 in heavy blocks
     ids: NDArray[np.uint32]  # row ids grouped by global bucket, (TABLES*rows,)
+    heavy: NDArray[np.int64]  # sorted global ids of heavy blocks
+    heavy_fine: NDArray[np.int64]  # (len(heavy), 64): their offsets relative to coarse
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the tables (not the codes)."""
-        return self.coarse.nbytes + self.fine.nbytes + self.ids.nbytes
+        arrays = (self.coarse, self.fine, self.ids, self.heavy, self.heavy_fine)
+        return sum(a.nbytes for a in arrays)
 
     def offsets(self, g: NDArray[np.int64]) -> NDArray[np.int64]:
         """Start of each global bucket ``g`` in :attr:`ids`."""
-        return self.coarse[g >> _BLOCK_SHIFT] + self.fine[g]
+        block = g >> _BLOCK_SHIFT
+        start: NDArray[np.int64] = self.coarse[block] + self.fine[g]
+        if len(self.heavy):
+            at, hit = _find(self.heavy, block)
+            start[hit] += self.heavy_fine[at[hit], g[hit] & (_BLOCK - 1)]
+        return start
 
     @classmethod
     def build(cls, words: NDArray[np.uint64], bits: int | None = None) -> MihTables:
@@ -139,12 +145,16 @@ class MihTables:
         buckets = 1 << bits
         ids = np.empty(TABLES * n, dtype=np.uint32)
         coarse = np.empty(TABLES * buckets // _BLOCK + 1, dtype=np.int64)
-        fine: NDArray[np.unsignedinteger] = np.zeros(TABLES * buckets + 1, dtype=np.uint8)
+        fine = np.zeros(TABLES * buckets + 1, dtype=np.uint8)
+        heavy: list[NDArray[np.int64]] = []
+        heavy_fine: list[NDArray[np.int64]] = []
         row_numbers = np.arange(n, dtype=np.uint64)
         for t in range(TABLES):
             # Sorting (key << 32 | row) as one uint64 is a stable argsort by key,
             # and 1.6x faster than argsort(kind="stable") at 10 M.
-            packed = np.sort((substring(words, bits, t).view(np.uint64) << np.uint64(32)) | row_numbers)
+            packed = np.sort(
+                (substring(words, bits, t).view(np.uint64) << np.uint64(32)) | row_numbers
+            )
             ids[t * n : (t + 1) * n] = packed.astype(np.uint32)  # the low half: the row
             counts = np.bincount((packed >> np.uint64(32)).view(np.int64), minlength=buckets)
             local = np.zeros(buckets + 1, dtype=np.int64)
@@ -152,13 +162,14 @@ class MihTables:
             del packed, counts
             block_start = local[:-1:_BLOCK]
             coarse[t * buckets // _BLOCK : (t + 1) * buckets // _BLOCK] = block_start + t * n
-            rel = local[:-1] - np.repeat(block_start, _BLOCK)
-            need = _fine_type(int(rel.max(initial=0)))
-            if np.dtype(need).itemsize > fine.itemsize:
-                fine = fine.astype(need)
-            fine[t * buckets : (t + 1) * buckets] = rel
+            rel = (local[:-1] - np.repeat(block_start, _BLOCK)).reshape(-1, _BLOCK)
+            over = np.flatnonzero(rel[:, -1] > _FINE_MAX)  # offsets grow along a block
+            heavy.append(over + t * buckets // _BLOCK)
+            heavy_fine.append(rel[over])
+            rel[over] = 0
+            fine[t * buckets : (t + 1) * buckets] = rel.reshape(-1)
         coarse[-1] = TABLES * n
-        return cls(bits, n, coarse, fine, ids)
+        return cls(bits, n, coarse, fine, ids, np.concatenate(heavy), np.concatenate(heavy_fine))
 
     def extend(self, words: NDArray[np.uint64]) -> MihTables:
         """New tables that also hold rows ``[rows, rows + len(words))``.
@@ -176,11 +187,14 @@ class MihTables:
         new_rows = np.arange(n, n + d, dtype=np.uint64)
         coarse = self.coarse.copy()
         fine = self.fine.copy()
+        heavy, heavy_fine = self.heavy, self.heavy_fine
         ids = np.empty(TABLES * (n + d), dtype=np.uint32)
         keep = np.empty(n + d, dtype=bool)
         block_starts = np.arange(0, buckets, _BLOCK, dtype=np.int64)
         for t in range(TABLES):
-            packed = np.sort((substring(words, bits, t).view(np.uint64) << np.uint64(32)) | new_rows)
+            packed = np.sort(
+                (substring(words, bits, t).view(np.uint64) << np.uint64(32)) | new_rows
+            )
             key = (packed >> np.uint64(32)).view(np.int64)
             # New entry j of this table lands after every old id of its bucket
             # and after the j new ids before it.
@@ -193,9 +207,9 @@ class MihTables:
             # A block's coarse offset moves by every new entry before it.
             blocks = slice(t * buckets // _BLOCK, (t + 1) * buckets // _BLOCK)
             coarse[blocks] += t * d + np.searchsorted(key, block_starts, side="left")
-            fine = _patch_fine(fine, key + t * buckets)
+            heavy, heavy_fine = _patch_fine(fine, heavy, heavy_fine, key + t * buckets)
         coarse[-1] += TABLES * d
-        return MihTables(bits, n + d, coarse, fine, ids)
+        return MihTables(bits, n + d, coarse, fine, ids, heavy, heavy_fine)
 
     def candidates(
         self, subs: NDArray[np.int64], probe: Plan, limit: int
@@ -209,29 +223,60 @@ class MihTables:
         """
         nq, nprobe = len(subs), len(probe.masks)
         g = ((subs[:, probe.tables] ^ probe.masks) + probe.base).reshape(-1)
-        start = self.offsets(g)
-        lens = self.offsets(g + 1) - start
+        start, lens = self._ranges(g)
         per_query = lens.reshape(nq, nprobe).sum(axis=1)
         heavy = np.flatnonzero(per_query > limit)
         if len(heavy):
             lens.reshape(nq, nprobe)[heavy] = 0
+            per_query[heavy] = 0
         ends = np.cumsum(lens)
         total = int(ends[-1]) if len(ends) else 0
         # Expand every (start, len) run into positions with one repeat and one arange.
         pos = np.repeat(start - (ends - lens), lens) + np.arange(total, dtype=np.int64)
         rows = self.ids[pos].astype(np.int64)
-        qidx = np.repeat(np.repeat(np.arange(nq, dtype=np.int64), nprobe), lens)
+        qidx = np.repeat(np.arange(nq, dtype=np.int64), per_query)
         return qidx, rows, heavy
+
+    def _ranges(self, g: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Start and length of each global bucket ``g``.
+
+        :meth:`offsets` of ``g`` and ``g + 1`` share their coarse entry except
+        at a block's last bucket, so that entry is gathered once (a random
+        read saved per probe).
+        """
+        block = g >> _BLOCK_SHIFT
+        base = self.coarse[block]
+        start = base + self.fine[g]
+        end = base + self.fine[g + 1]
+        edge = np.flatnonzero((g & (_BLOCK - 1)) == _BLOCK - 1)
+        end[edge] = self.coarse[block[edge] + 1]  # fine at a block's start is 0
+        if len(self.heavy):
+            at, hit = _find(self.heavy, block)
+            start[hit] += self.heavy_fine[at[hit], g[hit] & (_BLOCK - 1)]
+            inner = hit[(g[hit] & (_BLOCK - 1)) != _BLOCK - 1]
+            end[inner] += self.heavy_fine[at[inner], (g[inner] & (_BLOCK - 1)) + 1]
+        return start, end - start
+
+
+def _find(
+    sorted_keys: NDArray[np.int64], keys: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.intp]]:
+    """Position of each key in ``sorted_keys`` (clipped) and the indexes of keys found."""
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return at, np.flatnonzero(sorted_keys[at] == keys)
 
 
 def _patch_fine(
-    fine: NDArray[np.unsignedinteger], g: NDArray[np.int64]
-) -> NDArray[np.unsignedinteger]:
-    """Add the new entries at sorted global buckets ``g`` to ``fine`` (in place when it fits).
+    fine: NDArray[np.uint8],
+    heavy: NDArray[np.int64],
+    heavy_fine: NDArray[np.int64],
+    g: NDArray[np.int64],
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Add new entries at sorted global buckets ``g``: ``fine`` in place, heavy blocks anew.
 
     Within a block, bucket ``j`` starts later by the number of new entries in
     earlier buckets of the same block; other blocks move only through
-    ``coarse``. Returns ``fine``, widened if a block outgrew its dtype.
+    ``coarse``. A block that passes 255 moves to the heavy side table.
     """
     block = g >> _BLOCK_SHIFT
     local = g - (block << _BLOCK_SHIFT)
@@ -244,15 +289,24 @@ def _patch_fine(
     inside = local < _BLOCK - 1
     cell = (which[inside] << _BLOCK_SHIFT) + local[inside] + 1
     starts = np.flatnonzero(np.diff(cell, prepend=-1))
-    wide = np.int16 if fine.itemsize == 1 else np.int64  # int16 holds 255 + 64 Ki
-    shift = np.zeros(len(touched) * _BLOCK, dtype=wide)
+    shift = np.zeros(len(touched) * _BLOCK, dtype=np.int64)
     shift[cell[starts]] = np.diff(starts, append=len(cell))
-    shift = np.cumsum(shift.reshape(len(touched), _BLOCK), axis=1, dtype=wide)
     grid = fine[:-1].reshape(-1, _BLOCK)
-    updated = grid[touched] + shift
-    need = _fine_type(int(updated.max(initial=0)))
-    if np.dtype(need).itemsize > fine.itemsize:
-        fine = fine.astype(need)
-        grid = fine[:-1].reshape(-1, _BLOCK)
-    grid[touched] = updated
-    return fine
+    updated = grid[touched] + np.cumsum(shift.reshape(len(touched), _BLOCK), axis=1)
+    was_heavy = np.zeros(len(touched), dtype=bool)
+    if len(heavy):
+        at, hit = _find(heavy, touched)
+        was_heavy[hit] = True
+        updated[hit] += heavy_fine[at[hit]]  # their fine is 0
+    now_heavy = was_heavy | (updated[:, -1] > _FINE_MAX)
+    grid[touched[~now_heavy]] = updated[~now_heavy]
+    if not now_heavy.any():
+        return heavy, heavy_fine
+    grid[touched[now_heavy]] = 0
+    untouched = np.ones(len(heavy), dtype=bool)
+    if len(heavy):
+        untouched[at[hit]] = False
+    blocks = np.concatenate((heavy[untouched], touched[now_heavy]))
+    offsets = np.concatenate((heavy_fine[untouched], updated[now_heavy]))
+    order = np.argsort(blocks)
+    return blocks[order], offsets[order]

@@ -53,7 +53,8 @@ from node.index._mih import (
 # time to merge.
 _DELTA_SOFT = 1 << 15
 # Past this, add() merges by itself, so a caller that never merges still gets
-# bounded queries (~0.7 ms of scan) and, at 10 M rows, ~200 k adds/s.
+# bounded queries (<= ~0.8 ms of scan) and, at 10 M rows (a merge takes ~1-2 s),
+# still >= 130 k adds/s.
 _DELTA_HARD = 1 << 18
 # Batches at least this large scan the delta through temporary tables
 # (built once per snapshot) instead of one scan per query.
@@ -97,7 +98,9 @@ def _empty_snapshot() -> _Snapshot:
     return _fresh(np.empty((0, 4), dtype=np.uint64), np.empty(0, dtype=np.int64), None)
 
 
-def _fresh(words: NDArray[np.uint64], refs: NDArray[np.int64], tables: MihTables | None) -> _Snapshot:
+def _fresh(
+    words: NDArray[np.uint64], refs: NDArray[np.int64], tables: MihTables | None
+) -> _Snapshot:
     """A snapshot of exactly these rows, no dead rows, tables (if any) over all of them."""
     return _Snapshot(
         words=words,
@@ -142,13 +145,17 @@ class PdqIndex:
     def needs_merge(self) -> bool:
         """True when the delta or the dead rows are big enough to merge."""
         snap = self._snap
-        return snap.total - snap.main >= max(_DELTA_SOFT, snap.main >> 6) or _needs_compaction(snap)
+        return snap.total - snap.main >= _DELTA_SOFT or _needs_compaction(snap)
 
     def memory_bytes(self) -> int:
-        """Bytes held by codes, refs, tables and dead-row ids (spare capacity included)."""
+        """Bytes held by codes, refs, tables, dead-row ids and delta helpers.
+
+        Spare buffer capacity counts: the buffer grows by 1/16 at a time.
+        """
         snap = self._snap
-        tables = snap.tables.nbytes if snap.tables is not None else 0
-        return snap.words.nbytes + snap.refs.nbytes + tables + snap.dead.nbytes
+        tables = [snap.tables, *snap.cache] if snap.tables is not None else snap.cache
+        arrays = (snap.words, snap.refs, snap.dead, snap.head)
+        return sum(a.nbytes for a in arrays) + sum(t.nbytes for t in tables)
 
     def add(self, codes: NDArray[np.uint8], refs: NDArray[np.int64]) -> None:
         """Add one row per (code, ref); visible to queries when this returns."""
@@ -160,7 +167,7 @@ class PdqIndex:
             self._snap = _append(self._snap, words, ref_arr)
             if self._log is not None:
                 self._log.append((True, words.copy(), ref_arr.copy()))
-            too_big = self._snap.total - self._snap.main >= max(_DELTA_HARD, self._snap.main >> 2)
+            too_big = self._snap.total - self._snap.main >= _DELTA_HARD
         if too_big:
             self.merge()
 
@@ -236,7 +243,9 @@ class PdqIndex:
         with self._lock:
             log, self._log = self._log or [], None
             for is_add, op_words, op_refs in log:
-                fresh = _append(fresh, op_words, op_refs) if is_add else _kill(fresh, op_words, op_refs)
+                fresh = (
+                    _append(fresh, op_words, op_refs) if is_add else _kill(fresh, op_words, op_refs)
+                )
             self._snap = fresh
 
 

@@ -231,9 +231,8 @@ def test_partner_cannot_see_restricted_list_by_match(
     with node.client(pinned["partner"]) as c:
         body = c.post("/api/v1/match", json={"hashes": queries}).json()
     assert body["hits"] == 5
-    for res in body["results"][:5]:
-        assert res["hits"] == []
-    assert all(h["list"] == "au-argos/base" for res in body["results"][5:] for h in res["hits"])
+    assert [r["index"] for r in body["results"]] == [5, 6, 7, 8, 9]
+    assert all(h["list"] == "au-argos/base" for res in body["results"] for h in res["hits"])
     # The peer cleared for restricted sees both.
     with node.client(pinned["peer"]) as c:
         assert c.post("/api/v1/match", json={"hashes": queries}).json()["hits"] == 10
@@ -274,7 +273,9 @@ def test_exact_and_pdq_hits_match_brute_force(
         body = c.post(
             "/api/v1/match", json={"hashes": [{"type": "pdq", "value": q} for q in queries]}
         ).json()
-    for q, res in zip(queries, body["results"], strict=True):
+    by_index = {r["index"]: r for r in body["results"]}
+    for i, q in enumerate(queries):
+        res = by_index.get(i, {"hits": []})
         want = sorted(
             hamming(bytes.fromhex(q), bytes.fromhex(s))
             for s in stored

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 from pathlib import Path
 
 import pytest
@@ -12,14 +12,11 @@ from crypto.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No HASHFED_* variable from the developer's shell leaks into these tests."""
-    import os
-
     for key in list(os.environ):
         if key.startswith("HASHFED_"):
             monkeypatch.delenv(key)
-    yield
 
 
 def _data(tmp_path: Path, toml: str) -> Path:

@@ -130,7 +130,7 @@ def test_explicit_format_overrides_detection(tmp_path: Path) -> None:
         read_hash_file(path, fmt="xml")
 
 
-# --- refusals ----------------------------------------------------------------------------------------
+# --- refusals -------------------------------------------------------------------------------------
 
 
 def test_malformed_file_names_file_and_line_and_not_the_values(tmp_path: Path) -> None:

@@ -113,7 +113,9 @@ def test_bad_list_names_are_refused(node: Node, name: str) -> None:
     assert len(node.store.all_lists()) == 1
 
 
-@pytest.mark.parametrize("label", ["", "Baseline", "base line", "x" * 33, "-x", "lab/el", "baseline\n"])
+@pytest.mark.parametrize(
+    "label", ["", "Baseline", "base line", "x" * 33, "-x", "lab/el", "baseline\n"]
+)
 def test_bad_labels_are_refused(node: Node, label: str) -> None:
     with pytest.raises(InputError):
         node.create_list("au-argos/other", label=label, actor="tester")
@@ -174,7 +176,7 @@ def test_change_listeners_see_exactly_the_new_hashes(node: Node) -> None:
     ]
 
 
-# --- remove -------------------------------------------------------------------------------------------
+# --- remove ---------------------------------------------------------------------------------------
 
 
 def test_remove_appends_a_tombstone(node: Node) -> None:
@@ -223,7 +225,7 @@ def test_removing_twice_is_refused(node: Node) -> None:
     assert node.store.get_state(list_id=node.get_list(LIST).id).size == 2
 
 
-# --- the fold of the log is the content --------------------------------------------------------------
+# --- the fold of the log is the content -----------------------------------------------------------
 
 POOL = [md5(i) for i in range(6)]
 steps = st.lists(
@@ -283,7 +285,7 @@ def test_fold_keeps_first_add_and_forgets_removed() -> None:
     assert lists.fold(log) == {("md5", "a"): ("A1", 0)}
 
 
-# --- publish -------------------------------------------------------------------------------------------
+# --- publish --------------------------------------------------------------------------------------
 
 
 def test_publish_signs_the_naive_root(node: Node) -> None:
@@ -332,7 +334,7 @@ def test_publish_received_list_is_refused(node: Node) -> None:
         node.add_raw("nl-politie/s", [("md5", md5(1), "")], actor="tester")
 
 
-# --- verify ----------------------------------------------------------------------------------------------
+# --- verify ---------------------------------------------------------------------------------------
 
 
 def _published(node: Node, n: int = 6) -> None:
@@ -378,7 +380,8 @@ def test_tampered_entry_fails_verification(node: Node, column: str, new: Any) ->
     node.publish("au-argos/untouched", actor="tester")
     row = node.get_list(LIST)
 
-    changed = sql(node, f"UPDATE log_entry SET {column} = :new WHERE list_id = :l AND seq = 2",
+    changed = sql(node, f"UPDATE log_entry SET {column} = :new "  # noqa: S608  (fixed names)
+                  "WHERE list_id = :l AND seq = 2",
                   new=new, l=row.id)
     assert changed == 1
 

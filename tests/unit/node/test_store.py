@@ -3,6 +3,7 @@ audit records, principals and tokens."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from typing import Any
 
@@ -246,7 +247,7 @@ def test_content_is_per_list(db: Store, lst: ListRow) -> None:
     assert all_rows == [(lst.id, "md5", _v(1), "A1"), (other.id, "md5", _v(2), "A1")]
 
 
-# --- checkpoints -------------------------------------------------------------------------------------
+# --- checkpoints ----------------------------------------------------------------------------------
 
 
 def test_latest_checkpoint_prefers_size_then_time(db: Store, lst: ListRow) -> None:
@@ -279,7 +280,7 @@ def test_checkpoint_written_with_append_is_atomic(db: Store, lst: ListRow) -> No
     assert (cp.size, cp.root_hash, cp.timestamp) == (1, root, 1234)
 
 
-# --- audit ---------------------------------------------------------------------------------------------
+# --- audit ----------------------------------------------------------------------------------------
 
 
 def test_audit_records_chain_and_page(db: Store) -> None:
@@ -288,14 +289,14 @@ def test_audit_records_chain_and_page(db: Store) -> None:
     rows = db.audit_records()
     assert [r.count for r in rows] == [0, 1, 2, 3, 4]
     assert rows[0].prev_hash == store_module.AUDIT_GENESIS
-    for prev, cur in zip(rows, rows[1:], strict=False):
+    for prev, cur in itertools.pairwise(rows):
         assert cur.prev_hash == prev.record_hash
     assert [r.count for r in db.audit_records(after_id=rows[1].id, limit=2)] == [2, 3]
     result = verify_audit_chain(db, page=2)
     assert (result.ok, result.records, result.head) == (True, 5, rows[-1].record_hash)
 
 
-# --- principals and tokens --------------------------------------------------------------------------------
+# --- principals and tokens ------------------------------------------------------------------------
 
 
 def test_principals_and_tokens(db: Store) -> None:
@@ -325,7 +326,7 @@ def test_principals_and_tokens(db: Store) -> None:
     assert db.all_principals() == []
 
 
-# --- helpers -------------------------------------------------------------------------------------------------
+# --- helpers --------------------------------------------------------------------------------------
 
 
 def test_count_rows(db: Store, lst: ListRow) -> None:

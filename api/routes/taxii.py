@@ -1,0 +1,340 @@
+"""TAXII 2.1 (read only) under ``/taxii2/``: one collection per label the caller may receive.
+
+Discovery ``/taxii2/``, one API root ``/taxii2/hashfed/``, its collections,
+and per collection the objects, one object, its versions and the manifest.
+Objects are STIX 2.1 indicators (node/stix.py), dated and ordered so that
+``added_after`` (exclusive) and ``next`` never skip or repeat one. Writes
+are refused (``can_write`` is false). Requests must accept
+``application/taxii+json;version=2.1`` (406 otherwise); HTTP Basic with a
+partner token as the password works, as do client certificates. Every
+objects or manifest request is audited (principal, label, count).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+
+from api.deps import PrincipalDep, StateDep
+from api.routes.feeds import FeedRoute, FeedServices, ServicesDep
+from crypto.errors import ForbiddenError
+from federation.policy import offered
+from node.feeds import UnknownFeedError
+from node.principals import Principal
+from node.stix import (
+    STIX_MEDIA_TYPE,
+    Page,
+    VersionFilter,
+    collection_id,
+    format_date_added,
+    parse_timestamp,
+)
+from node.store import ListRow
+
+TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"
+API_ROOT = "hashfed"
+# Objects per page: TAXII lets the server cap ``limit``; 1,000 indicators are ~1 MB.
+MAX_LIMIT = 1000
+
+
+def _accepts_taxii(request: Request) -> None:
+    """406 unless the Accept header admits TAXII 2.1 JSON (no header admits anything)."""
+    header = request.headers.get("accept")
+    if header is None:
+        return
+    for part in header.split(","):
+        media, *params = (p.strip().lower() for p in part.split(";"))
+        args = dict(p.partition("=")[::2] for p in params)
+        if args.get("q") in ("0", "0.0", "0.00", "0.000"):
+            continue
+        if media in ("*/*", "application/*"):
+            return
+        if media == "application/taxii+json" and args.get("version", "2.1") == "2.1":
+            return
+    raise HTTPException(406, f"this server answers {TAXII_MEDIA_TYPE} only")
+
+
+router = APIRouter(
+    prefix="/taxii2", tags=["taxii"], route_class=FeedRoute, dependencies=[Depends(_accepts_taxii)]
+)
+
+CollectionPath = Annotated[str, Path(max_length=64)]
+ObjectPath = Annotated[str, Path(max_length=128)]
+
+
+def _taxii(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    import json
+
+    return Response(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        media_type=TAXII_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _labels(state: StateDep, principal: Principal) -> dict[str, list[ListRow]]:
+    """Label -> published lists the caller may receive, for every label with any."""
+    store = state.node.store
+    out: dict[str, list[ListRow]] = {}
+    for row in offered(principal, store.all_lists()):
+        if store.latest_checkpoint(list_id=row.id) is not None:
+            out.setdefault(row.label, []).append(row)
+    return out
+
+
+def _collection(state: StateDep, label: str) -> dict[str, Any]:
+    return {
+        "id": collection_id(state.node.node_id, label),
+        "title": f"hashfed {label}",
+        "description": (
+            f"Hashes of known child sexual abuse material under the sharing label {label!r} "
+            f"on node {state.node.node_id}, as STIX 2.1 indicators; removals are revocations."
+        ),
+        "alias": label,
+        "can_read": True,
+        "can_write": False,
+        "media_types": [STIX_MEDIA_TYPE],
+    }
+
+
+def _resolve(state: StateDep, principal: Principal, cid: str) -> tuple[str, list[ListRow]]:
+    """The label and served lists of collection ``cid``; 404 alike for unknown and not cleared."""
+    for label, rows in _labels(state, principal).items():
+        if collection_id(state.node.node_id, label) == cid:
+            return label, rows
+    raise UnknownFeedError(label=cid)
+
+
+def _page(
+    services: FeedServices,
+    label: str,
+    rows: list[ListRow],
+    *,
+    added_after: str | None,
+    limit: int | None,
+    next_: str | None,
+    match_id: str | None,
+    match_type: str | None,
+    match_version: str | None,
+    match_spec_version: str | None,
+    version_default: str | None = None,
+) -> Page:
+    taxii = services.taxii
+    after = parse_timestamp(added_after, where="added_after") if added_after else -1
+    if next_:
+        after = max(after, taxii.open_next(label, next_))
+    versions = VersionFilter.parse(match_version or version_default)
+    if (match_type and "indicator" not in match_type.split(",")) or (
+        match_spec_version and "2.1" not in match_spec_version.split(",")
+    ):
+        return Page([], False, None)  # only 2.1 indicators live here
+    ids = frozenset(i.strip() for i in match_id.split(",")[:100]) if match_id else None
+    return taxii.page(
+        label, rows, after_us=after, limit=min(limit or MAX_LIMIT, MAX_LIMIT), versions=versions, ids=ids
+    )
+
+
+def _headers(page: Page) -> dict[str, str]:
+    if not page.items:
+        return {}
+    return {
+        "X-TAXII-Date-Added-First": format_date_added(page.items[0].date_added_us),
+        "X-TAXII-Date-Added-Last": format_date_added(page.items[-1].date_added_us),
+    }
+
+
+def _envelope(page: Page) -> dict[str, Any]:
+    body: dict[str, Any] = {"more": page.more}
+    if page.next:
+        body["next"] = page.next
+    if page.items:
+        body["objects"] = [i.object for i in page.items]
+    return body
+
+
+Limit = Annotated[int | None, Query(ge=1)]
+AddedAfter = Annotated[str | None, Query(max_length=40)]
+Next = Annotated[str | None, Query(alias="next", max_length=1024)]
+MatchId = Annotated[str | None, Query(alias="match[id]", max_length=8192)]
+MatchType = Annotated[str | None, Query(alias="match[type]", max_length=256)]
+MatchVersion = Annotated[str | None, Query(alias="match[version]", max_length=4096)]
+MatchSpec = Annotated[str | None, Query(alias="match[spec_version]", max_length=64)]
+
+
+@router.get("/")
+def discovery(request: Request, state: StateDep, _principal: PrincipalDep) -> Response:
+    """TAXII discovery: this server's one API root."""
+    root = str(request.base_url) + f"taxii2/{API_ROOT}/"
+    return _taxii(
+        {
+            "title": f"hashfed node {state.node.node_id}",
+            "description": "Signed hash lists shared with vetted partners, as STIX 2.1 indicators.",
+            "default": root,
+            "api_roots": [root],
+        }
+    )
+
+
+@router.get(f"/{API_ROOT}/")
+def api_root(state: StateDep, _principal: PrincipalDep) -> Response:
+    """The API root: TAXII 2.1, read only."""
+    return _taxii(
+        {
+            "title": f"hashfed node {state.node.node_id}",
+            "versions": [TAXII_MEDIA_TYPE],
+            "max_content_length": state.settings.limits.max_body_bytes,
+        }
+    )
+
+
+@router.get(f"/{API_ROOT}/collections/")
+def collections(state: StateDep, principal: PrincipalDep) -> Response:
+    """One collection per label the caller may receive."""
+    labels = sorted(_labels(state, principal))
+    return _taxii({"collections": [_collection(state, label) for label in labels]} if labels else {})
+
+
+@router.get(f"/{API_ROOT}/collections/{{cid}}/")
+def collection(cid: CollectionPath, state: StateDep, principal: PrincipalDep) -> Response:
+    """One collection."""
+    label, _rows = _resolve(state, principal, cid)
+    return _taxii(_collection(state, label))
+
+
+@router.get(f"/{API_ROOT}/collections/{{cid}}/objects/")
+def objects(
+    cid: CollectionPath,
+    state: StateDep,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    added_after: AddedAfter = None,
+    limit: Limit = None,
+    next_: Next = None,
+    match_id: MatchId = None,
+    match_type: MatchType = None,
+    match_version: MatchVersion = None,
+    match_spec_version: MatchSpec = None,
+) -> Response:
+    """Indicators in date_added order, ``limit`` (≤ 1000) at a time."""
+    label, rows = _resolve(state, principal, cid)
+    page = _page(
+        services, label, rows, added_after=added_after, limit=limit, next_=next_,
+        match_id=match_id, match_type=match_type, match_version=match_version,
+        match_spec_version=match_spec_version,
+    )
+    _audit(state, principal, "taxii.objects", label, len(page.items))
+    return _taxii(_envelope(page), _headers(page))
+
+
+@router.get(f"/{API_ROOT}/collections/{{cid}}/manifest/")
+def manifest(
+    cid: CollectionPath,
+    state: StateDep,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    added_after: AddedAfter = None,
+    limit: Limit = None,
+    next_: Next = None,
+    match_id: MatchId = None,
+    match_type: MatchType = None,
+    match_version: MatchVersion = None,
+    match_spec_version: MatchSpec = None,
+) -> Response:
+    """The objects' ids, versions and date_added, without their content."""
+    label, rows = _resolve(state, principal, cid)
+    page = _page(
+        services, label, rows, added_after=added_after, limit=limit, next_=next_,
+        match_id=match_id, match_type=match_type, match_version=match_version,
+        match_spec_version=match_spec_version,
+    )
+    _audit(state, principal, "taxii.manifest", label, len(page.items))
+    body: dict[str, Any] = {"more": page.more}
+    if page.next:
+        body["next"] = page.next
+    if page.items:
+        body["objects"] = [
+            {
+                "id": i.object["id"],
+                "date_added": format_date_added(i.date_added_us),
+                "version": i.object["modified"],
+                "media_type": STIX_MEDIA_TYPE,
+            }
+            for i in page.items
+        ]
+    return _taxii(body, _headers(page))
+
+
+@router.get(f"/{API_ROOT}/collections/{{cid}}/objects/{{object_id}}/")
+def get_object(
+    cid: CollectionPath,
+    object_id: ObjectPath,
+    state: StateDep,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    added_after: AddedAfter = None,
+    limit: Limit = None,
+    next_: Next = None,
+    match_version: MatchVersion = None,
+    match_spec_version: MatchSpec = None,
+) -> Response:
+    """The versions of one object (the last by default), scanning the collection in bounded steps."""
+    label, rows = _resolve(state, principal, cid)
+    page = _page(
+        services, label, rows, added_after=added_after, limit=limit, next_=next_,
+        match_id=object_id, match_type=None, match_version=match_version,
+        match_spec_version=match_spec_version,
+    )
+    _audit(state, principal, "taxii.object", label, len(page.items))
+    if not page.items and not page.more:
+        raise HTTPException(404, "no such object in this collection")
+    return _taxii(_envelope(page), _headers(page))
+
+
+@router.get(f"/{API_ROOT}/collections/{{cid}}/objects/{{object_id}}/versions/")
+def versions(
+    cid: CollectionPath,
+    object_id: ObjectPath,
+    state: StateDep,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    added_after: AddedAfter = None,
+    limit: Limit = None,
+    next_: Next = None,
+    match_spec_version: MatchSpec = None,
+) -> Response:
+    """Every version (``modified``) of one object."""
+    label, rows = _resolve(state, principal, cid)
+    page = _page(
+        services, label, rows, added_after=added_after, limit=limit, next_=next_,
+        match_id=object_id, match_type=None, match_version=None,
+        match_spec_version=match_spec_version, version_default="all",
+    )
+    if not page.items and not page.more:
+        raise HTTPException(404, "no such object in this collection")
+    body: dict[str, Any] = {"more": page.more}
+    if page.next:
+        body["next"] = page.next
+    if page.items:
+        body["versions"] = [i.object["modified"] for i in page.items]
+    return _taxii(body, _headers(page))
+
+
+@router.post(f"/{API_ROOT}/collections/{{cid}}/objects/")
+def add_objects(cid: CollectionPath, state: StateDep, principal: PrincipalDep) -> Response:
+    """Refused: collections are read only (``can_write`` is false)."""
+    _resolve(state, principal, cid)
+    raise ForbiddenError(reason="this collection is read only")
+
+
+@router.delete(f"/{API_ROOT}/collections/{{cid}}/objects/{{object_id}}/")
+def delete_object(
+    cid: CollectionPath, object_id: ObjectPath, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """Refused: collections are read only (``can_write`` is false)."""
+    _resolve(state, principal, cid)
+    raise ForbiddenError(reason="this collection is read only")
+
+
+def _audit(state: StateDep, principal: Principal, action: str, label: str, count: int) -> None:
+    state.audit.add(actor=principal.name, action=action, target=label, count=count, via=principal.via)

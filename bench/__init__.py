@@ -1,0 +1,1 @@
+"""Benchmarks, outside pytest's default path; each prints ratios against its anchors."""

@@ -1,0 +1,281 @@
+"""``hashfed peer …``, ``hashfed sync`` and ``hashfed demo``.
+
+Registered onto the ``hashfed`` command by api/cli.py (:func:`register`).
+Errors are presented by node/cli.py's ``main`` (one place for exit codes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from config import PeerSettings, TrustedOwner, load_settings
+from crypto.errors import InputError
+from federation.client import PINNED_DIR
+from federation.health import peer_status
+from federation.peers import add_trusted_owner, check_peer, register_peer, remove_peer
+from federation.sync import PullReport, Syncer
+from node.cli import DEFAULT_DATA, DataOpt, err, exit_code_for, open_node, out
+from node.store import now_ms
+
+__all__ = ["peer_app", "register"]
+
+peer_app = typer.Typer(
+    help="Peers: whom we pull from, and what they may receive.", no_args_is_help=True
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the federation commands to the ``hashfed`` app."""
+    app.add_typer(peer_app, name="peer")
+    app.command("sync")(sync)
+    app.command("demo")(demo)
+
+
+def _actor(node_id: str) -> str:
+    return f"cli@{node_id}"
+
+
+def _split(values: list[str] | None) -> list[str]:
+    out_: list[str] = []
+    for v in values or []:
+        out_ += [x.strip() for x in v.split(",") if x.strip()]
+    return out_
+
+
+@peer_app.command("add")
+def peer_add(
+    node_id: Annotated[str, typer.Argument(help="The peer's node id.")],
+    url: Annotated[str, typer.Argument(help="https://host:port the peer listens on.")],
+    fingerprint: Annotated[
+        str | None, typer.Option(help="Pin its TLS certificate: sha256:<hex>.")
+    ] = None,
+    cert: Annotated[
+        Path | None, typer.Option(help="Its self-signed certificate file, to pin and trust.")
+    ] = None,
+    signing_key: Annotated[
+        list[str] | None,
+        typer.Option("--signing-key", help="Its checkpoint verifier key (repeatable)."),
+    ] = None,
+    labels: Annotated[
+        str, typer.Option(help="Comma-separated labels it may receive from us.")
+    ] = "",
+    subscribe: Annotated[
+        list[str] | None,
+        typer.Option(help="What we pull from it: '*', 'owner/*' or 'owner/name' (repeatable)."),
+    ] = None,
+    no_pull: Annotated[
+        bool, typer.Option("--no-pull", help="Pull nothing from it (it only receives).")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between pulls.")] = 60.0,
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Add a peer to node.toml and register it as a principal (role peer)."""
+    from crypto.pki import cert_fingerprint, load_certificate
+    from node.principals import check_labels
+
+    if cert is not None:
+        pinned = cert_fingerprint(load_certificate(cert))
+        if fingerprint is not None and fingerprint.lower() != pinned:
+            raise InputError(
+                "the certificate does not have this fingerprint", where="--fingerprint"
+            )
+        fingerprint = pinned
+    peer = PeerSettings(
+        node_id=node_id,
+        url=url.rstrip("/"),
+        fingerprint=fingerprint.lower() if fingerprint else None,
+        signing_keys=signing_key or [],
+        labels=check_labels(_split([labels])),
+        subscribe=[] if no_pull else (_split(subscribe) or ["*"]),
+        interval_seconds=interval,
+    )
+    check_peer(peer)
+    if peer.subscribe and not peer.signing_keys:
+        err.print(
+            f"[yellow]note: no --signing-key for {node_id}: only lists of owners trusted "
+            "otherwise (peers, `hashfed peer trust`) will be accepted from it[/]"
+        )
+    with open_node(data) as node:
+        register_peer(node.store, data, peer, actor=_actor(node.node_id))
+    if cert is not None:
+        # api/server.py trusts files in tls/pinned/ within seconds, for both directions.
+        target = data / PINNED_DIR / f"{node_id}.crt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cert, target)
+    how = peer.fingerprint or "CA-issued certificate naming it"
+    out.print(
+        f"added peer {node_id} ({peer.url}; receives {','.join(peer.labels) or 'nothing'}; "
+        f"we pull {','.join(peer.subscribe) or 'nothing'}; {how})"
+    )
+    out.print("a running node picks this up when restarted")
+
+
+@peer_app.command("rm")
+def peer_rm(node_id: str, data: DataOpt = DEFAULT_DATA) -> None:
+    """Remove a peer: node.toml, its principal (cut off at once), its pinned certificate."""
+    found = remove_peer(data, node_id)
+    with open_node(data) as node:
+        had_principal = node.store.remove_principal(name=node_id)
+        node.store.forget_peer(peer=node_id)
+        node.store.append_audit(
+            actor=_actor(node.node_id), action="peer.remove", target=node_id, detail={}
+        )
+    (data / PINNED_DIR / f"{node_id}.crt").unlink(missing_ok=True)
+    if not found and not had_principal:
+        raise InputError(f"no peer named {node_id!r}", where="node_id")
+    out.print(f"removed peer {node_id}")
+
+
+@peer_app.command("trust")
+def peer_trust(
+    node_id: Annotated[str, typer.Argument(help="The list owner's node id.")],
+    signing_key: Annotated[
+        list[str], typer.Option("--signing-key", help="Its checkpoint verifier key (repeatable).")
+    ],
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Trust an owner's signing key for its lists relayed by peers ([[trusted_owners]])."""
+    add_trusted_owner(data, TrustedOwner(node_id=node_id, signing_keys=signing_key))
+    out.print(f"trusting {node_id}'s signing key for its lists, whoever relays them")
+
+
+@peer_app.command("unfreeze")
+def peer_unfreeze(
+    name: Annotated[str, typer.Argument(help="The frozen list, owner/name.")],
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Take updates for a list frozen after a fork again (its evidence is kept)."""
+    from node.lists import get_list
+
+    with open_node(data) as node:
+        row = get_list(node.store, name)
+        if row.frozen_reason is None:
+            raise InputError(f"{name} is not frozen", where="name")
+        node.store.update_list(list_id=row.id, frozen_reason=None)
+        node.store.append_audit(
+            actor=_actor(node.node_id),
+            action="federation.unfreeze",
+            target=name,
+            detail={"was": row.frozen_reason[:300]},
+        )
+    out.print(f"{name} takes updates again; the evidence checkpoints are kept")
+
+
+def _ago(ms: int | None, now: int) -> str:
+    if ms is None:
+        return "-"
+    secs = (now - ms) / 1000
+    return f"in {-secs:.0f}s" if secs < 0 else f"{secs:.0f}s ago"
+
+
+@peer_app.command("ls")
+def peer_ls(data: DataOpt = DEFAULT_DATA) -> None:
+    """Peers with their health: last success, last error, lag, next attempt."""
+    with open_node(data) as node:
+        rows = peer_status(node, now_ms=now_ms(), now_s=int(time.time()))
+    now = now_ms()
+    table = Table(
+        "peer",
+        "url",
+        "receives",
+        "we pull",
+        "last success",
+        "failures",
+        "next attempt",
+        "lag",
+        "last error",
+    )
+    for r in rows:
+        table.add_row(
+            r["peer"],
+            r["url"],
+            ",".join(r["labels"]) or "-",
+            ",".join(r["subscribe"]) or "-",
+            _ago(r["last_success_ms"], now),
+            str(r["failures"]),
+            _ago(r["next_attempt_ms"], now),
+            str(r["lag_entries"]),
+            escape(f"{r['last_error_code']}: {r['last_error']}") if r["last_error_code"] else "",
+        )
+    out.print(table)
+    for r in rows:
+        for a in r["alerts"]:
+            out.print(f"[red]ALERT[/] {a['list']} {a['alert']}: {escape(a['detail'])}")
+
+
+def _print_report(report: PullReport) -> None:
+    mark = "[green]ok[/]" if report.ok else "[red]failed[/]"
+    out.print(
+        f"{mark}  {report.peer}: {report.applied_entries} entries applied in "
+        f"{report.duration_s:.2f}s, lag {report.lag_entries}"
+        + (
+            f" — {escape(report.error_code or '')}: {escape(report.error or '')}"
+            if not report.ok
+            else ""
+        )
+    )
+    for r in report.lists:
+        out.print(
+            f"    {r.full_name:40} {r.outcome:9} size {r.size}/{r.offered_size}"
+            + (f"  {escape(r.detail)}" if r.detail else "")
+        )
+
+
+def sync(
+    peer: Annotated[
+        str | None, typer.Argument(help="One peer (default: every peer we pull).")
+    ] = None,
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Pull now, in this process (no server needed)."""
+    settings = load_settings(data)
+    targets = [peer] if peer else [p.node_id for p in settings.peers if p.subscribe]
+    if not targets:
+        out.print("no peers to pull from (hashfed peer add …)")
+        return
+    failed: list[PullReport] = []
+    with open_node(data) as node:
+        syncer = Syncer(node)
+        for peer_id in targets:
+            report = syncer.pull(peer_id)
+            _print_report(report)
+            if not report.ok:
+                failed.append(report)
+    if failed:
+        # Network trouble (peer_*, limit_exceeded) exits like a PeerError, refusals
+        # like a VerificationError (node/cli.py's exit codes).
+        from crypto.errors import PeerError, VerificationError
+
+        network = any(
+            (f.error_code or "").startswith("peer") or f.error_code == "limit_exceeded"
+            for f in failed
+        )
+        exc = PeerError(peer=failed[0].peer, reason="") if network else VerificationError()
+        raise typer.Exit(exit_code_for(exc))
+
+
+def demo(
+    keep: Annotated[
+        bool, typer.Option(help="Keep the demo's data folders instead of deleting them.")
+    ] = False,
+    folder: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Where to put the three nodes (default: a temp dir)."),
+    ] = None,
+) -> None:
+    """Start a local federation of three nodes on 127.0.0.1 and walk through it."""
+    from federation.demo import run_demo
+
+    started = dt.datetime.now()
+    ok = run_demo(folder=folder, keep=keep, console=out)
+    if not ok:
+        raise typer.Exit(1)
+    out.print(f"[dim]demo finished in {(dt.datetime.now() - started).total_seconds():.1f}s[/]")

@@ -1,0 +1,1073 @@
+"""``hashfed pull``: a partner's verified copy of a feed, as one sorted file per hash type.
+
+One pull::
+
+    GET /feeds/v1/{label}/entries?format=ndjson[&since=<cursor>]  → spool file
+    verify the spool, list by list, against the owners' keys the user trusts:
+        checkpoint signature and origin          (never a key the server sends)
+        size not below the last accepted one     (rollback)
+        same size, same root; an extension of it (fork)
+        stored right edge + new leaves = signed root  (tampered, dropped, reordered)
+    only then apply:
+        new per-list files (new generation names; the old ones stay)
+        the output files DIR/<type>.txt          (temporary file + os.replace each)
+        DIR/.hashfed-state.json                  (last, atomically)
+
+Nothing is written outside ``DIR/.hashfed/`` before every check passed, and
+the state file is replaced last, so a pull killed at any point leaves a
+state the next pull resumes from; a marker written before the first output
+file is replaced makes that next pull rebuild every output file from the
+per-list files, so it ends with exactly the files of an uninterrupted pull.
+
+Working folder ``DIR/.hashfed/``: ``spool.ndjson`` (the download),
+``lists/<owner>/<name>/<type>.<generation>.txt`` (each list's hashes, sorted),
+``pending`` (the marker), ``tmp/`` (sorted runs of large pulls). Memory stays
+bounded by the run size (:data:`RUN_ENTRIES`), not by the feed.
+
+:class:`FeedClient` is the one place here that dials out; it belongs in
+federation/client.py, the project's only outbound module, and moves there
+once that file is free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import heapq
+import json
+import mmap
+import os
+import re
+import shutil
+import ssl
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from crypto.checkpoint import list_origin, verify_checkpoint
+from crypto.errors import (
+    ForkError,
+    HashfedError,
+    InputError,
+    LimitExceededError,
+    NoTrustedSignatureError,
+    PeerError,
+    PeerProtocolError,
+    PeerTimeoutError,
+    PeerUnreachableError,
+    RollbackError,
+    RootMismatchError,
+    StaleError,
+)
+from crypto.keys import NoteVerifier
+from crypto.merkle import CompactRange
+from crypto.note import MAX_NOTE_BYTES
+from crypto.tls import MIN_TLS_VERSION, TLS12_CIPHERS, client_context
+from node.hashes import REGISTRY, parse_category
+
+__all__ = [
+    "STATE_FILE",
+    "FeedClient",
+    "FeedVerifier",
+    "ListState",
+    "PullResult",
+    "PullState",
+    "load_trust",
+    "pull",
+    "token_context",
+]
+
+STATE_FILE = ".hashfed-state.json"
+WORK_DIR = ".hashfed"
+STATE_FORMAT = 1
+NDJSON = "application/x-ndjson"
+# Sorted runs of this many changes spill to disk: ~30 MB of Python objects.
+RUN_ENTRIES = 200_000
+# A feed download is cut off past this: ~200 bytes an entry, 20M entries.
+DEFAULT_MAX_BYTES = 4 * 1024**3
+# A header line carries a signed note (≤ MAX_NOTE_BYTES); an entry line is far smaller.
+MAX_LINE_BYTES = MAX_NOTE_BYTES + 4096
+MAX_CURSOR_CHARS = 16_384
+_CONNECT_SECONDS = 10.0
+_READ_SECONDS = 120.0  # a large full feed may pause while the server pages its database
+_MAX_ERROR_BYTES = 4096
+_LIST_RE = re.compile(r"^([a-z0-9][a-z0-9-]{0,62})/([a-z0-9][a-z0-9._-]{0,99})$")
+_ENTRY_KEYS = frozenset(("list", "seq", "op", "type", "value", "category", "timestamp_ms"))
+_HEADER_KEYS = frozenset(("list", "start", "size", "checkpoint"))
+# The server's canonical entry line (node/feeds.py); anything else takes the json path.
+_FAST_LINE = re.compile(
+    rb'\{"list":"([a-z0-9./_-]+)","seq":(0|[1-9][0-9]{0,18}),"op":"(add|remove)",'
+    rb'"type":"([a-z0-9]{1,16})","value":"([^"\\]{1,2048})","category":"([^"\\]{0,255})",'
+    rb'"timestamp_ms":(0|[1-9][0-9]{0,18})\}'
+)
+_HEX = re.compile(rb"^[0-9a-f]+$")
+_MAX_INT64 = 2**63 - 1
+
+
+# --- trust --------------------------------------------------------------------------------------
+
+
+def load_trust(pairs: Sequence[str], trust_file: Path | None = None) -> dict[str, list[NoteVerifier]]:
+    """Owner → the verifier keys trusted for its lists, from ``OWNER=KEY`` pairs and a file.
+
+    The file holds one ``OWNER=KEY`` (or ``OWNER KEY``) per line; ``#`` starts a comment.
+
+    Raises:
+        InputError: a pair or line is malformed or a key is not a verifier key.
+    """
+    items = [(f"--trust {p[:40]}", p) for p in pairs]
+    if trust_file is not None:
+        try:
+            lines = trust_file.read_text().splitlines()
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", where=str(trust_file)) from None
+        for n, line in enumerate(lines, 1):
+            line = line.split("#", 1)[0].strip()
+            if line:
+                items.append((f"{trust_file}:{n}", line.replace(" ", "=", 1) if "=" not in line.split(" ")[0] else line))
+    trust: dict[str, list[NoteVerifier]] = {}
+    for where, item in items:
+        owner, sep, key = item.partition("=")
+        owner, key = owner.strip(), key.strip()
+        if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", owner):
+            raise InputError("expected OWNER=VERIFIER_KEY", where=where)
+        try:
+            trust.setdefault(owner, []).append(NoteVerifier.from_verifier_key(key))
+        except (HashfedError, ValueError):
+            raise InputError("not a verifier key (name+keyid+base64)", where=where) from None
+    return trust
+
+
+# --- state ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ListState:
+    """What a pull accepted of one list: the signed checkpoint, the tree's right edge, files."""
+
+    size: int
+    compact_range: bytes
+    checkpoint: str
+    timestamp: int
+    files: dict[str, str] = field(default_factory=dict)  # hash type -> path under DIR
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "compact_range": self.compact_range.hex(),
+            "root": CompactRange.from_bytes(self.compact_range).root().hex(),
+            "timestamp": self.timestamp,
+            "checkpoint": self.checkpoint,
+            "files": dict(sorted(self.files.items())),
+            "counts": dict(sorted(self.counts.items())),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ListState:
+        return cls(
+            int(d["size"]),
+            bytes.fromhex(d["compact_range"]),
+            str(d["checkpoint"]),
+            int(d["timestamp"]),
+            {str(k): str(v) for k, v in d.get("files", {}).items()},
+            {str(k): int(v) for k, v in d.get("counts", {}).items()},
+        )
+
+
+@dataclass
+class PullState:
+    """``DIR/.hashfed-state.json``: where the copy stands; replaced atomically, last."""
+
+    url: str
+    label: str
+    cursor: str | None = None
+    generation: int = 0
+    lists: dict[str, ListState] = field(default_factory=dict)
+    outputs: dict[str, int] = field(default_factory=dict)  # hash type -> hashes in the file
+
+    @classmethod
+    def load(cls, out_dir: Path) -> PullState | None:
+        """The state in ``out_dir``, or None before the first pull.
+
+        Raises:
+            InputError: the file exists but is not a state this version wrote.
+        """
+        path = out_dir / STATE_FILE
+        try:
+            d = json.loads(path.read_text())
+            if d.get("format") != STATE_FORMAT:
+                raise ValueError("unknown format")
+            return cls(
+                str(d["url"]),
+                str(d["label"]),
+                d.get("cursor"),
+                int(d["generation"]),
+                {k: ListState.from_json(v) for k, v in d["lists"].items()},
+                {str(k): int(v) for k, v in d.get("outputs", {}).items()},
+            )
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise InputError("not a hashfed pull state (delete the folder to start over)",
+                             where=str(path)) from None
+
+    def save(self, out_dir: Path) -> None:
+        body = {
+            "format": STATE_FORMAT,
+            "url": self.url,
+            "label": self.label,
+            "cursor": self.cursor,
+            "generation": self.generation,
+            "outputs": dict(sorted(self.outputs.items())),
+            "lists": {k: v.to_json() for k, v in sorted(self.lists.items())},
+        }
+        _atomic_write(out_dir / STATE_FILE, (json.dumps(body, indent=1) + "\n").encode())
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+# --- the HTTP client (moves to federation/client.py) ------------------------------------------------
+
+
+def token_context(*, ca_files: Sequence[Path] = (), pinned_cert_files: Sequence[Path] = ()) -> ssl.SSLContext:
+    """A client context without a client certificate (token auth), checking the server.
+
+    With neither CAs nor pins it uses the system's trust store (a node behind a
+    public TLS front end); otherwise exactly the given anchors.
+    """
+    if not ca_files and not pinned_cert_files:
+        ctx = ssl.create_default_context()
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        for path in [*ca_files, *pinned_cert_files]:
+            try:
+                ctx.load_verify_locations(cafile=os.fspath(path))
+            except (ssl.SSLError, OSError) as exc:
+                raise InputError(f"cannot load as a trust anchor: {exc}", where=str(path)) from None
+    ctx.minimum_version = MIN_TLS_VERSION
+    ctx.set_ciphers(TLS12_CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    return ctx
+
+
+def cert_context(cert: Path, key: Path, *, ca_files: Sequence[Path] = (),
+                 pinned_cert_files: Sequence[Path] = ()) -> ssl.SSLContext:
+    """A client context presenting ``cert`` (crypto/tls.py's hardened one)."""
+    return client_context(cert, key, ca_files=ca_files, pinned_cert_files=pinned_cert_files)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    resync: bool  # the server refused the cursor: pull again without one
+    bytes: int
+    lines: int
+
+
+class FeedClient:
+    """A node's feed endpoints over HTTPS, with a client certificate or a token."""
+
+    def __init__(
+        self, url: str, *, ssl_context: ssl.SSLContext, token: str | None = None,
+        read_timeout: float = _READ_SECONDS,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.peer = httpx.URL(self.url).host or self.url
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=self.url,
+            verify=ssl_context,
+            headers=headers,
+            timeout=httpx.Timeout(read_timeout, connect=_CONNECT_SECONDS),
+            follow_redirects=False,
+            trust_env=False,  # no proxies from the environment
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> FeedClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The one place where httpx and ssl exceptions become PeerErrors."""
+        try:
+            yield
+        except HashfedError:
+            raise
+        except httpx.TimeoutException as exc:
+            raise PeerTimeoutError(peer=self.peer, reason=f"timed out ({type(exc).__name__})") from exc
+        except (httpx.NetworkError, ssl.SSLError) as exc:
+            raise PeerUnreachableError(peer=self.peer, reason=_describe(exc)) from exc
+        except (httpx.ProtocolError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
+            raise PeerProtocolError(peer=self.peer, reason=_describe(exc)) from exc
+        except httpx.HTTPError as exc:
+            raise PeerError(peer=self.peer, reason=_describe(exc)) from exc
+        except OSError as exc:
+            raise PeerUnreachableError(peer=self.peer, reason=_describe(exc)) from exc
+
+    def fetch(
+        self,
+        label: str,
+        since: str | None,
+        spool: IO[bytes],
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Fetched:
+        """Download the NDJSON feed into ``spool`` (bounded), or learn that a resync is needed.
+
+        Raises:
+            PeerError: the server is unreachable, times out, or answers other than 200/410.
+            LimitExceededError: more than ``max_bytes``.
+        """
+        params = {"format": "ndjson"} | ({"since": since} if since else {})
+        path = f"/feeds/v1/{label}/entries"
+        with self._errors(), self._http.stream("GET", path, params=params) as resp:
+            if resp.status_code == 410:
+                return Fetched(True, 0, 0)
+            if resp.status_code != 200:
+                raise PeerProtocolError(peer=self.peer, reason=f"{path}: {self._error_of(resp)}")
+            ctype = resp.headers.get("content-type", "").split(";")[0].strip()
+            if ctype != NDJSON:
+                raise PeerProtocolError(peer=self.peer, reason=f"{path}: content type {ctype!r}")
+            total = lines = 0
+            for chunk in resp.iter_bytes(1 << 16):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise LimitExceededError(limit="feed bytes", value=total, maximum=max_bytes)
+                lines += chunk.count(b"\n")
+                spool.write(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
+        return Fetched(False, total, lines)
+
+    def _error_of(self, resp: httpx.Response) -> str:
+        body = b""
+        for chunk in resp.iter_bytes():
+            body += chunk
+            if len(body) > _MAX_ERROR_BYTES:
+                break
+        try:
+            d = json.loads(body[:_MAX_ERROR_BYTES])
+            code, detail = str(d.get("error", "?"))[:64], str(d.get("detail", ""))[:300]
+        except (ValueError, AttributeError):
+            code, detail = "?", ""
+        return f"HTTP {resp.status_code} ({code}) {detail}".strip()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+# --- verification -------------------------------------------------------------------------------------
+
+
+class _Changes:
+    """The net effect (last op wins) of one list's entries on one hash type, sorted by value.
+
+    In memory up to :data:`RUN_ENTRIES` distinct values, then spilled as sorted runs.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.current: dict[bytes, bool] = {}
+        self.runs: list[Path] = []
+
+    def add(self, value: bytes, present: bool) -> None:
+        self.current[value] = present
+        if len(self.current) >= RUN_ENTRIES:
+            self._spill()
+
+    def _spill(self) -> None:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        path = self.tmp / f"run-{id(self)}-{len(self.runs)}.txt"
+        with path.open("wb") as fh:
+            fh.writelines(v + (b"\t1\n" if p else b"\t0\n") for v, p in sorted(self.current.items()))
+        self.runs.append(path)
+        self.current = {}
+
+    @property
+    def small(self) -> bool:
+        return not self.runs
+
+    def __len__(self) -> int:
+        return len(self.current) + len(self.runs) * RUN_ENTRIES  # an upper bound once spilled
+
+    def items(self) -> Iterator[tuple[bytes, bool]]:
+        if not self.runs:
+            yield from sorted(self.current.items())
+            return
+
+        def run(i: int, path: Path) -> Iterator[tuple[bytes, int, bool]]:
+            with path.open("rb") as fh:
+                for line in fh:
+                    yield line[:-3], i, line[-2:-1] == b"1"
+
+        last = len(self.runs)
+        mem = ((v, last, p) for v, p in sorted(self.current.items()))
+        merged = heapq.merge(*(run(i, p) for i, p in enumerate(self.runs)), mem)
+        prev: bytes | None = None
+        flag = False
+        for value, _i, present in merged:  # equal values come oldest run first: last wins
+            if value != prev and prev is not None:
+                yield prev, flag
+            prev, flag = value, present
+        if prev is not None:
+            yield prev, flag
+
+
+@dataclass
+class _Verified:
+    """One list as verified from the stream, with its net changes from ``apply_from`` on."""
+
+    name: str
+    size: int
+    compact_range: bytes
+    checkpoint: str
+    timestamp: int
+    apply_from: int
+    reset: bool  # not in the old state: built from nothing
+    changes: dict[str, _Changes] = field(default_factory=dict)
+
+
+class FeedVerifier:
+    """Checks a feed stream line by line against the old state and the trusted keys.
+
+    Order is enforced: a list header, exactly that list's entries in seq
+    order up to the header's size, the next header, ..., the cursor line,
+    nothing after. No I/O besides spilling sorted runs under ``tmp``.
+    """
+
+    def __init__(
+        self,
+        *,
+        old: PullState | None,
+        trust: dict[str, list[NoteVerifier]],
+        peer: str,
+        tmp: Path,
+        max_age_seconds: int = 0,
+        now: float | None = None,
+    ) -> None:
+        self.old = old.lists if old else {}
+        self.trust = trust
+        self.peer = peer
+        self.tmp = tmp
+        self.max_age = max_age_seconds
+        self.now = time.time() if now is None else now
+        self.done: dict[str, _Verified] = {}
+        self.cursor: str | None = None
+        self.entries = 0
+        self._cur: _Verified | None = None
+        self._range = CompactRange()
+        self._root = b""
+        self._next_seq = 0
+        self._origin = ""
+        self._leaves: list[bytes] = []
+        self._stop_at = -1
+        self._name_bytes = b""
+        self._categories: dict[bytes, str] = {}
+
+    def _bad(self, reason: str) -> PeerProtocolError:
+        return PeerProtocolError(peer=self.peer, reason=f"feed stream: {reason}")
+
+    def line(self, raw: bytes) -> None:
+        """Check one line (without its newline).
+
+        Raises:
+            PeerProtocolError: out of order or malformed.
+            VerificationError: a signature, rollback, fork or root check failed.
+        """
+        if self.cursor is not None:
+            raise self._bad("data after the cursor line")
+        if self._cur is not None and self._next_seq < self._cur.size:
+            m = _FAST_LINE.fullmatch(raw)
+            if m is not None:
+                self._entry_fast(m)
+            else:
+                self._entry_json(raw)
+            return
+        if len(raw) > MAX_LINE_BYTES:
+            raise self._bad(f"a line over {MAX_LINE_BYTES} bytes")
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            raise self._bad("a line is not JSON") from None
+        if type(obj) is not dict:
+            raise self._bad("a line is not a JSON object")
+        self._finish_list()
+        if obj.keys() == {"cursor"}:
+            if type(obj["cursor"]) is not str or len(obj["cursor"]) > MAX_CURSOR_CHARS:
+                raise self._bad("malformed cursor")
+            self.cursor = obj["cursor"]
+        elif obj.keys() == _HEADER_KEYS:
+            self._header(obj)
+        else:
+            raise self._bad("expected a list header or the cursor line")
+
+    def _header(self, obj: dict[str, Any]) -> None:
+        name, start, size, note = obj["list"], obj["start"], obj["size"], obj["checkpoint"]
+        m = _LIST_RE.fullmatch(name) if type(name) is str else None
+        if m is None or name in self.done:
+            raise self._bad("a list header names no list, or one twice")
+        if type(start) is not int or type(size) is not int or not 0 <= start <= size <= _MAX_INT64:
+            raise self._bad(f"{name}: start and size must satisfy 0 <= start <= size")
+        if type(note) is not str:
+            raise self._bad(f"{name}: the checkpoint is not a string")
+        owner, list_name = m.group(1), m.group(2)
+        origin = list_origin(owner, list_name)
+        keys = self.trust.get(owner, [])
+        if not keys:
+            raise NoTrustedSignatureError(origin=origin, trusted=f"no key trusted for {owner}; "
+                                          f"pass --trust {owner}=<verifier key>")
+        cp = verify_checkpoint(note, origin=origin, verifiers=keys)
+        if cp.size != size:
+            raise self._bad(f"{name}: header size {size}, signed size {cp.size}")
+        if self.max_age and self.now - cp.timestamp > self.max_age:
+            raise StaleError(origin=origin, age_seconds=int(self.now - cp.timestamp),
+                             max_age_seconds=self.max_age)
+        old = self.old.get(name)
+        apply_from = 0
+        if old is not None:
+            old_range = CompactRange.from_bytes(old.compact_range)
+            if size < old.size:
+                raise RollbackError(origin=origin, trusted_size=old.size, new_size=size)
+            if size == old.size and cp.root_hash != old_range.root():
+                raise ForkError(origin=origin, size=size, reason="same size, another root")
+            if start not in (0, old.size):
+                raise self._bad(f"{name}: starts at {start}; we hold {old.size}")
+            apply_from = old.size
+            self._range = old_range if start == old.size else CompactRange()
+        else:
+            if start != 0:
+                raise self._bad(f"{name}: starts at {start} but we hold nothing of it")
+            self._range = CompactRange()
+        self._stop_at = old.size if old is not None and start == 0 and old.size else -1
+        self._cur = _Verified(name, size, b"", note, cp.timestamp, apply_from, old is None)
+        self._root = cp.root_hash
+        self._next_seq = start
+        self._origin = origin
+        self._leaves = []
+        self._name_bytes = name.encode()
+
+    def _entry_fast(self, m: re.Match[bytes]) -> None:
+        lst, seq_b, op_b, type_b, value, cat_b, ts_b = m.groups()
+        cur = self._cur
+        assert cur is not None
+        seq, ts = int(seq_b), int(ts_b)
+        if lst != self._name_bytes or seq != self._next_seq:
+            raise self._bad(f"{cur.name}: expected entry {self._next_seq} of this list")
+        htype = REGISTRY.get(type_b.decode())
+        if htype is None:
+            raise self._bad(f"{cur.name} entry {seq}: unknown hash type")
+        if htype.hex_bytes is not None:
+            if len(value) != 2 * htype.hex_bytes or not _HEX.match(value):
+                raise self._bad(f"{cur.name} entry {seq}: value is not canonical {htype.name}")
+        else:
+            self._canonical(htype.name, value.decode("ascii", "replace"), seq)
+        category = self._category(cat_b, seq)
+        if ts > _MAX_INT64:
+            raise self._bad(f"{cur.name} entry {seq}: timestamp out of range")
+        self._accept(seq, op_b == b"add", htype.name, value, category, ts)
+
+    def _entry_json(self, raw: bytes) -> None:
+        cur = self._cur
+        assert cur is not None
+        if len(raw) > MAX_LINE_BYTES:
+            raise self._bad(f"{cur.name}: a line over {MAX_LINE_BYTES} bytes")
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            raise self._bad(f"{cur.name}: entry {self._next_seq} is not JSON") from None
+        if type(obj) is not dict or obj.keys() != _ENTRY_KEYS:
+            raise self._bad(f"{cur.name}: entry {self._next_seq} missing (got another line)")
+        seq, op, t, value, category, ts = (
+            obj["seq"], obj["op"], obj["type"], obj["value"], obj["category"], obj["timestamp_ms"]
+        )
+        if obj["list"] != cur.name or type(seq) is not int or seq != self._next_seq:
+            raise self._bad(f"{cur.name}: expected entry {self._next_seq} of this list")
+        if op not in ("add", "remove") or type(t) is not str or t not in REGISTRY:
+            raise self._bad(f"{cur.name} entry {seq}: bad op or hash type")
+        if type(value) is not str or type(category) is not str:
+            raise self._bad(f"{cur.name} entry {seq}: value and category must be strings")
+        if type(ts) is not int or not 0 <= ts <= _MAX_INT64:
+            raise self._bad(f"{cur.name} entry {seq}: timestamp out of range")
+        self._canonical(t, value, seq)
+        cat = self._category(category.encode("utf-8"), seq)
+        self._accept(seq, op == "add", t, value.encode("ascii"), cat, ts)
+
+    def _canonical(self, htype: str, value: str, seq: int) -> None:
+        try:
+            ok = REGISTRY[htype].parse(value) == value
+        except InputError:
+            ok = False
+        if not ok:
+            raise self._bad(f"{self._cur.name if self._cur else '?'} entry {seq}: "
+                            f"value is not canonical {htype}")
+
+    def _category(self, raw: bytes, seq: int) -> str:
+        hit = self._categories.get(raw)
+        if hit is None:
+            try:
+                text = raw.decode("utf-8") if b"\\" not in raw else json.loads(b'"' + raw + b'"')
+                if parse_category(text) != text:
+                    raise InputError("not canonical")
+            except (InputError, ValueError):
+                raise self._bad(f"entry {seq}: category is malformed") from None
+            if len(self._categories) < 100_000:
+                self._categories[raw] = text
+            hit = text
+        return hit
+
+    def _accept(self, seq: int, add: bool, htype: str, value: bytes, category: str, ts: int) -> None:
+        cur = self._cur
+        assert cur is not None
+        t = htype.encode()
+        c = category.encode("utf-8")
+        # node/entry.py's encode_leaf, inlined: this runs once per entry.
+        leaf = b"".join((
+            b"\x01", seq.to_bytes(8, "big"), b"\x01" if add else b"\x02", ts.to_bytes(8, "big"),
+            len(t).to_bytes(1, "big"), t, len(value).to_bytes(2, "big"), value,
+            len(c).to_bytes(1, "big"), c,
+        ))
+        self._leaves.append(_leaf_hash(leaf))
+        self._next_seq = seq + 1
+        self.entries += 1
+        if seq >= cur.apply_from:
+            ch = cur.changes.get(htype)
+            if ch is None:
+                ch = cur.changes[htype] = _Changes(self.tmp)
+            ch.add(value, add)
+        # Flush leaves in batches, and exactly at the old size when rebuilding a
+        # list from 0, to compare its root there (fork detection).
+        if len(self._leaves) >= 65_536 or self._range.size + len(self._leaves) == self._stop_at:
+            self._flush(self.old.get(cur.name))
+
+    def _flush(self, old: ListState | None) -> None:
+        self._range.extend(self._leaves)
+        self._leaves = []
+        if old is not None and self._range.size == old.size and old.size:
+            if self._range.root() != CompactRange.from_bytes(old.compact_range).root():
+                assert self._cur is not None
+                raise ForkError(origin=self._origin, size=old.size,
+                                reason="the served history differs from the one accepted before")
+
+    def _finish_list(self) -> None:
+        cur = self._cur
+        if cur is None:
+            return
+        if self._next_seq != cur.size:
+            raise self._bad(f"{cur.name}: {cur.size - self._next_seq} entries missing")
+        self._flush(self.old.get(cur.name))
+        got = self._range.root()
+        if got != self._root:
+            raise RootMismatchError(origin=self._origin, size=cur.size, expected=self._root.hex(),
+                                    got=got.hex())
+        cur.compact_range = self._range.to_bytes()
+        self.done[cur.name] = cur
+        self._cur = None
+
+    def finish(self) -> dict[str, _Verified]:
+        """The verified lists, once the whole stream (cursor line included) was seen.
+
+        Raises:
+            PeerProtocolError: the stream ended early.
+        """
+        if self._cur is not None:
+            self._finish_list()
+        if self.cursor is None:
+            raise self._bad("the stream ended before the cursor line (cut off?)")
+        return self.done
+
+
+def _leaf_hash(leaf: bytes, _sha256: Any = hashlib.sha256) -> bytes:
+    return _sha256(b"\x00" + leaf).digest()  # crypto/merkle.py's leaf_hash, without the NewType
+
+
+# --- sorted files ---------------------------------------------------------------------------------------
+
+
+def _lower_bound(mm: mmap.mmap, key: bytes, lo: int, hi: int) -> int:
+    """The first line start in ``[lo, hi)`` whose line is ``>= key``, else ``hi``.
+
+    ``lo`` must be a line start; every line ends in ``\\n``.
+    """
+    while lo < hi:
+        mid = (lo + hi) // 2
+        s = mm.rfind(b"\n", lo, mid)
+        s = lo if s < 0 else s + 1
+        e = mm.find(b"\n", s)
+        if mm[s:e] < key:
+            lo = e + 1
+        else:
+            hi = s
+    return lo
+
+
+class _Sorted:
+    """A sorted, one-value-per-line file, memory-mapped for membership tests."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = path.open("rb")
+        size = os.fstat(self._fh.fileno()).st_size
+        self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+
+    def __contains__(self, key: bytes) -> bool:
+        mm = self._mm
+        if mm is None:
+            return False
+        at = _lower_bound(mm, key, 0, len(mm))
+        return at < len(mm) and mm[at : mm.find(b"\n", at)] == key
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+        self._fh.close()
+
+
+def _splice(old: Path | None, changes: Iterable[tuple[bytes, bool]], out: IO[bytes], count: int) -> int:
+    """Write ``old`` with ``changes`` applied (few changes: copy the runs between them)."""
+    fh = old.open("rb") if old is not None else None
+    try:
+        size = os.fstat(fh.fileno()).st_size if fh is not None else 0
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if fh is not None and size else None
+        n = len(mm) if mm is not None else 0
+        pos = 0
+        for value, present in changes:
+            at = _lower_bound(mm, value, pos, n) if mm is not None else 0
+            if mm is not None and at > pos:
+                out.write(mm[pos:at])
+            exists = False
+            if mm is not None and at < n:
+                end = mm.find(b"\n", at)
+                exists = mm[at:end] == value
+            if exists:
+                pos = end + 1
+                count -= 1
+            else:
+                pos = at
+            if present:
+                out.write(value + b"\n")
+                count += 1
+        if mm is not None:
+            out.write(mm[pos:])
+            mm.close()
+    finally:
+        if fh is not None:
+            fh.close()
+    return count
+
+
+def _merge(old: Path, changes: Iterable[tuple[bytes, bool]], out: IO[bytes]) -> int:
+    """Write ``old`` with ``changes`` applied, line by line (many changes)."""
+    n = 0
+    with old.open("rb") as fh:
+        cur = fh.readline()
+        for value, present in changes:
+            line = value + b"\n"  # "\n" sorts below every value byte: lines order as values
+            while cur and cur < line:
+                out.write(cur)
+                n += 1
+                cur = fh.readline()
+            if cur == line:
+                cur = fh.readline()
+            if present:
+                out.write(line)
+                n += 1
+        while cur:
+            out.write(cur)
+            n += 1
+            cur = fh.readline()
+    return n
+
+
+def _union(paths: Sequence[Path], out: IO[bytes]) -> int:
+    """Write the sorted union of sorted files, each value once."""
+    n = 0
+    files = [p.open("rb") for p in paths]
+    try:
+        prev = b""
+        for line in heapq.merge(*files):
+            if line != prev:
+                out.write(line)
+                n += 1
+                prev = line
+    finally:
+        for f in files:
+            f.close()
+    return n
+
+
+@contextlib.contextmanager
+def _new_file(path: Path) -> Iterator[IO[bytes]]:
+    """Write ``path`` whole or not at all: a temporary file, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb", buffering=1 << 20) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# --- applying a verified pull ---------------------------------------------------------------------------
+
+
+def _splice_is_cheaper(changes: int, lines: int) -> bool:
+    # A splice costs a binary search (~20 probes) per change; a merge one step per line.
+    return changes * 32 < lines
+
+
+def _apply(
+    out_dir: Path,
+    old: PullState | None,
+    verified: dict[str, _Verified],
+    *,
+    url: str,
+    label: str,
+    cursor: str,
+    rebuild: bool,
+) -> tuple[PullState, list[str]]:
+    work = out_dir / WORK_DIR
+    gen = (old.generation if old else 0) + 1
+    old_lists = old.lists if old else {}
+    touched: dict[str, set[bytes] | None] = {}  # type -> changed values (None: rebuild it)
+    dropped = sorted(set(old_lists) - set(verified))
+    for name in dropped:
+        for t in old_lists[name].files:
+            touched[t] = None
+    new_lists: dict[str, ListState] = {}
+    for name, v in verified.items():
+        prev = old_lists.get(name)
+        files = dict(prev.files) if prev is not None else {}
+        counts = dict(prev.counts) if prev is not None else {}
+        owner, lname = name.split("/", 1)
+        for htype, ch in sorted(v.changes.items()):
+            rel = f"{WORK_DIR}/lists/{owner}/{lname}/{htype}.{gen}.txt"
+            old_path = out_dir / files[htype] if htype in files else None
+            old_count = counts.get(htype, 0)
+            small = ch.small and _splice_is_cheaper(len(ch), old_count)
+            with _new_file(out_dir / rel) as fh:
+                if old_path is None or small:
+                    count = _splice(old_path, ch.items(), fh, old_count)
+                else:
+                    count = _merge(old_path, ch.items(), fh)
+            if count:
+                files[htype], counts[htype] = rel, count
+            else:
+                files.pop(htype, None)
+                counts.pop(htype, None)
+            seen = touched.get(htype, set())
+            if seen is not None and small and old_path is not None:
+                seen.update(v for v, _p in ch.items())
+                touched[htype] = seen
+            else:
+                touched[htype] = None
+        note, ts = v.checkpoint, v.timestamp
+        if prev is not None and prev.size == v.size and prev.timestamp > ts:
+            note, ts = prev.checkpoint, prev.timestamp  # never step back to an older note
+        new_lists[name] = ListState(v.size, v.compact_range, note, ts, files, counts)
+
+    outputs = dict(old.outputs) if old else {}
+    all_types = {t for ls in new_lists.values() for t in ls.files} | set(outputs)
+    todo = {t: (None if rebuild else touched.get(t)) for t in all_types if rebuild or t in touched}
+    marker = work / "pending"
+    if todo:
+        _atomic_write(marker, f"{gen}\n".encode())
+    for htype in sorted(todo):
+        holders = [(out_dir / ls.files[htype], ls.counts[htype])
+                   for ls in new_lists.values() if htype in ls.files]
+        target = out_dir / f"{htype}.txt"
+        keys = todo[htype]
+        with _new_file(target) as fh:
+            if not holders:
+                count = 0
+            elif len(holders) == 1:
+                with holders[0][0].open("rb") as src:
+                    shutil.copyfileobj(src, fh, 1 << 20)
+                count = holders[0][1]
+            elif keys is not None and target.exists() and _splice_is_cheaper(len(keys), outputs.get(htype, 0)):
+                lookups = [_Sorted(p) for p, _c in holders]
+                try:
+                    union_changes = ((k, any(k in s for s in lookups)) for k in sorted(keys))
+                    count = _splice(target, union_changes, fh, outputs.get(htype, 0))
+                finally:
+                    for s in lookups:
+                        s.close()
+            else:
+                count = _union([p for p, _c in holders], fh)
+        outputs[htype] = count
+    state = PullState(url, label, cursor, gen, new_lists, outputs)
+    state.save(out_dir)
+    marker.unlink(missing_ok=True)
+    _collect_garbage(out_dir, state)
+    return state, dropped
+
+
+def _collect_garbage(out_dir: Path, state: PullState) -> None:
+    """Delete per-list files no longer referenced (older generations, dropped lists)."""
+    keep = {out_dir / f for ls in state.lists.values() for f in ls.files.values()}
+    lists_dir = out_dir / WORK_DIR / "lists"
+    if not lists_dir.is_dir():
+        return
+    for path in sorted(lists_dir.rglob("*"), reverse=True):
+        if path.is_file() and path not in keep:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
+# --- one pull ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What one pull did."""
+
+    label: str
+    full: bool  # fetched from the start (first pull, resync, another server)
+    resynced: bool  # the server refused our cursor
+    lists: int
+    entries: int  # verified log entries received
+    bytes: int
+    outputs: dict[str, int]  # hash type -> hashes in DIR/<type>.txt now
+    dropped: list[str]  # lists the server no longer serves (their hashes left the files)
+    seconds: float
+
+
+class _Progress:
+    """Optional progress reporting (a rich Progress or anything with the same two calls)."""
+
+    def __init__(self, progress: Any) -> None:
+        self.p = progress
+
+    def task(self, description: str, total: int | None) -> Callable[[int], None]:
+        if self.p is None:
+            return lambda n: None
+        task = self.p.add_task(description, total=total)
+        return lambda n: self.p.advance(task, n)
+
+
+def _lines(fh: IO[bytes], peer: str) -> Iterator[bytes]:
+    while True:
+        line = fh.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if not line.endswith(b"\n"):
+            why = f"a line over {MAX_LINE_BYTES} bytes" if len(line) > MAX_LINE_BYTES else "cut off"
+            raise PeerProtocolError(peer=peer, reason=f"feed stream: {why}")
+        yield line[:-1]
+
+
+def pull(
+    client: FeedClient,
+    *,
+    label: str,
+    out_dir: Path,
+    trust: dict[str, list[NoteVerifier]],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_age_seconds: int = 0,
+    progress: Any = None,
+) -> PullResult:
+    """Pull ``label`` into ``out_dir``: verify everything, then rewrite the files atomically.
+
+    Raises:
+        InputError: ``out_dir`` holds another feed, or another pull is writing to it.
+        PeerError: the server is unreachable, slow, or breaks the protocol.
+        VerificationError: a signature, rollback, fork, root or age check failed
+            (RollbackError, ForkError, RootMismatchError, ...); nothing was written.
+        LimitExceededError: the download exceeded ``max_bytes``.
+    """
+    import fcntl
+
+    started = time.monotonic()
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", label):
+        raise InputError("expected lowercase letters, digits, '-' or '_'", where="--label")
+    work = out_dir / WORK_DIR
+    work.mkdir(parents=True, exist_ok=True)
+    lock = (work / "lock").open("a")
+    try:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError("another pull is writing to this folder", where=str(out_dir)) from None
+        old = PullState.load(out_dir)
+        if old is not None and old.label != label:
+            raise InputError(f"holds a copy of feed {old.label!r}, not {label!r}", where=str(out_dir))
+        since = old.cursor if old is not None and old.url == client.url else None
+        rebuild = (work / "pending").exists()  # a pull died while replacing outputs
+        tmp = work / "tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        spool_path = work / "spool.ndjson"
+        report = _Progress(progress)
+        resynced = False
+        try:
+            while True:
+                with spool_path.open("wb") as spool:
+                    fetched = client.fetch(label, since, spool, max_bytes=max_bytes,
+                                           on_bytes=report.task("downloading", None))
+                if not fetched.resync:
+                    break
+                if since is None:
+                    raise PeerProtocolError(peer=client.peer, reason="asked to resync a full pull")
+                since, resynced = None, True
+            verifier = FeedVerifier(old=old, trust=trust, peer=client.peer, tmp=tmp,
+                                    max_age_seconds=max_age_seconds)
+            tick = report.task("verifying", fetched.lines)
+            with spool_path.open("rb") as fh:
+                n = 0
+                for line in _lines(fh, client.peer):
+                    verifier.line(line)
+                    n += 1
+                    if n == 10_000:
+                        tick(n)
+                        n = 0
+                tick(n)
+            verified = verifier.finish()
+            assert verifier.cursor is not None
+            state, dropped = _apply(out_dir, old, verified, url=client.url, label=label,
+                                    cursor=verifier.cursor, rebuild=rebuild)
+        finally:
+            spool_path.unlink(missing_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+        return PullResult(
+            label=label,
+            full=since is None,
+            resynced=resynced,
+            lists=len(verified),
+            entries=verifier.entries,
+            bytes=fetched.bytes,
+            outputs=dict(state.outputs),
+            dropped=dropped,
+            seconds=time.monotonic() - started,
+        )
+    finally:
+        lock.close()

@@ -1,0 +1,364 @@
+"""Federation in a running node: per-peer pulls, notify, heartbeat, status.
+
+An APScheduler 3 ``BackgroundScheduler`` runs, in one process per node:
+
+* one job per peer we pull from, on its ``interval_seconds`` with ±10 %
+  jitter (so a federation's nodes do not pull in lockstep); after a failed
+  pull the next attempt is pushed out exponentially (2×, 4×, … the
+  interval, at most 16× and at most an hour), and a success resets it;
+* a watcher of newly accepted checkpoints (published here, re-signed by the
+  heartbeat, or received and relayed) that notifies every peer cleared for
+  the list's label, so they pull at once;
+* the owner's heartbeat (federation/heartbeat.py).
+
+A notify from a peer (``POST /federation/v1/notify``) runs that peer's job
+now, even while backed off (a peer that notifies is back); a notify that
+arrives during a pull queues exactly one more pull, which rate-limits them.
+
+Exactly one process per node runs the scheduler: with SQLite an exclusive
+lock on ``<data>/scheduler.lock``; with PostgreSQL a session advisory lock,
+so that several API workers can share one database. A process that does not
+get the lock retries every 15 s, taking over if the holder dies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from config import PeerSettings
+from crypto.errors import HashfedError, InputError
+from federation.client import PeerClient
+from federation.health import peer_status
+from federation.heartbeat import resign_due
+from federation.peers import find_peer
+from federation.policy import PRIVATE_LABEL
+from federation.sync import PullReport, Syncer
+from node.node import Node
+from node.store import now_ms
+
+__all__ = ["JITTER", "FederationRuntime", "max_backoff", "next_delay"]
+
+log = logging.getLogger("hashfed.scheduler")
+
+JITTER = 0.1
+MAX_BACKOFF_SECONDS = 3600.0
+BACKOFF_FACTOR_CAP = 16
+NOTIFY_WATCH_SECONDS = 0.25
+LOCK_RETRY_SECONDS = 15.0
+# Triggered pulls of one peer start at most this often.
+MIN_TRIGGER_GAP_SECONDS = 0.2
+LOCK_FILE = "scheduler.lock"
+_ADVISORY_KEY = 0x6861736866656431  # "hashfed1"
+
+
+def max_backoff(interval: float) -> float:
+    """The longest wait after failures: 16 intervals, at most an hour (never below one)."""
+    return max(interval, min(MAX_BACKOFF_SECONDS, BACKOFF_FACTOR_CAP * interval))
+
+
+def next_delay(interval: float, failures: int, rnd: random.Random) -> float:
+    """Seconds to the next pull: the interval with jitter, or exponential backoff."""
+    base = interval if failures <= 0 else min(interval * 2**failures, max_backoff(interval))
+    return base * (1 + rnd.uniform(-JITTER, JITTER))
+
+
+class _StateLike(Protocol):
+    node: Node
+    peer_status: Callable[[], list[dict[str, Any]]] | None
+
+
+@dataclass
+class _Run:
+    running: bool = False
+    pending: bool = False
+    last_start: float = 0.0
+
+
+class FederationRuntime:
+    """Starts and stops federation inside ``hashfed serve`` (the app's ``on_start`` hook)."""
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        self.node: Node | None = None
+        self.syncer: Syncer | None = None
+        self.scheduler: BackgroundScheduler | None = None
+        self._runs: dict[str, _Run] = {}
+        self._guard = threading.Lock()
+        self._rnd = random.Random(seed)
+        self._cursor = 0
+        self._notifier = ThreadPoolExecutor(max_workers=4, thread_name_prefix="notify")
+        self._lock_fd: int | None = None
+        self._lock_conn: Any = None
+        self._stop = threading.Event()
+        self._retry: threading.Thread | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, state: _StateLike) -> Callable[[], None]:
+        """Wire into the app state and start the scheduler if this process gets the lock."""
+        self.node = state.node
+        self.syncer = Syncer(state.node)
+        state.peer_status = self.status
+        self._runs = {p.node_id: _Run() for p in state.node.settings.peers}
+        if not self._try_start():
+            log.info(
+                "another process runs this node's scheduler; retrying every %ss", LOCK_RETRY_SECONDS
+            )
+            self._retry = threading.Thread(
+                target=self._retry_loop, name="scheduler-lock", daemon=True
+            )
+            self._retry.start()
+        return self.stop
+
+    def _retry_loop(self) -> None:
+        while not self._stop.wait(LOCK_RETRY_SECONDS):
+            if self._try_start():
+                return
+
+    def _try_start(self) -> bool:
+        if not self._acquire_lock():
+            return False
+        node = self._require_node()
+        settings = node.settings
+        # APScheduler reports every run at INFO; the notify watcher runs 4×/s.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+        pulled = [p for p in settings.peers if p.subscribe]
+        sched = BackgroundScheduler(
+            executors={"default": JobExecutor(max(4, len(pulled) + 3))},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=dt.UTC,
+        )
+        now = dt.datetime.now(dt.UTC)
+        for peer in pulled:
+            first = now + dt.timedelta(
+                # Pull soon after start, spread a little so peers are not hit at once.
+                seconds=self._rnd.uniform(0, min(1.0, peer.interval_seconds * JITTER))
+            )
+            sched.add_job(
+                self._run_pull,
+                IntervalTrigger(
+                    seconds=peer.interval_seconds, jitter=peer.interval_seconds * JITTER
+                ),
+                # A tick during a long pull returns at once (_run_pull), without a warning.
+                max_instances=2,
+                args=[peer.node_id],
+                id=_job_id(peer.node_id),
+                name=f"pull {peer.node_id}",
+                next_run_time=first,
+            )
+        sched.add_job(
+            self._heartbeat,
+            IntervalTrigger(seconds=min(60.0, settings.heartbeat_seconds / 4)),
+            id="heartbeat",
+            next_run_time=now,
+        )
+        self._cursor = node.store.max_checkpoint_id()
+        sched.add_job(
+            self._watch_checkpoints,
+            IntervalTrigger(seconds=NOTIFY_WATCH_SECONDS),
+            id="notify-watch",
+            next_run_time=now,
+        )
+        self.scheduler = sched
+        sched.start()
+        log.info("federation scheduler started: %d peer(s) to pull", len(pulled))
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        self._notifier.shutdown(wait=False, cancel_futures=True)
+        self._release_lock()
+
+    def _require_node(self) -> Node:
+        if self.node is None:
+            raise RuntimeError("the federation runtime has not been started")
+        return self.node
+
+    # --- one scheduler per node ----------------------------------------------------------------
+
+    def _acquire_lock(self) -> bool:
+        node = self._require_node()
+        if node.store.is_sqlite:
+            path = node.settings.data_dir / LOCK_FILE
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._lock_fd = fd
+            return True
+        conn = node.store.try_advisory_lock(key=_ADVISORY_KEY)
+        if conn is None:
+            return False
+        self._lock_conn = conn
+        return True
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+        if self._lock_conn is not None:
+            self._lock_conn.close()
+            self._lock_conn = None
+
+    # --- pulls ----------------------------------------------------------------------------------
+
+    def _run_pull(self, peer_id: str) -> None:
+        """The per-peer job: pull, unless a pull of this peer is running already."""
+        with self._guard:
+            run = self._runs.setdefault(peer_id, _Run())
+            if run.running:
+                return  # the running pull reschedules when it ends
+            run.running, run.pending, run.last_start = True, False, time.monotonic()
+        self._pull_and_reschedule(peer_id, run)
+
+    def _pull_and_reschedule(self, peer_id: str, run: _Run) -> PullReport | None:
+        syncer, node = self.syncer, self._require_node()
+        assert syncer is not None
+        report: PullReport | None = None
+        try:
+            report = syncer.pull(peer_id)
+        except HashfedError as exc:
+            log.warning("pull %s: %s", peer_id, exc.message)
+        except Exception:  # the job must survive anything, or the peer is never pulled again
+            log.exception("pull %s failed unexpectedly", peer_id)
+        finally:
+            with self._guard:
+                run.running = False
+                again, run.pending = run.pending, False
+        peer = find_peer(node.settings, peer_id)
+        if peer is None:
+            return report
+        health = node.store.peer_health(peer=peer_id)
+        failures = health[0]["failures"] if health else (0 if report and report.ok else 1)
+        delay = 0.0 if again else next_delay(peer.interval_seconds, failures, self._rnd)
+        self._reschedule(peer, delay)
+        return report
+
+    def _reschedule(self, peer: PeerSettings, delay: float) -> None:
+        node, sched = self._require_node(), self.scheduler
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+        if sched is not None:
+            try:
+                sched.modify_job(_job_id(peer.node_id), next_run_time=when)
+            except JobLookupError:  # shutting down
+                return
+        node.store.save_peer_health(peer=peer.node_id, next_attempt_ms=int(when.timestamp() * 1000))
+
+    def trigger(self, peer_id: str) -> bool:
+        """Pull ``peer_id`` now (a notify): False if it is not a peer we pull from."""
+        node = self.node
+        if node is None or self.scheduler is None:
+            return False
+        peer = find_peer(node.settings, peer_id)
+        if peer is None or not peer.subscribe:
+            return False
+        with self._guard:
+            run = self._runs.setdefault(peer_id, _Run())
+            if run.running:
+                run.pending = True
+                return True
+            gap = MIN_TRIGGER_GAP_SECONDS - (time.monotonic() - run.last_start)
+        self._reschedule(peer, max(0.0, gap))
+        return True
+
+    def pull_now(self, peer_id: str) -> PullReport:
+        """Pull ``peer_id`` in the calling thread (admin ``sync``), waiting for a running pull.
+
+        Raises:
+            InputError: not a configured peer.
+        """
+        node = self.node
+        if self.syncer is None or node is None:
+            raise InputError("federation is not running in this process", where="peer")
+        if find_peer(node.settings, peer_id) is None:
+            raise InputError(f"no peer named {peer_id!r} in node.toml", where="peer")
+        if self.scheduler is None:  # another process holds the scheduler
+            return self.syncer.pull(peer_id)
+        while True:  # wait for a scheduled pull of this peer to finish, then take its turn
+            with self._guard:
+                run = self._runs.setdefault(peer_id, _Run())
+                if not run.running:
+                    run.running, run.pending, run.last_start = True, False, time.monotonic()
+                    break
+            time.sleep(0.05)
+        report = self._pull_and_reschedule(peer_id, run)
+        if report is None:
+            raise InputError(f"the pull of {peer_id!r} failed; see the node's log", where="peer")
+        return report
+
+    # --- heartbeat and notify ---------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        try:
+            done = resign_due(self._require_node(), now=int(time.time()))
+        except Exception:
+            log.exception("heartbeat failed")
+            return
+        if done:
+            log.info("heartbeat: re-signed %d list(s)", len(done))
+
+    def _watch_checkpoints(self) -> None:
+        node = self._require_node()
+        store = node.store
+        try:
+            rows = store.accepted_checkpoints_after(after_id=self._cursor)
+        except Exception:
+            log.exception("reading new checkpoints failed")
+            return
+        if not rows:
+            return
+        self._cursor = rows[-1].id
+        newest: dict[int, int] = {}
+        for cp in rows:
+            newest[cp.list_id] = max(newest.get(cp.list_id, 0), cp.size)
+        for list_id, size in newest.items():
+            row = store.get_list_by_id(list_id)
+            if row is None or row.frozen_reason is not None or row.label == PRIVATE_LABEL:
+                continue
+            for peer in node.settings.peers:
+                if row.label not in peer.labels or peer.node_id in (row.owner, row.source_peer):
+                    continue
+                self._notifier.submit(self._notify, peer, row.owner, row.name, size)
+
+    def _notify(self, peer: PeerSettings, owner: str, name: str, size: int) -> None:
+        node = self._require_node()
+        try:
+            with PeerClient.for_peer(node.settings, peer) as client:
+                client.notify(owner, name, size)
+        except HashfedError as exc:
+            log.info("notify %s of %s/%s: %s", peer.node_id, owner, name, exc.message)
+        except Exception:
+            log.exception("notify %s failed", peer.node_id)
+
+    # --- status --------------------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per-peer health for ``GET /api/v1/status``, each with its lists' alerts."""
+        node = self._require_node()
+        with self._guard:
+            running = {p for p, r in self._runs.items() if r.running}
+        return peer_status(node, now_ms=now_ms(), running=running, now_s=int(time.time()))
+
+
+def _job_id(peer_id: str) -> str:
+    return f"pull:{peer_id}"

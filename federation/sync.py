@@ -1,0 +1,500 @@
+"""Pulling lists from peers: fetch, verify, apply.
+
+The one module that mixes network (through ``federation.client``),
+verification (through ``federation.trusted_state``) and storage (through
+``node.store``). One pull of one peer::
+
+    catalog ─► for each list we subscribe to and whose owner's keys we know:
+        offer(note)                       owner's signature, origin, size, age
+        consistency proof (old → new)     before any entry is fetched
+        entries from the local size on, page by page, each page bounded
+        recompute the root from the stored right edge + the new leaves
+        fold the entries into content changes
+        store.append(entries, content, state, checkpoint, audit)   one transaction
+        node.emit(changes)                the index follows the commit
+
+A crash at any point leaves the list at its last applied checkpoint: nothing
+is written before the root matched, and the write is one transaction that
+re-checks the size it started from, so running the pull again resumes there
+and applying is idempotent. A refused list keeps what it had, the refusal is
+recorded (audit, ``list_sync``, peer health) and the pull goes on with the
+peer's next list; a peer that times out, sends too much or breaks the protocol
+ends that peer's pull (nothing of the list in flight is applied), and the
+scheduler backs it off. Other peers' pulls are independent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from config import NodeSettings, PeerSettings
+from crypto.checkpoint import list_origin
+from crypto.errors import (
+    ForkError,
+    HashfedError,
+    InputError,
+    LimitExceededError,
+    ListExistsError,
+    PeerError,
+    RollbackError,
+    StaleError,
+    StoreError,
+    VerificationError,
+)
+from crypto.merkle import CompactRange, leaf_hash
+from federation.client import PeerClient
+from federation.peers import find_peer, owner_verifiers
+from federation.policy import subscribed
+from federation.protocol import CatalogList
+from federation.trusted_state import Accepted, ListUpdate, Outcome
+from node.entry import encode_leaf
+from node.lists import ContentChange
+from node.node import Node
+from node.store import ContentTuple, EntryTuple, ListRow, StateRow, now_ms
+
+__all__ = ["ClientFactory", "ListResult", "PullReport", "Syncer", "fold_changes"]
+
+log = logging.getLogger("hashfed.sync")
+
+ClientFactory = Callable[[NodeSettings, PeerSettings], PeerClient]
+
+# Outcomes of one list in one pull. "behind": the peer offers a checkpoint we
+# accepted before (a relay that lags); not an error.
+APPLIED, REFRESHED, UNCHANGED, BEHIND = "applied", "refreshed", "unchanged", "behind"
+REFUSED, STALE, FROZEN, SKIPPED = "refused", "stale", "frozen", "skipped"
+_PROBLEMS = (REFUSED, STALE)
+
+
+@dataclass
+class ListResult:
+    """What became of one offered list."""
+
+    owner: str
+    name: str
+    outcome: str
+    entries: int = 0
+    size: int = 0
+    offered_size: int = 0
+    offered_timestamp: int = 0
+    error_code: str | None = None
+    detail: str = ""
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass
+class PullReport:
+    """One pull of one peer."""
+
+    peer: str
+    started_ms: int
+    ok: bool = True
+    duration_s: float = 0.0
+    error_code: str | None = None
+    error: str | None = None
+    lag_entries: int = 0
+    lists: list[ListResult] = field(default_factory=list)
+
+    @property
+    def applied_entries(self) -> int:
+        return sum(r.entries for r in self.lists)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fold_changes(
+    entries: Sequence[EntryTuple],
+    existing: dict[tuple[str, str], tuple[str, int]],
+    list_id: int,
+) -> tuple[list[ContentTuple], list[tuple[str, str]], list[ContentChange]]:
+    """The effect of appending ``entries`` on a list's content, as ``node.lists.fold`` defines it.
+
+    Args:
+        entries: New entries in seq order.
+        existing: ``(type, value) -> (category, seq)`` for those of the
+            entries' keys the list holds now.
+        list_id: The list, for the change records.
+
+    Returns:
+        Content rows to insert, keys to delete, and the index changes
+        (removals first, then additions; a key removed and added again is both).
+    """
+    after: dict[tuple[str, str], tuple[str, int] | None] = {}
+    for seq, op, htype, value, category, _ts in entries:
+        key = (htype, value)
+        present = after[key] if key in after else existing.get(key)
+        if op == "add":
+            if present is None:
+                after[key] = (category, seq)
+        elif present is not None:
+            after[key] = None
+    adds: list[ContentTuple] = []
+    removes: list[tuple[str, str]] = []
+    gone: list[ContentChange] = []
+    new: list[ContentChange] = []
+    for key, now in after.items():
+        before = existing.get(key)
+        if before == now:
+            continue
+        if before is not None:
+            removes.append(key)
+            gone.append(ContentChange("remove", list_id, key[0], key[1], before[0]))
+        if now is not None:
+            adds.append((key[0], key[1], now[0], now[1]))
+            new.append(ContentChange("add", list_id, key[0], key[1], now[0]))
+    return adds, removes, gone + new
+
+
+class Syncer:
+    """Pulls peers into a node. Thread-safe: one pull per peer and one writer per list at a time."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        client_factory: ClientFactory = PeerClient.for_peer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.node = node
+        self._client_factory = client_factory
+        self._clock = clock
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    @property
+    def settings(self) -> NodeSettings:
+        return self.node.settings
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    # --- one peer ---------------------------------------------------------------------------
+
+    def pull(self, peer_id: str) -> PullReport:
+        """Pull every subscribed list ``peer_id`` offers; never raises for the peer's faults.
+
+        Raises:
+            InputError: ``peer_id`` is not a configured peer.
+        """
+        peer = find_peer(self.settings, peer_id)
+        if peer is None:
+            raise InputError(f"no peer named {peer_id!r} in node.toml", where="peer")
+        with self._lock(f"peer:{peer_id}"):
+            report = PullReport(peer=peer_id, started_ms=now_ms())
+            t0 = time.monotonic()
+            try:
+                self._pull(peer, report)
+            except (PeerError, LimitExceededError, StoreError) as exc:
+                report.ok, report.error_code, report.error = False, exc.code, exc.message
+            except HashfedError as exc:  # e.g. ConfigError: our own TLS files or keys
+                report.ok, report.error_code, report.error = False, exc.code, exc.message
+            problems = [r for r in report.lists if r.outcome in _PROBLEMS]
+            if report.ok and problems:
+                first = problems[0]
+                report.ok = False
+                report.error_code = first.error_code
+                report.error = f"{first.full_name}: {first.detail}"
+            report.duration_s = time.monotonic() - t0
+            self._save_health(report)
+            level = logging.INFO if report.ok else logging.WARNING
+            log.log(
+                level,
+                "pull %s: %s in %.2fs, %d entries applied%s",
+                peer_id,
+                "ok" if report.ok else "failed",
+                report.duration_s,
+                report.applied_entries,
+                f" ({report.error_code}: {report.error})" if not report.ok else "",
+            )
+            return report
+
+    def _pull(self, peer: PeerSettings, report: PullReport) -> None:
+        if not peer.subscribe:
+            return
+        with self._client_factory(self.settings, peer) as client:
+            client.deadline = time.monotonic() + self.settings.limits.pull_timeout_seconds
+            catalog = client.catalog()
+            for item in catalog.lists:
+                if not subscribed(peer.subscribe, item.owner, item.name):
+                    continue
+                result = ListResult(item.owner, item.name, SKIPPED, offered_size=item.size)
+                report.lists.append(result)  # also when the peer fails in the middle of it
+                self._pull_list(client, peer, item, result)
+                report.lag_entries += max(0, result.offered_size - result.size)
+
+    def _save_health(self, report: PullReport) -> None:
+        store = self.node.store
+        prev = store.peer_health(peer=report.peer)
+        failures = prev[0]["failures"] if prev else 0
+        values: dict[str, Any] = {
+            "last_attempt_ms": report.started_ms,
+            "failures": 0 if report.ok else failures + 1,
+            "lag_entries": report.lag_entries,
+        }
+        if report.ok:
+            values.update(last_success_ms=now_ms(), last_error_code=None, last_error=None)
+        else:
+            values.update(last_error_code=report.error_code, last_error=(report.error or "")[:1000])
+        store.save_peer_health(peer=report.peer, **values)
+
+    # --- one list ---------------------------------------------------------------------------
+
+    def _pull_list(
+        self, client: PeerClient, peer: PeerSettings, item: CatalogList, result: ListResult
+    ) -> None:
+        if item.owner == self.node.node_id:
+            result.detail = "a list this node owns"
+            return  # not recorded: peers may well relay our lists back to us
+        verifiers = owner_verifiers(self.settings, item.owner)
+        if not verifiers:
+            result.detail = f"no signing key configured for owner {item.owner!r}"
+            self._record(peer, item, result)
+            return
+        with self._lock(f"list:{item.owner}/{item.name}"):
+            try:
+                self._update_list(client, peer, item, verifiers, result)
+            except (PeerError, LimitExceededError) as exc:
+                result.outcome, result.error_code, result.detail = REFUSED, exc.code, exc.message
+                self._record(peer, item, result)
+                raise
+        self._record(peer, item, result)
+
+    def _update_list(
+        self,
+        client: PeerClient,
+        peer: PeerSettings,
+        item: CatalogList,
+        verifiers: list[Any],
+        result: ListResult,
+    ) -> None:
+        store = self.node.store
+        full = f"{item.owner}/{item.name}"
+        row = store.get_list(owner=item.owner, name=item.name)
+        if row is not None and row.local:
+            result.detail = "a local list has this name"
+            return
+        if row is not None and row.frozen_reason is not None:
+            result.outcome, result.detail = FROZEN, row.frozen_reason
+            result.size = store.get_state(list_id=row.id).size
+            return
+        state = store.get_state(list_id=row.id) if row else StateRow(0, _EMPTY_RANGE, 0)
+        result.size = state.size
+        latest = store.latest_checkpoint(list_id=row.id) if row else None
+        trusted = (
+            Accepted(latest.size, latest.root_hash, latest.timestamp, latest.note)
+            if latest
+            else None
+        )
+        try:
+            update = ListUpdate(
+                origin=list_origin(item.owner, item.name),
+                verifiers=verifiers,
+                trusted=trusted,
+                stored=CompactRange.from_bytes(state.compact_range),
+                now=int(self._clock()),
+                max_age_seconds=self.settings.max_checkpoint_age_seconds,
+            )
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
+        entries: list[EntryTuple] = []
+        try:
+            try:
+                outcome = update.offer(item.checkpoint)
+            finally:
+                if update.offered is not None:
+                    result.offered_timestamp = update.offered.timestamp
+            if outcome is Outcome.UNCHANGED:
+                result.outcome = UNCHANGED
+                self._follow_owner_metadata(peer, item, row)
+                return
+            if update.needs_consistency_proof:
+                assert trusted is not None
+                assert update.offered is not None
+                proof = client.consistency_proof(
+                    item.owner, item.name, trusted.size, update.offered.size
+                )
+                update.verify_consistency(proof)
+            page = self.settings.limits.max_page_entries
+            while update.remaining:
+                got = client.entries(
+                    item.owner, item.name, start=update.next_seq, limit=min(page, update.remaining)
+                )
+                update.add_leaves([leaf_hash(encode_leaf(*e)) for e in got])
+                entries.extend(got)
+            accepted = update.finish()
+        except (PeerError, LimitExceededError):
+            raise
+        except ForkError as exc:
+            self._refused(peer, row, update, exc, result, freeze=True)
+            return
+        except RollbackError as exc:
+            assert row is not None
+            assert update.offered is not None
+            seen = store.checkpoint_at(list_id=row.id, size=update.offered.size)
+            if seen is not None and seen.root_hash == update.offered.root_hash:
+                result.outcome, result.detail = BEHIND, exc.message
+                return
+            self._refused(peer, row, update, exc, result, freeze=False)
+            return
+        except StaleError as exc:
+            result.outcome, result.error_code, result.detail = STALE, exc.code, exc.message
+            return
+        except VerificationError as exc:
+            self._refused(peer, row, update, exc, result, freeze=False, evidence=False)
+            return
+
+        if outcome is Outcome.REFRESH:
+            assert row is not None
+            store.add_checkpoint(
+                list_id=row.id,
+                size=accepted.size,
+                root_hash=accepted.root_hash,
+                timestamp=accepted.timestamp,
+                note=accepted.note,
+            )
+            result.outcome = REFRESHED
+            self._follow_owner_metadata(peer, item, row)
+            return
+        if row is None:
+            row = self._create(peer, item)
+        else:
+            self._follow_owner_metadata(peer, item, row)
+        existing = (
+            store.existing_content(list_id=row.id, keys={(e[2], e[3]) for e in entries})
+            if state.live_count
+            else {}
+        )
+        adds, removes, changes = fold_changes(entries, existing, row.id)
+        live = state.live_count + len(adds) - len(removes)
+        store.append(
+            list_id=row.id,
+            expected_size=state.size,
+            entries=entries,
+            adds=adds,
+            removes=removes,
+            new_state=StateRow(accepted.size, update.compact_range.to_bytes(), live),
+            checkpoints=[
+                (accepted.size, accepted.root_hash, accepted.timestamp, accepted.note, "accepted")
+            ],
+            audit=(
+                f"sync:{peer.node_id}",
+                "federation.apply",
+                full,
+                len(entries),
+                {"peer": peer.node_id, "size": accepted.size, "from": state.size},
+            ),
+        )
+        result.outcome, result.entries, result.size = APPLIED, len(entries), accepted.size
+        if row.source_peer != peer.node_id:
+            store.update_list(list_id=row.id, source_peer=peer.node_id)
+        try:
+            self.node.emit(changes)
+        except Exception:  # the commit stands; the index catches up on restart
+            log.exception("index update after applying %s failed", full)
+
+    def _follow_owner_metadata(
+        self, peer: PeerSettings, item: CatalogList, row: ListRow | None
+    ) -> None:
+        """Take a new label or description from the owner itself, never from a relay.
+
+        Labels are not signed: a relay could otherwise relabel a restricted
+        list ``baseline`` and have us pass it on to partners.
+        """
+        if row is None or peer.node_id != item.owner:
+            return
+        if (row.label, row.description) != (item.label, item.description):
+            self.node.store.update_list(
+                list_id=row.id, label=item.label, description=item.description
+            )
+            self.node.store.append_audit(
+                actor=f"sync:{peer.node_id}",
+                action="federation.relabel",
+                target=row.full_name,
+                detail={"label": item.label, "was": row.label},
+            )
+
+    def _create(self, peer: PeerSettings, item: CatalogList) -> ListRow:
+        # Only now, after every check passed: a refused offer creates nothing.
+        store = self.node.store
+        try:
+            return store.create_list(
+                owner=item.owner,
+                name=item.name,
+                label=item.label,
+                description=item.description,
+                local=False,
+                source_peer=peer.node_id,
+                empty_range=_EMPTY_RANGE,
+            )
+        except ListExistsError:  # another process created it meanwhile
+            row = store.get_list(owner=item.owner, name=item.name)
+            assert row is not None
+            return row
+
+    def _refused(
+        self,
+        peer: PeerSettings,
+        row: ListRow | None,
+        update: ListUpdate,
+        exc: VerificationError,
+        result: ListResult,
+        *,
+        freeze: bool,
+        evidence: bool = True,
+    ) -> None:
+        """Record a refusal; keep a validly signed offer as evidence; freeze on a fork."""
+        result.outcome, result.error_code, result.detail = REFUSED, exc.code, exc.message
+        full = f"{result.owner}/{result.name}"
+        detail = {"peer": peer.node_id, "error": exc.code, "reason": exc.message[:500]}
+        cp, note = update.offered, update.offered_note
+        if row is None or not evidence or cp is None or note is None:
+            self.node.store.append_audit(
+                actor=f"sync:{peer.node_id}",
+                action="federation.refused",
+                target=full,
+                count=cp.size if cp else 0,
+                detail=detail,
+            )
+            return
+        when = dt.datetime.fromtimestamp(self._clock(), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        reason = f"{exc.code} seen via {peer.node_id} at {when}: {exc.message}"
+        self.node.store.record_evidence(
+            list_id=row.id,
+            checkpoints=[(cp.size, cp.root_hash, cp.timestamp, note)],
+            freeze_reason=reason if freeze else None,
+            audit=(
+                f"sync:{peer.node_id}",
+                "federation.fork" if freeze else "federation.refused",
+                full,
+                cp.size,
+                detail,
+            ),
+        )
+        if freeze:
+            log.error("ALERT list %s frozen: %s", full, reason)
+
+    def _record(self, peer: PeerSettings, item: CatalogList, result: ListResult) -> None:
+        self.node.store.save_list_sync(
+            owner=item.owner,
+            name=item.name,
+            peer=peer.node_id,
+            outcome=result.outcome,
+            error_code=result.error_code,
+            detail=result.detail,
+            offered_size=item.size,
+            offered_timestamp=result.offered_timestamp,
+            local_size=result.size,
+        )
+
+
+_EMPTY_RANGE = CompactRange().to_bytes()

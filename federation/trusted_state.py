@@ -1,0 +1,294 @@
+"""Verifying one pull of one list: a guarded state machine with no I/O.
+
+Modelled on python-tuf's ``TrustedMetadataSet``: the caller does the I/O and
+feeds what it fetched, in order; each step either passes or raises the one
+exception that names the attack it stopped; nothing is trusted until every
+step passed, and then the caller gets an :class:`Accepted` checkpoint to
+persist (together with the entries, in one transaction).
+
+::
+
+    update = ListUpdate(origin=..., verifiers=..., trusted=..., stored=..., now=...,
+                        max_age_seconds=...)
+    outcome = update.offer(note)          # signature → syntax → origin → size → age
+    if update.needs_consistency_proof:
+        update.verify_consistency(proof)  # the new tree extends the trusted one
+    while update.remaining:
+        update.add_leaves(leaf_hashes)    # entries from update.next_seq on, in order
+    accepted = update.finish()            # recomputed root == signed root
+
+An unchanged checkpoint is a normal outcome (``UNCHANGED``), and so is the
+same tree re-signed later (``REFRESH``, the owner's heartbeat). Calling a step
+out of order, or any step after one failed, is a programming error and raises
+``RuntimeError``, never a verification error.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from crypto.checkpoint import Checkpoint, verify_checkpoint
+from crypto.errors import (
+    ConsistencyProofError,
+    ForkError,
+    HashfedError,
+    LimitExceededError,
+    RollbackError,
+    RootMismatchError,
+    StaleError,
+)
+from crypto.keys import NoteVerifier
+from crypto.merkle import CompactRange, verify_consistency
+
+__all__ = ["Accepted", "ListUpdate", "Outcome"]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A checkpoint that passed every check, with the note that proves it."""
+
+    size: int
+    root_hash: bytes
+    timestamp: int
+    note: str
+
+
+class Outcome(enum.Enum):
+    """What an offered checkpoint means for the trusted one."""
+
+    UNCHANGED = "unchanged"  # same tree, not newer: nothing to do
+    REFRESH = "refresh"  # same tree re-signed later (heartbeat): keep the newer note
+    GROW = "grow"  # a larger tree: fetch and verify the new entries
+
+
+class _Step(enum.Enum):
+    NEW = "new"
+    OFFERED = "offered"  # grow: waiting for a consistency proof or leaves
+    PROVEN = "proven"  # grow: consistency checked, taking leaves
+    READY = "ready"  # unchanged or refresh: nothing more to fetch
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ListUpdate:
+    """The checks of one pull of one list, from an offered note to an accepted checkpoint."""
+
+    def __init__(
+        self,
+        *,
+        origin: str,
+        verifiers: Sequence[NoteVerifier],
+        trusted: Accepted | None,
+        stored: CompactRange,
+        now: int,
+        max_age_seconds: int,
+    ) -> None:
+        """Start from what the receiver trusts now.
+
+        Args:
+            origin: The list's checkpoint origin, ``crypto.checkpoint.list_origin``.
+            verifiers: The list owner's keys (never the relaying peer's).
+            trusted: The newest checkpoint accepted for this list, if any.
+            stored: The right edge of the stored tree; its size and root must
+                be those of ``trusted`` (empty without one).
+            now: The current time, Unix seconds.
+            max_age_seconds: An offered checkpoint older than this is stale.
+
+        Raises:
+            ValueError: ``stored`` does not describe the trusted tree.
+        """
+        want_size = trusted.size if trusted else 0
+        if stored.size != want_size or (trusted and stored.root() != trusted.root_hash):
+            raise ValueError(
+                f"{origin}: the stored tree (size {stored.size}) is not the trusted checkpoint's"
+            )
+        self.origin = origin
+        self._verifiers = list(verifiers)
+        self.trusted = trusted
+        self._range = stored.copy()
+        self._now = now
+        self._max_age = max_age_seconds
+        self._step = _Step.NEW
+        self.offered: Checkpoint | None = None
+        self.offered_note: str | None = None
+
+    # --- guards ---------------------------------------------------------------------------
+
+    def _expect(self, *steps: _Step, call: str) -> None:
+        if self._step not in steps:
+            raise RuntimeError(
+                f"{call}() called in step {self._step.value}; "
+                f"expected {' or '.join(s.value for s in steps)}"
+            )
+
+    def _fail(self, exc: HashfedError) -> HashfedError:
+        self._step = _Step.FAILED
+        return exc
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def offer(self, note: str) -> Outcome:
+        """Check an offered checkpoint against the owner's keys and the trusted one.
+
+        Order: signature, checkpoint syntax, origin (``verify_checkpoint``);
+        then rollback, same-size fork, freshness.
+
+        Raises:
+            LimitExceededError: the note is too large or has too many signatures.
+            MalformedNoteError: the note is not a signed note.
+            BadSignatureError: an owner key's signature does not verify.
+            NoTrustedSignatureError: no owner key signed it (another node's key,
+                e.g. a relay signing a list it does not own).
+            MalformedCheckpointError: the signed text is not a checkpoint.
+            UnknownOriginError: a checkpoint for another list.
+            RollbackError: smaller than the trusted checkpoint.
+            ForkError: the trusted size with another root.
+            StaleError: older than ``max_age_seconds`` (unless it is the trusted
+                tree, unchanged).
+            RuntimeError: called twice.
+        """
+        self._expect(_Step.NEW, call="offer")
+        try:
+            cp = verify_checkpoint(note, origin=self.origin, verifiers=self._verifiers)
+        except HashfedError as exc:
+            raise self._fail(exc) from None
+        self.offered, self.offered_note = cp, note
+        trusted = self.trusted
+        if trusted is not None:
+            if cp.size < trusted.size:
+                raise self._fail(
+                    RollbackError(origin=self.origin, trusted_size=trusted.size, new_size=cp.size)
+                )
+            if cp.size == trusted.size and cp.root_hash != trusted.root_hash:
+                raise self._fail(
+                    ForkError(
+                        origin=self.origin,
+                        size=cp.size,
+                        reason="the owner signed two different roots for this size",
+                    )
+                )
+            if cp.size == trusted.size and cp.timestamp <= trusted.timestamp:
+                self._step = _Step.READY
+                return Outcome.UNCHANGED
+        age = self._now - cp.timestamp
+        if age > self._max_age:
+            raise self._fail(
+                StaleError(origin=self.origin, age_seconds=age, max_age_seconds=self._max_age)
+            )
+        if trusted is not None and cp.size == trusted.size:
+            self._step = _Step.READY
+            return Outcome.REFRESH
+        self._step = _Step.PROVEN if not self.needs_consistency_proof_for(cp) else _Step.OFFERED
+        return Outcome.GROW
+
+    def needs_consistency_proof_for(self, cp: Checkpoint) -> bool:
+        return self.trusted is not None and 0 < self.trusted.size < cp.size
+
+    @property
+    def needs_consistency_proof(self) -> bool:
+        """Whether :meth:`verify_consistency` must run before any leaves."""
+        return self._step is _Step.OFFERED
+
+    def verify_consistency(self, proof: Sequence[bytes]) -> None:
+        """Check that the offered tree extends the trusted one (RFC 9162 §2.1.4.2).
+
+        Done before any entry is fetched, so a forked history is caught by
+        its O(log n) proof, whoever relays it.
+
+        Raises:
+            ForkError: the proof does not verify; the two signed checkpoints
+                are kept as evidence by the caller.
+            RuntimeError: not after a growing ``offer``, or not needed.
+        """
+        self._expect(_Step.OFFERED, call="verify_consistency")
+        assert self.offered is not None
+        assert self.trusted is not None
+        try:
+            verify_consistency(
+                self.trusted.size,
+                self.offered.size,
+                proof,
+                self.trusted.root_hash,
+                self.offered.root_hash,
+            )
+        except ConsistencyProofError as exc:
+            raise self._fail(
+                ForkError(
+                    origin=self.origin,
+                    size=self.offered.size,
+                    reason=f"not consistent with the accepted size {self.trusted.size}: "
+                    f"{exc.fields.get('reason', exc.message)}",
+                )
+            ) from None
+        self._step = _Step.PROVEN
+
+    @property
+    def next_seq(self) -> int:
+        """The seq of the next entry to feed (the stored size plus what was fed)."""
+        return self._range.size
+
+    @property
+    def remaining(self) -> int:
+        """Entries still to feed before :meth:`finish`."""
+        if self._step is not _Step.PROVEN or self.offered is None:
+            return 0
+        return self.offered.size - self._range.size
+
+    def add_leaves(self, leaf_hashes: Sequence[bytes]) -> None:
+        """Feed the leaf hashes of the next entries, in seq order.
+
+        Raises:
+            LimitExceededError: more entries than the checkpoint covers.
+            RuntimeError: before ``offer``/``verify_consistency``, or after ``finish``.
+        """
+        self._expect(_Step.PROVEN, call="add_leaves")
+        assert self.offered is not None
+        if len(leaf_hashes) > self.remaining:
+            raise self._fail(
+                LimitExceededError(
+                    limit="entries beyond the signed checkpoint",
+                    value=self._range.size + len(leaf_hashes),
+                    maximum=self.offered.size,
+                )
+            )
+        self._range.extend(leaf_hashes)
+
+    def finish(self) -> Accepted:
+        """Compare the recomputed root with the signed one and return the new trusted state.
+
+        Raises:
+            RootMismatchError: the entries do not hash to the signed root
+                (altered, dropped, duplicated or reordered).
+            RuntimeError: entries are missing, or called out of order.
+        """
+        self._expect(_Step.PROVEN, _Step.READY, call="finish")
+        cp, note = self.offered, self.offered_note
+        assert cp is not None
+        assert note is not None
+        if self._step is _Step.PROVEN:
+            if self._range.size != cp.size:
+                raise RuntimeError(f"finish() with {self.remaining} entries still to feed")
+            root = self._range.root()
+            if root != cp.root_hash:
+                raise self._fail(
+                    RootMismatchError(
+                        origin=self.origin,
+                        size=cp.size,
+                        expected=cp.root_hash.hex(),
+                        got=root.hex(),
+                    )
+                )
+        self._step = _Step.DONE
+        return Accepted(cp.size, cp.root_hash, cp.timestamp, note)
+
+    @property
+    def compact_range(self) -> CompactRange:
+        """The right edge after :meth:`finish` (a copy).
+
+        Raises:
+            RuntimeError: before a successful ``finish``.
+        """
+        self._expect(_Step.DONE, call="compact_range")
+        return self._range.copy()

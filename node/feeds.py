@@ -1,0 +1,556 @@
+"""Industry feeds: what a partner pulls per sharing label, and in which form.
+
+A feed is every list under one label that the caller may receive and that
+has a signed checkpoint. It is served only up to each list's newest accepted
+checkpoint, never beyond: a partner must be able to verify everything it
+gets against the owner's signature (docs/PROTOCOL.md, "Feeds").
+
+A **cursor** is where a partner stands: for each list, the checkpoint size
+it has and the first 8 bytes of that checkpoint's root. It is opaque to the
+partner and authenticated here::
+
+    hf1.<base64url(JSON payload)>.<base64url(HMAC-SHA256(secret, payload)[:16])>
+
+with the node id and the label in the payload and a 32-byte secret kept in
+the data folder (``keys/feed.secret``, made on first use), so a cursor of
+another node, of another label, or altered in any byte is refused (400)
+rather than silently misread. A cursor that no longer fits the feed (a list
+left the label, was frozen, rebuilt, or the cursor is past its signed size)
+asks for a full resync (410 ``resync_required``): never a silent gap.
+
+Route handlers (api/routes/feeds.py) decide who may see which rows
+(federation/policy.py); this module turns those rows into manifests, cursors
+and streams.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import hmac
+import heapq
+import io
+import json
+import os
+import re
+import secrets
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
+from pathlib import Path
+from typing import Any
+
+from crypto.errors import ConfigError, HashfedError, InputError
+from crypto.merkle import EMPTY_ROOT
+from node.store import CheckpointRow, ListRow, Store, now_ms
+
+__all__ = [
+    "CURSOR_PREFIX",
+    "FEED_SECRET_FILE",
+    "BadRequestError",
+    "Cursor",
+    "CursorError",
+    "FeedList",
+    "Feeds",
+    "Position",
+    "ResyncRequiredError",
+    "UnknownFeedError",
+    "decode_cursor",
+    "encode_cursor",
+    "load_feed_secret",
+    "mac",
+]
+
+FEED_SECRET_FILE = "keys/feed.secret"
+CURSOR_PREFIX = "hf1"
+# A cursor names every list of a feed (~60 bytes each): 16 KiB is ~250 lists,
+# far more than a label holds, and short enough for a query string.
+MAX_CURSOR_CHARS = 16_384
+_MAC_BYTES = 16  # 128-bit tag: forging one is out of reach; halves the cursor overhead
+_ROOT_PREFIX_BYTES = 8
+_LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_LIST_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,99}$")
+_B64URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
+# Rows per database read while streaming, and lines per chunk written: fewer,
+# larger writes keep the thread hops of a streamed response cheap.
+_STREAM_PAGE = 20_000
+_LINES_PER_CHUNK = 2_000
+
+
+# --- errors (statuses: api/routes/feeds.py FeedRoute) ---------------------------------------
+
+
+class BadRequestError(InputError):
+    """A query parameter that cannot be understood (HTTP 400)."""
+
+    code = "bad_request"
+
+
+class CursorError(BadRequestError):
+    """A cursor or ``next`` token that is malformed, altered or not ours (HTTP 400)."""
+
+    code = "invalid_cursor"
+
+    def __init__(self, *, reason: str) -> None:
+        super().__init__(reason, where="cursor")
+
+
+class UnknownFeedError(InputError):
+    """No feed of that name for this caller: unknown and not cleared look alike (HTTP 404)."""
+
+    code = "unknown_feed"
+
+    def __init__(self, *, label: str) -> None:
+        self.label = label
+        InputError.__init__(self, f"no feed named {label!r}")
+
+
+class ResyncRequiredError(HashfedError):
+    """The cursor no longer fits the feed; pull again without ``since`` (HTTP 410)."""
+
+    code = "resync_required"
+
+    def __init__(self, *, reason: str) -> None:
+        super().__init__(f"resync required (pull again without a cursor): {reason}", reason=reason)
+
+
+# --- the per-node secret ----------------------------------------------------------------------
+
+
+def load_feed_secret(path: Path) -> bytes:
+    """The node's 32-byte feed secret, created on first use (mode 0600, atomically).
+
+    Raises:
+        ConfigError: the file exists but is not 64 hex digits.
+    """
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # fails if another worker made one first: use theirs
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        text = path.read_text().strip()
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ConfigError(f"{path}: expected 64 hex digits (delete it to make a new one)")
+    return bytes.fromhex(text)
+
+
+def mac(secret: bytes, domain: bytes, payload: bytes) -> bytes:
+    """A truncated HMAC-SHA256 tag, domain-separated (cursor vs TAXII ``next``)."""
+    return hmac.new(secret, domain + b"\x00" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    if not _B64URL_RE.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def seal(secret: bytes, domain: bytes, payload: dict[str, Any]) -> str:
+    """``hf1.<payload>.<tag>``: an opaque, authenticated token."""
+    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    return f"{CURSOR_PREFIX}.{_b64(raw)}.{_b64(mac(secret, domain, raw))}"
+
+
+def unseal(secret: bytes, domain: bytes, token: str, *, node_id: str) -> dict[str, Any]:
+    """Open a token made by :func:`seal` on this node.
+
+    Raises:
+        CursorError: too long, malformed, from another node, or altered.
+    """
+    if len(token) > MAX_CURSOR_CHARS:
+        raise CursorError(reason=f"longer than {MAX_CURSOR_CHARS} characters")
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != CURSOR_PREFIX:
+        raise CursorError(reason=f"expected {CURSOR_PREFIX}.<payload>.<tag>")
+    try:
+        raw, tag = _unb64(parts[1]), _unb64(parts[2])
+        payload = json.loads(raw)
+    except ValueError:
+        raise CursorError(reason="not valid base64url JSON") from None
+    if type(payload) is not dict:
+        raise CursorError(reason="payload is not an object")
+    # The node id is read before the tag only to say *why* it fails: a cursor
+    # of another node can never verify under this node's secret anyway.
+    if payload.get("n") != node_id:
+        raise CursorError(reason="issued by another node")
+    if not hmac.compare_digest(tag, mac(secret, domain, raw)):
+        raise CursorError(reason="altered, or issued under another secret")
+    return payload
+
+
+# --- cursors ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a partner stands in one list: a checkpoint size and its root's first bytes."""
+
+    size: int
+    root_prefix: bytes
+
+
+@dataclass(frozen=True)
+class Cursor:
+    node_id: str
+    label: str
+    issued_ms: int
+    positions: dict[str, Position]
+
+
+_CURSOR_DOMAIN = b"hashfed feed cursor v1"
+
+
+def encode_cursor(secret: bytes, cursor: Cursor) -> str:
+    """The opaque, authenticated form of ``cursor``."""
+    return seal(
+        secret,
+        _CURSOR_DOMAIN,
+        {
+            "n": cursor.node_id,
+            "l": cursor.label,
+            "t": cursor.issued_ms,
+            "p": {k: [p.size, p.root_prefix.hex()] for k, p in sorted(cursor.positions.items())},
+        },
+    )
+
+
+def decode_cursor(secret: bytes, token: str, *, node_id: str, label: str) -> Cursor:
+    """Check and open a cursor for ``label`` on this node.
+
+    Raises:
+        CursorError: malformed, altered, of another node or another label.
+    """
+    payload = unseal(secret, _CURSOR_DOMAIN, token, node_id=node_id)
+    if payload.get("l") != label:
+        raise CursorError(reason="issued for another feed")
+    issued, raw_pos = payload.get("t"), payload.get("p")
+    if type(issued) is not int or type(raw_pos) is not dict:
+        raise CursorError(reason="payload fields are missing")
+    positions: dict[str, Position] = {}
+    for name, value in raw_pos.items():
+        ok = (
+            _LIST_RE.fullmatch(name)
+            and type(value) is list
+            and len(value) == 2
+            and type(value[0]) is int
+            and 0 <= value[0] < 2**63
+            and type(value[1]) is str
+            and re.fullmatch(r"[0-9a-f]{16}", value[1])
+        )
+        if not ok:
+            raise CursorError(reason="a list position is malformed")
+        positions[name] = Position(value[0], bytes.fromhex(value[1]))
+    return Cursor(node_id, label, issued, positions)
+
+
+# --- the feed ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedList:
+    """A list of a feed, with the checkpoint that bounds what is served of it."""
+
+    row: ListRow
+    checkpoint: CheckpointRow
+
+    @property
+    def name(self) -> str:
+        return self.row.full_name
+
+    @property
+    def size(self) -> int:
+        return self.checkpoint.size
+
+
+def check_label(label: str) -> str:
+    """A syntactically valid label, or the same 404 as an unknown one."""
+    if not _LABEL_RE.fullmatch(label):
+        raise UnknownFeedError(label=label[:40])
+    return label
+
+
+class Feeds:
+    """Feeds of one node: manifests, cursors and streams. Thread-safe; one per app."""
+
+    def __init__(self, store: Store, *, node_id: str, secret: bytes) -> None:
+        self.store = store
+        self.node_id = node_id
+        self.secret = secret
+        self._live: dict[tuple[int, int, int], int] = {}
+        self._lock = threading.Lock()
+
+    # --- what is in a feed ---
+
+    def lists(self, label: str, rows: Iterable[ListRow]) -> list[FeedList]:
+        """The published lists among ``rows`` (already filtered for the caller) under ``label``.
+
+        Raises:
+            UnknownFeedError: none (unknown label, not cleared, nothing published).
+        """
+        check_label(label)
+        out = []
+        for row in rows:
+            if row.label != label:
+                continue
+            cp = self.store.latest_checkpoint(list_id=row.id)
+            if cp is not None:
+                out.append(FeedList(row, cp))
+        if not out:
+            raise UnknownFeedError(label=label)
+        return sorted(out, key=lambda f: f.name)
+
+    def live_count(self, fl: FeedList) -> int:
+        """Hashes in the list at its checkpoint (the stored count minus unpublished changes)."""
+        state = self.store.get_state(list_id=fl.row.id)
+        if state.size == fl.size:
+            return state.live_count
+        key = (fl.row.id, state.size, fl.size)
+        with self._lock:
+            hit = self._live.get(key)
+        if hit is None:
+            delta = sum(
+                1 if e[1] == "add" else -1
+                for e in self.store.iter_entries(list_id=fl.row.id, start=fl.size, end=state.size)
+            )
+            hit = state.live_count - delta
+            with self._lock:
+                if len(self._live) > 1024:
+                    self._live.clear()
+                self._live[key] = hit
+        return hit
+
+    def cursor_for(self, label: str, fls: Sequence[FeedList]) -> str:
+        """The cursor of a partner that has everything ``fls`` serve."""
+        positions = {
+            fl.name: Position(fl.size, fl.checkpoint.root_hash[:_ROOT_PREFIX_BYTES]) for fl in fls
+        }
+        return encode_cursor(self.secret, Cursor(self.node_id, label, now_ms(), positions))
+
+    def etag(self, label: str, fls: Sequence[FeedList]) -> str:
+        """A strong ETag over the feed's signed checkpoints: it changes with any of them."""
+        h = hashlib.sha256(f"{self.node_id}\n{label}\n".encode())
+        for fl in fls:
+            h.update(f"{fl.name}\n{len(fl.checkpoint.note)}\n".encode())
+            h.update(fl.checkpoint.note.encode())
+        return '"' + h.hexdigest()[:32] + '"'
+
+    def manifest(self, label: str, fls: Sequence[FeedList]) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "label": label,
+            "cursor": self.cursor_for(label, fls),
+            "lists": [
+                {
+                    "list": fl.name,
+                    "owner": fl.row.owner,
+                    "name": fl.row.name,
+                    "description": fl.row.description,
+                    "size": fl.size,
+                    "hashes": self.live_count(fl),
+                    "timestamp": fl.checkpoint.timestamp,
+                    "checkpoint": fl.checkpoint.note,
+                }
+                for fl in fls
+            ],
+        }
+
+    # --- where to start ---
+
+    def plan(self, label: str, fls: Sequence[FeedList], since: str | None) -> list[tuple[FeedList, int]]:
+        """``(list, first seq to send)`` for each list: 0 for a full feed, else from the cursor.
+
+        Raises:
+            CursorError: the cursor is not a valid cursor of this feed on this node.
+            ResyncRequiredError: the cursor no longer fits the feed.
+        """
+        if since is None:
+            return [(fl, 0) for fl in fls]
+        cursor = decode_cursor(self.secret, since, node_id=self.node_id, label=label)
+        by_name = {fl.name: fl for fl in fls}
+        for name, pos in cursor.positions.items():
+            fl = by_name.get(name)
+            if fl is None:
+                raise ResyncRequiredError(reason=f"list {name} is no longer in this feed")
+            if pos.size > fl.size:
+                raise ResyncRequiredError(
+                    reason=f"list {name}: the cursor is at {pos.size}, past the signed size {fl.size}"
+                )
+            if pos.size == fl.size:
+                root = fl.checkpoint.root_hash
+            elif pos.size == 0:
+                root = EMPTY_ROOT
+            else:
+                cp = self.store.checkpoint_at(list_id=fl.row.id, size=pos.size)
+                root = cp.root_hash if cp is not None else b""
+            if root[:_ROOT_PREFIX_BYTES] != pos.root_prefix:
+                raise ResyncRequiredError(
+                    reason=f"list {name}: no retained checkpoint matches the cursor at {pos.size}"
+                )
+        return [
+            (fl, cursor.positions[fl.name].size if fl.name in cursor.positions else 0)
+            for fl in fls
+        ]
+
+    @staticmethod
+    def count(plan: Sequence[tuple[FeedList, int]]) -> int:
+        return sum(fl.size - start for fl, start in plan)
+
+    # --- NDJSON: the verifiable form ---
+
+    def ndjson(self, plan: Sequence[tuple[FeedList, int]], cursor: str) -> Iterator[bytes]:
+        """A list header, that list's entries ``[start, size)``, ...; then the cursor line."""
+        for fl, start in plan:
+            header = {
+                "list": fl.name,
+                "start": start,
+                "size": fl.size,
+                "checkpoint": fl.checkpoint.note,
+            }
+            yield (json.dumps(header, separators=(",", ":")) + "\n").encode()
+            name = encode_basestring_ascii(fl.name)
+            batch: list[str] = []
+            for seq, op, htype, value, category, ts in self.store.iter_entries(
+                list_id=fl.row.id, start=start, end=fl.size, page=_STREAM_PAGE
+            ):
+                batch.append(
+                    f'{{"list":{name},"seq":{seq},"op":"{op}","type":"{htype}",'
+                    f'"value":{encode_basestring_ascii(value)},'
+                    f'"category":{encode_basestring_ascii(category)},"timestamp_ms":{ts}}}\n'
+                )
+                if len(batch) >= _LINES_PER_CHUNK:
+                    yield "".join(batch).encode("ascii")
+                    batch = []
+            if batch:
+                yield "".join(batch).encode("ascii")
+        yield (json.dumps({"cursor": cursor}) + "\n").encode()
+
+    # --- CSV and text: for consumers that do not verify ---
+
+    def _content_at_checkpoint(
+        self, fl: FeedList, hash_type: str | None
+    ) -> Iterator[tuple[str, str, str]]:
+        """The list's ``(type, value, category)`` at its checkpoint, sorted by type and value.
+
+        The content table is the list's *current* state; entries appended after
+        the checkpoint (not yet published) are undone here: a key whose first
+        later op is an add was absent at the checkpoint, one whose first later
+        op is a remove was present (with the category the remove carries).
+        """
+        state = self.store.get_state(list_id=fl.row.id)
+        touched: dict[tuple[str, str], tuple[str, str]] = {}
+        if state.size > fl.size:
+            for _s, op, t, v, c, _ts in self.store.iter_entries(
+                list_id=fl.row.id, start=fl.size, end=state.size
+            ):
+                touched.setdefault((t, v), (op, c))
+        restore = sorted(
+            (t, v, c)
+            for (t, v), (op, c) in touched.items()
+            if op == "remove" and (hash_type is None or t == hash_type)
+        )
+
+        def current() -> Iterator[tuple[str, str, str]]:
+            for page in self.store.iter_content(list_ids=[fl.row.id]):
+                for _lid, t, v, c in page:
+                    if (hash_type is None or t == hash_type) and (t, v) not in touched:
+                        yield t, v, c
+
+        return heapq.merge(current(), restore)
+
+    def csv(self, plan: Sequence[tuple[FeedList, int]], *, full: bool) -> Iterator[bytes]:
+        """``op,list,type,value,category``: the set (all ``add``), or the log since the cursor."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["op", "list", "type", "value", "category"])
+        for fl, start in plan:
+            if full:
+                rows: Iterable[tuple[str, ...]] = (
+                    ("add", fl.name, t, v, c) for t, v, c in self._content_at_checkpoint(fl, None)
+                )
+            else:
+                rows = (
+                    (op, fl.name, t, v, c)
+                    for _s, op, t, v, c, _ts in self.store.iter_entries(
+                        list_id=fl.row.id, start=start, end=fl.size, page=_STREAM_PAGE
+                    )
+                )
+            for row in rows:
+                w.writerow(row)
+                if buf.tell() > 1 << 16:
+                    yield buf.getvalue().encode()
+                    buf.seek(0)
+                    buf.truncate()
+        yield buf.getvalue().encode()
+
+    def text(
+        self, plan: Sequence[tuple[FeedList, int]], *, full: bool, hash_type: str
+    ) -> Iterator[bytes]:
+        """One ``hash_type`` value per line, over the whole feed.
+
+        Full: the union of the lists, sorted, each value once. Since a cursor:
+        ``+value`` for an add and ``-value`` for a remove, a remove only when
+        no other list of the feed still holds the value (checked against the
+        lists' current content).
+        """
+        if full:
+            merged = heapq.merge(
+                *(
+                    (v for _t, v, _c in self._content_at_checkpoint(fl, hash_type))
+                    for fl, _start in plan
+                )
+            )
+            batch: list[str] = []
+            last = None
+            for v in merged:
+                if v != last:
+                    batch.append(v)
+                    last = v
+                    if len(batch) >= _LINES_PER_CHUNK * 4:
+                        yield ("\n".join(batch) + "\n").encode()
+                        batch = []
+            if batch:
+                yield ("\n".join(batch) + "\n").encode()
+            return
+        all_ids = [fl.row.id for fl, _ in plan]
+        for fl, start in plan:
+            others = [i for i in all_ids if i != fl.row.id]
+            pending: list[tuple[str, str]] = []  # (op, value) of one page
+            for _s, op, t, v, _c, _ts in self.store.iter_entries(
+                list_id=fl.row.id, start=start, end=fl.size, page=_STREAM_PAGE
+            ):
+                if t == hash_type:
+                    pending.append((op, v))
+                if len(pending) >= _LINES_PER_CHUNK:
+                    yield self._text_changes(pending, others, hash_type)
+                    pending = []
+            if pending:
+                yield self._text_changes(pending, others, hash_type)
+
+    def _text_changes(self, pending: list[tuple[str, str]], others: list[int], htype: str) -> bytes:
+        removed = [(htype, v) for op, v in pending if op == "remove"]
+        held: set[str] = set()
+        for other in others if removed else []:
+            held.update(v for (_t, v) in self.store.existing_content(list_id=other, keys=removed))
+        lines = [
+            ("+" + v) if op == "add" else ("-" + v)
+            for op, v in pending
+            if op == "add" or v not in held
+        ]
+        return ("\n".join(lines) + "\n").encode() if lines else b""

@@ -1,0 +1,535 @@
+"""Feeds as STIX 2.1 indicators, in the order TAXII 2.1 clients page through them.
+
+**Objects.** Every log entry is one version of one STIX indicator: an add is
+a new indicator, a remove is the same indicator again with ``revoked: true``
+and a later ``modified``. Ids are UUIDv5 under hashfed's namespace of
+``list | type | value``, so every node serving a list gives the same id to
+the same hash. STIX revocation is permanent, so a hash added again after a
+remove is a new object: its name gets ``| <n>`` appended, ``n`` being the
+number of removes before it. ``created`` (equal across versions) and
+``valid_from`` are the add's timestamp; ``modified`` is the entry's own
+timestamp, bumped by 1 µs past the add if a remove shares its millisecond.
+PDQ, which STIX's hash vocabulary lacks, is the custom hash name ``x_pdq``
+(``x_<type>`` for any other type outside MD5, SHA-1, SHA-256), as STIX 2.1
+§2.7 suggests for custom hashes.
+
+**date_added.** TAXII clients page with ``added_after`` and must never miss
+or loop, so each object of a collection (a label) needs a *distinct*
+date_added, and anything that becomes visible later needs a *later* one.
+Entry timestamps cannot give that: a list relayed to us today may carry
+entries its owner wrote last year, and two lists interleave. The feed is
+therefore ordered by when entries became visible *here*: an entry is
+served once an accepted checkpoint covers it, and accepted checkpoints have
+increasing ids. Each checkpoint that grows a list of the label adds a
+*segment* (that list's entries from the previous covered size to the new
+one); a segment's first entry gets ``max(received time of the checkpoint,
+end of the previous segment)`` in microseconds, and each next entry 1 µs
+more. So date_added is strictly increasing along the label's order, close to
+the real time of arrival, and only in bursts (a 1M-entry import spans 1 s)
+runs ahead of it. It is a pure function of the checkpoint table, identical on
+every API worker and after restarts.
+
+Two conditions keep it append-only, which is what makes ``added_after``
+safe: checkpoints commit in id order (SQLite serialises writers; on
+PostgreSQL, whose sequence ids can commit out of order, checkpoints younger
+than ``settle_ms`` are not served yet), and a label's lists keep their label
+(relabelling a list re-bases both labels' timelines: clients of those
+collections should re-pull from the start). Frozen lists stay in the
+timeline but are not served, so freezing one list shifts no other object.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.feeds import BadRequestError, CursorError, seal, unseal
+from node.store import ListRow, Store, now_ms
+
+__all__ = [
+    "EXTENSION_ID",
+    "NAMESPACE",
+    "STIX_MEDIA_TYPE",
+    "Page",
+    "RemovalIndex",
+    "Segment",
+    "Taxii",
+    "Timeline",
+    "VersionFilter",
+    "collection_id",
+    "format_date_added",
+    "indicator_id",
+    "parse_timestamp",
+    "stix_pattern",
+]
+
+NAMESPACE = uuid.UUID("5d1b7c39-5d0a-4c55-9a44-2f3f0b8c6f2e")  # hashfed's, fixed forever
+EXTENSION_ID = "extension-definition--" + str(uuid.uuid5(NAMESPACE, "hashfed:x_hashfed:1"))
+STIX_MEDIA_TYPE = "application/stix+json;version=2.1"
+_HASH_NAMES = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256"}
+# On PostgreSQL a checkpoint is served only once it is this old (module docstring).
+POSTGRES_SETTLE_MS = 5_000
+# Entries examined per request when filters skip most of them (match[id], an
+# exact version, revoked adds under version=last): bounds a request's work;
+# the client continues with ``next``.
+MAX_SCAN = 100_000
+_NEXT_DOMAIN = b"hashfed taxii next v1"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+# --- ids, patterns, timestamps ----------------------------------------------------------------
+
+
+def collection_id(node_id: str, label: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"collection:{node_id}/{label}"))
+
+
+def indicator_id(list_name: str, hash_type: str, value: str, generation: int = 0) -> str:
+    name = f"{list_name}|{hash_type}|{value}" + (f"|{generation}" if generation else "")
+    return "indicator--" + str(uuid.uuid5(NAMESPACE, name))
+
+
+def stix_pattern(hash_type: str, value: str) -> str:
+    """``[file:hashes.'SHA-256' = '…']``; quotes and backslashes escaped as STIX patterns need."""
+    name = _HASH_NAMES.get(hash_type, "x_" + hash_type)
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"[file:hashes.'{name}' = '{escaped}']"
+
+
+def _iso(us: int, digits: int) -> str:
+    t = _EPOCH + dt.timedelta(microseconds=us)
+    frac = f"{t.microsecond:06d}"[:digits]
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + frac + "Z"
+
+
+def format_stix_time(us: int) -> str:
+    """A STIX timestamp: milliseconds, or microseconds when it has them."""
+    return _iso(us, 3 if us % 1000 == 0 else 6)
+
+
+def format_date_added(us: int) -> str:
+    """A TAXII timestamp: always microseconds (TAXII 2.1 §2)."""
+    return _iso(us, 6)
+
+
+def parse_timestamp(text: str, *, where: str) -> int:
+    """An RFC 3339 timestamp in microseconds since the epoch (finer digits are cut).
+
+    Raises:
+        BadRequestError: not such a timestamp.
+    """
+    s = text.strip()
+    try:
+        if len(s) > 40:
+            raise ValueError
+        head, frac, tail = s, "", ""
+        if "." in s:
+            head, rest = s.split(".", 1)
+            i = 0
+            while i < len(rest) and rest[i].isdigit():
+                i += 1
+            frac, tail = rest[:i], rest[i:]
+            if not frac:
+                raise ValueError
+        else:
+            head, tail = s[:19], s[19:]
+        tail = "+00:00" if tail in ("Z", "z") else tail
+        t = dt.datetime.fromisoformat(head + tail)
+        if t.tzinfo is None:
+            raise ValueError
+    except ValueError:
+        raise BadRequestError("expected an RFC 3339 timestamp, e.g. 2024-01-01T00:00:00.000000Z",
+                              where=where) from None
+    delta = t - _EPOCH
+    whole = (delta.days * 86_400 + delta.seconds) * 1_000_000
+    return whole + int((frac + "000000")[:6])
+
+
+# --- the label's timeline -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Entries ``[start, end)`` of a list, made visible by one checkpoint; dated from ``first_us``."""
+
+    list_id: int
+    start: int
+    end: int
+    first_us: int
+    checkpoint_size: int
+    checkpoint_root: bytes
+
+    @property
+    def last_us(self) -> int:
+        return self.first_us + (self.end - self.start) - 1
+
+
+@dataclass
+class _Chain:
+    segments: list[Segment] = field(default_factory=list)
+    lasts: list[int] = field(default_factory=list)
+    next_us: int = 0
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A snapshot of one label's segments, oldest first; date_added strictly increasing."""
+
+    segments: Sequence[Segment]
+    lasts: Sequence[int]
+    covered: dict[int, int]  # list id -> entries visible
+
+    def first_after(self, after_us: int) -> int:
+        """Index of the first segment holding an entry dated after ``after_us``."""
+        return bisect.bisect_right(self.lasts, after_us)
+
+    def has_after(self, after_us: int, served: set[int]) -> bool:
+        return any(
+            self.segments[i].list_id in served
+            for i in range(self.first_after(after_us), len(self.segments))
+        )
+
+    def last_us(self, served: set[int]) -> int | None:
+        for seg in reversed(self.segments):
+            if seg.list_id in served:
+                return seg.last_us
+        return None
+
+
+class Timelines:
+    """Builds every label's timeline from the checkpoint table, incrementally."""
+
+    def __init__(self, store: Store, *, settle_ms: int | None = None) -> None:
+        self.store = store
+        self.settle_ms = (0 if store.is_sqlite else POSTGRES_SETTLE_MS) if settle_ms is None else settle_ms
+        self._lock = threading.Lock()
+        self._reset({})
+
+    def _reset(self, labels: dict[int, str]) -> None:
+        self._labels = labels
+        self._after_id = 0
+        self._covered: dict[int, int] = {}
+        self._chains: dict[str, _Chain] = {}
+
+    def get(self, label: str) -> Timeline:
+        with self._lock:
+            self._refresh()
+            chain = self._chains.get(label, _Chain())
+            n = len(chain.segments)
+            ids = {i for i, lab in self._labels.items() if lab == label}
+            return Timeline(
+                chain.segments[:n],
+                chain.lasts[:n],
+                {i: s for i, s in self._covered.items() if i in ids},
+            )
+
+    def _refresh(self) -> None:
+        labels = {r.id: r.label for r in self.store.all_lists()}
+        if any(self._labels.get(i, lab) != lab for i, lab in labels.items()):
+            self._reset(labels)  # a list changed label: rebuild (module docstring)
+        self._labels = labels
+        cut = now_ms() - self.settle_ms
+        while True:
+            batch = self.store.accepted_checkpoints_after(after_id=self._after_id, limit=1000)
+            for cp in batch:
+                if cp.received_ms > cut:
+                    return  # not settled: neither it nor anything after it yet
+                self._after_id = cp.id
+                covered = self._covered.get(cp.list_id, 0)
+                label = labels.get(cp.list_id)
+                if cp.size <= covered or label is None:
+                    continue
+                chain = self._chains.setdefault(label, _Chain())
+                seg = Segment(
+                    cp.list_id,
+                    covered,
+                    cp.size,
+                    max(cp.received_ms * 1000, chain.next_us),
+                    cp.size,
+                    cp.root_hash,
+                )
+                chain.segments.append(seg)
+                chain.lasts.append(seg.last_us)
+                chain.next_us = seg.last_us + 1
+                self._covered[cp.list_id] = cp.size
+            if len(batch) < 1000:
+                return
+
+
+# --- removes: generations and versions -------------------------------------------------------------
+
+
+class RemovalIndex:
+    """Per list: every entry of every key the list ever removed, up to ``covered``.
+
+    It answers, for one entry, which object generation it belongs to, the
+    add it revokes (for ``created``), and whether a later remove supersedes
+    it. A list that never removed anything (live count equals size, the
+    common case) costs nothing; otherwise the first use scans the log once.
+    """
+
+    def __init__(self, list_id: int) -> None:
+        self.list_id = list_id
+        self.covered = 0
+        self.events: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
+        self._lock = threading.Lock()
+
+    def extend(self, store: Store, upto: int) -> None:
+        with self._lock:
+            if upto <= self.covered:
+                return
+            state = store.get_state(list_id=self.list_id)
+            if state.live_count == state.size:  # adds only, ever: nothing to index
+                self.covered = max(self.covered, min(upto, state.size))
+                return
+            new_keys: set[tuple[str, str]] = set()
+            for seq, op, t, v, _c, ts in store.iter_entries(
+                list_id=self.list_id, start=self.covered, end=upto
+            ):
+                ev = self.events.get((t, v))
+                if ev is not None:
+                    ev.append((seq, op, ts))
+                elif op == "remove":
+                    new_keys.add((t, v))
+            if new_keys:
+                found: dict[tuple[str, str], list[tuple[int, str, int]]] = {k: [] for k in new_keys}
+                for seq, op, t, v, _c, ts in store.iter_entries(
+                    list_id=self.list_id, start=0, end=upto
+                ):
+                    ev = found.get((t, v))
+                    if ev is not None:
+                        ev.append((seq, op, ts))
+                self.events.update(found)
+            self.covered = upto
+
+    def describe(
+        self, seq: int, op: str, key: tuple[str, str], ts_ms: int, visible: int
+    ) -> tuple[int, int, int, bool]:
+        """``(generation, created_us, modified_us, is_last_version)`` of one entry."""
+        ev = self.events.get(key)
+        if not ev:
+            return 0, ts_ms * 1000, ts_ms * 1000, True
+        gen = sum(1 for s, o, _ in ev if o == "remove" and s < seq)
+        if op == "add":
+            later = any(o == "remove" and seq < s < visible for s, o, _ in ev)
+            return gen, ts_ms * 1000, ts_ms * 1000, not later
+        adds = [t for s, o, t in ev if o == "add" and s < seq]
+        created = (adds[-1] if adds else ts_ms) * 1000
+        return gen, created, max(ts_ms * 1000, created + 1), True
+
+
+# --- objects and pages --------------------------------------------------------------------------
+
+
+def indicator(
+    *,
+    list_name: str,
+    seq: int,
+    op: str,
+    hash_type: str,
+    value: str,
+    category: str,
+    generation: int,
+    created_us: int,
+    modified_us: int,
+    segment: Segment,
+) -> dict[str, Any]:
+    """One STIX 2.1 indicator version for one log entry."""
+    obj: dict[str, Any] = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": indicator_id(list_name, hash_type, value, generation),
+        "created": format_stix_time(created_us),
+        "modified": format_stix_time(modified_us),
+        "name": f"{hash_type} hash in hashfed list {list_name}",
+        "description": (
+            f"File signature of known child sexual abuse material, shared by {list_name}"
+            + (f" (category {category})" if category else "")
+            + "."
+        ),
+        "indicator_types": ["malicious-activity"],
+        "pattern": stix_pattern(hash_type, value),
+        "pattern_type": "stix",
+        "pattern_version": "2.1",
+        "valid_from": format_stix_time(created_us),
+        "extensions": {EXTENSION_ID: {"extension_type": "toplevel-property-extension"}},
+        "x_hashfed_list": list_name,
+        "x_hashfed_seq": seq,
+        "x_hashfed_category": category,
+        "x_hashfed_checkpoint": {
+            "size": segment.checkpoint_size,
+            "root": segment.checkpoint_root.hex(),
+        },
+    }
+    if op == "remove":
+        obj["revoked"] = True
+    return obj
+
+
+@dataclass(frozen=True)
+class VersionFilter:
+    """``match[version]``: ``last`` (the default), ``first``, ``all`` or exact ``modified`` values."""
+
+    last: bool = True
+    first: bool = False
+    every: bool = False
+    exact: frozenset[int] = frozenset()
+
+    @classmethod
+    def parse(cls, raw: str | None) -> VersionFilter:
+        if not raw:
+            return cls()
+        last = first = every = False
+        exact: set[int] = set()
+        for part in raw.split(",")[:100]:
+            part = part.strip()
+            if part == "last":
+                last = True
+            elif part == "first":
+                first = True
+            elif part == "all":
+                every = True
+            else:
+                exact.add(parse_timestamp(part, where="match[version]"))
+        return cls(last, first, every, frozenset(exact))
+
+    @property
+    def selective(self) -> bool:
+        return not self.every and not self.last and not self.first
+
+    def accepts(self, *, is_first: bool, is_last: bool, modified_us: int) -> bool:
+        return (
+            self.every
+            or (self.last and is_last)
+            or (self.first and is_first)
+            or modified_us in self.exact
+        )
+
+
+@dataclass(frozen=True)
+class Item:
+    date_added_us: int
+    object: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Item]
+    more: bool
+    next: str | None
+
+
+class Taxii:
+    """Pages of a label's objects for the TAXII routes. One per app, thread-safe."""
+
+    def __init__(
+        self, store: Store, *, node_id: str, secret: bytes, settle_ms: int | None = None
+    ) -> None:
+        self.store = store
+        self.node_id = node_id
+        self.secret = secret
+        self.timelines = Timelines(store, settle_ms=settle_ms)
+        self._removals: dict[int, RemovalIndex] = {}
+        self._lock = threading.Lock()
+
+    def _removal(self, list_id: int, upto: int) -> RemovalIndex:
+        with self._lock:
+            idx = self._removals.setdefault(list_id, RemovalIndex(list_id))
+        idx.extend(self.store, upto)
+        return idx
+
+    def next_token(self, label: str, position_us: int) -> str:
+        return seal(self.secret, _NEXT_DOMAIN, {"n": self.node_id, "l": label, "p": position_us})
+
+    def open_next(self, label: str, token: str) -> int:
+        """The position a ``next`` token stands for.
+
+        Raises:
+            CursorError: not a token of this collection on this node.
+        """
+        payload = unseal(self.secret, _NEXT_DOMAIN, token, node_id=self.node_id)
+        pos = payload.get("p")
+        if payload.get("l") != label or type(pos) is not int or pos < 0:
+            raise CursorError(reason="a next token of another collection")
+        return pos
+
+    def page(
+        self,
+        label: str,
+        served: Sequence[ListRow],
+        *,
+        after_us: int,
+        limit: int,
+        versions: VersionFilter,
+        ids: frozenset[str] | None = None,
+    ) -> Page:
+        """Up to ``limit`` objects dated after ``after_us``, in date_added order."""
+        timeline = self.timelines.get(label)
+        rows = {r.id: r for r in served if r.label == label}
+        served_ids = set(rows)
+        items: list[Item] = []
+        scanned = 0
+        pos = after_us
+        i = timeline.first_after(after_us)
+        while i < len(timeline.segments):
+            seg = timeline.segments[i]
+            i += 1
+            if seg.list_id not in served_ids:
+                continue
+            row = rows[seg.list_id]
+            visible = timeline.covered.get(seg.list_id, seg.end)
+            removals = self._removal(seg.list_id, visible)
+            seq = seg.start + max(0, after_us - seg.first_us + 1)
+            while seq < seg.end:
+                if len(items) >= limit or scanned >= MAX_SCAN:
+                    return self._page(label, items, timeline, pos, served_ids)
+                upto = min(seg.end, seq + max(limit - len(items), 256))
+                for entry in self._entries(seg.list_id, seq, upto):
+                    e_seq, op, htype, value, category, ts = entry
+                    scanned += 1
+                    pos = seg.first_us + (e_seq - seg.start)
+                    seq = e_seq + 1
+                    gen, created, modified, is_last = removals.describe(
+                        e_seq, op, (htype, value), ts, visible
+                    )
+                    if not versions.accepts(
+                        is_first=op == "add", is_last=is_last, modified_us=modified
+                    ):
+                        continue
+                    if ids is not None and indicator_id(row.full_name, htype, value, gen) not in ids:
+                        continue
+                    items.append(
+                        Item(
+                            pos,
+                            indicator(
+                                list_name=row.full_name,
+                                seq=e_seq,
+                                op=op,
+                                hash_type=htype,
+                                value=value,
+                                category=category,
+                                generation=gen,
+                                created_us=created,
+                                modified_us=modified,
+                                segment=seg,
+                            ),
+                        )
+                    )
+                    if len(items) >= limit:
+                        break
+        return Page(items, False, None)
+
+    def _entries(self, list_id: int, start: int, end: int) -> Iterator[tuple[Any, ...]]:
+        return self.store.iter_entries(list_id=list_id, start=start, end=end, page=end - start)
+
+    def _page(
+        self, label: str, items: list[Item], timeline: Timeline, pos: int, served: set[int]
+    ) -> Page:
+        if timeline.has_after(pos, served):
+            return Page(items, True, self.next_token(label, pos))
+        return Page(items, False, None)

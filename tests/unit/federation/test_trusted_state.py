@@ -1,0 +1,444 @@
+"""The per-list pull state machine: one test per attack it stops, named after the attack.
+
+No I/O: trees are built in memory, checkpoints signed with throwaway keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import pytest
+
+from crypto.checkpoint import Checkpoint, format_checkpoint, list_origin, sign_checkpoint
+from crypto.errors import (
+    BadSignatureError,
+    ForkError,
+    LimitExceededError,
+    MalformedNoteError,
+    NoTrustedSignatureError,
+    RollbackError,
+    RootMismatchError,
+    StaleError,
+    UnknownOriginError,
+)
+from crypto.keys import NoteSigner, generate_signing_key
+from crypto.merkle import CompactRange, TreeLevels, leaf_hash
+from federation.trusted_state import Accepted, ListUpdate, Outcome
+from node.entry import encode_leaf
+
+OWNER = NoteSigner("au-argos", generate_signing_key())
+RELAY = NoteSigner("be-fccu", generate_signing_key())
+ORIGIN = list_origin("au-argos", "series-2041")
+NOW = 1_800_000_000
+MAX_AGE = 6 * 3600
+
+Entry = tuple[int, str, str, str, str, int]
+
+
+def entries(n: int, start: int = 0, salt: str = "") -> list[Entry]:
+    return [
+        (
+            i,
+            "add",
+            "sha256",
+            hashlib.sha256(f"{salt}{i}".encode()).hexdigest(),
+            "A1",
+            1_700_000_000_000 + i,
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def leaves(es: Sequence[Entry]) -> list[bytes]:
+    return [leaf_hash(encode_leaf(*e)) for e in es]
+
+
+def tree(es: Sequence[Entry]) -> TreeLevels:
+    return TreeLevels(leaves(es))
+
+
+def note(
+    size: int,
+    root: bytes,
+    *,
+    ts: int = NOW - 60,
+    origin: str = ORIGIN,
+    by: NoteSigner = OWNER,
+) -> str:
+    return sign_checkpoint(Checkpoint(origin, size, root, ts), by)
+
+
+def accepted(es: Sequence[Entry], ts: int = NOW - 3600) -> tuple[Accepted, CompactRange]:
+    t = tree(es)
+    n = note(len(es), t.root(), ts=ts)
+    return Accepted(len(es), t.root(), ts, n), t.compact_range()
+
+
+def update(
+    trusted: Accepted | None = None,
+    stored: CompactRange | None = None,
+    *,
+    verifiers: Sequence[NoteSigner] = (OWNER,),
+    origin: str = ORIGIN,
+) -> ListUpdate:
+    return ListUpdate(
+        origin=origin,
+        verifiers=[s.verifier() for s in verifiers],
+        trusted=trusted,
+        stored=stored if stored is not None else CompactRange(),
+        now=NOW,
+        max_age_seconds=MAX_AGE,
+    )
+
+
+def pull(u: ListUpdate, es: Sequence[Entry], page: int = 7) -> Accepted:
+    for i in range(0, len(es), page):
+        u.add_leaves(leaves(es[i : i + page]))
+    return u.finish()
+
+
+# --- honest pulls ------------------------------------------------------------------------------
+
+
+def test_first_pull_of_an_honest_list_is_accepted() -> None:
+    es = entries(100)
+    t = tree(es)
+    u = update()
+    assert u.offer(note(100, t.root())) is Outcome.GROW
+    assert not u.needs_consistency_proof
+    assert u.next_seq == 0
+    assert u.remaining == 100
+    got = pull(u, es)
+    assert (got.size, got.root_hash) == (100, t.root())
+    assert u.compact_range == t.compact_range()
+
+
+def test_growth_with_a_valid_consistency_proof_is_accepted() -> None:
+    es = entries(70)
+    trusted, stored = accepted(es[:30])
+    t = tree(es)
+    u = update(trusted, stored)
+    assert u.offer(note(70, t.root())) is Outcome.GROW
+    assert u.needs_consistency_proof
+    u.verify_consistency(t.consistency_proof(30, 70))
+    assert u.next_seq == 30
+    got = pull(u, es[30:])
+    assert got.size == 70
+
+
+def test_the_same_checkpoint_again_is_unchanged_not_an_error() -> None:
+    trusted, stored = accepted(entries(10))
+    u = update(trusted, stored)
+    assert u.offer(trusted.note) is Outcome.UNCHANGED
+    assert u.remaining == 0
+    u.finish()
+
+
+def test_the_same_tree_resigned_later_is_a_refresh() -> None:
+    es = entries(10)
+    trusted, stored = accepted(es)
+    u = update(trusted, stored)
+    fresh = note(10, trusted.root_hash, ts=NOW - 5)
+    assert u.offer(fresh) is Outcome.REFRESH
+    assert u.finish().note == fresh
+
+
+def test_an_older_note_of_the_same_tree_is_unchanged_even_if_stale() -> None:
+    # A relay that lags behind our own fresher copy is not an attack on us.
+    es = entries(10)
+    trusted, stored = accepted(es, ts=NOW - 10)
+    u = update(trusted, stored)
+    assert u.offer(note(10, trusted.root_hash, ts=NOW - 2 * MAX_AGE)) is Outcome.UNCHANGED
+
+
+def test_an_empty_published_list_is_accepted() -> None:
+    u = update()
+    assert u.offer(note(0, CompactRange().root())) is Outcome.GROW
+    assert u.remaining == 0
+    assert u.finish().size == 0
+
+
+# --- 1. entries altered, dropped, duplicated or reordered ----------------------------------------
+
+
+def _tampered_pull(served: list[Entry], signed: list[Entry]) -> None:
+    u = update()
+    u.offer(note(len(signed), tree(signed).root()))
+    with pytest.raises(RootMismatchError):
+        pull(u, served)
+
+
+def test_altered_entry_is_refused() -> None:
+    es = entries(20)
+    bad = list(es)
+    bad[5] = (5, "add", "sha256", "0" * 64, "A1", es[5][5])
+    _tampered_pull(bad, es)
+
+
+def test_altered_category_is_refused() -> None:
+    es = entries(20)
+    bad = list(es)
+    bad[5] = (*es[5][:4], "B2", es[5][5])
+    _tampered_pull(bad, es)
+
+
+def test_dropped_entry_is_refused() -> None:
+    es = entries(20)
+    # Entry 7 dropped, later ones renumbered, one made up at the end to fill the count.
+    bad = [*es[:7], *[(i - 1, *e[1:]) for i, e in enumerate(es[8:], start=8)]]
+    bad.append((19, "add", "sha256", "f" * 64, "A1", 0))
+    _tampered_pull(bad, es)
+
+
+def test_duplicated_entry_is_refused() -> None:
+    es = entries(20)
+    bad = list(es)
+    bad[9] = (9, *es[8][1:])
+    _tampered_pull(bad, es)
+
+
+def test_reordered_entries_are_refused() -> None:
+    es = entries(20)
+    bad = list(es)
+    bad[3], bad[4] = (3, *es[4][1:]), (4, *es[3][1:])
+    _tampered_pull(bad, es)
+
+
+def test_hidden_removal_is_refused() -> None:
+    # A relay turning a remove into an add keeps a revoked hash alive downstream.
+    es = entries(10)
+    es.append((10, "remove", "sha256", es[2][3], "A1", 1))
+    bad = [*es[:10], (10, "add", *es[10][2:])]
+    _tampered_pull(bad, es)
+
+
+def test_entries_beyond_the_checkpoint_are_refused() -> None:
+    es = entries(20)
+    u = update()
+    u.offer(note(10, tree(es[:10]).root()))
+    with pytest.raises(LimitExceededError):
+        u.add_leaves(leaves(es))
+
+
+# --- 2. wrong key, or the owner's checkpoint for another list -------------------------------------
+
+
+def test_checkpoint_signed_by_a_relay_not_the_owner_is_refused() -> None:
+    es = entries(5)
+    u = update()
+    with pytest.raises(NoTrustedSignatureError):
+        u.offer(note(5, tree(es).root(), by=RELAY))
+
+
+def test_relay_claiming_to_own_the_owners_list_is_refused() -> None:
+    # The relay's catalog names itself as owner: we check its keys for its
+    # origin, and the note carries the real owner's origin and signature.
+    es = entries(5)
+    u = update(verifiers=[RELAY], origin=list_origin("be-fccu", "series-2041"))
+    with pytest.raises(NoTrustedSignatureError):
+        u.offer(note(5, tree(es).root()))
+
+
+def test_relay_resigning_under_its_own_origin_is_refused() -> None:
+    es = entries(5)
+    u = update(verifiers=[RELAY], origin=list_origin("be-fccu", "series-2041"))
+    with pytest.raises(UnknownOriginError):
+        u.offer(note(5, tree(es).root(), by=RELAY))
+
+
+def test_owners_checkpoint_for_another_list_is_refused() -> None:
+    es = entries(5)
+    other = list_origin("au-argos", "other-list")
+    u = update()
+    with pytest.raises(UnknownOriginError):
+        u.offer(note(5, tree(es).root(), origin=other))
+
+
+def test_note_body_altered_under_a_valid_signature_is_refused() -> None:
+    es = entries(5)
+    good = note(5, tree(es).root())
+    text = format_checkpoint(Checkpoint(ORIGIN, 5, tree(es).root(), NOW - 60))
+    forged = good.replace(text, text.replace("\n5\n", "\n6\n", 1))
+    u = update()
+    with pytest.raises(BadSignatureError):
+        u.offer(forged)
+
+
+def test_garbage_instead_of_a_note_is_refused() -> None:
+    u = update()
+    with pytest.raises(MalformedNoteError):
+        u.offer("not a note")
+
+
+# --- 3. rollback ----------------------------------------------------------------------------------
+
+
+def test_rollback_to_a_smaller_checkpoint_is_refused() -> None:
+    es = entries(20)
+    trusted, stored = accepted(es)
+    u = update(trusted, stored)
+    with pytest.raises(RollbackError):
+        u.offer(note(10, tree(es[:10]).root(), ts=NOW))
+
+
+def test_rollback_to_the_empty_tree_is_refused() -> None:
+    trusted, stored = accepted(entries(3))
+    u = update(trusted, stored)
+    with pytest.raises(RollbackError):
+        u.offer(note(0, CompactRange().root(), ts=NOW))
+
+
+# --- 4. fork --------------------------------------------------------------------------------------
+
+
+def test_fork_same_size_another_root_is_refused() -> None:
+    trusted, stored = accepted(entries(10))
+    u = update(trusted, stored)
+    other = tree(entries(10, salt="fork")).root()
+    with pytest.raises(ForkError):
+        u.offer(note(10, other, ts=NOW))
+    assert u.offered is not None
+    assert u.offered.root_hash == other  # kept for the evidence
+
+
+def test_fork_larger_tree_that_rewrites_history_is_refused() -> None:
+    es = entries(10)
+    trusted, stored = accepted(es)
+    forked = [*entries(10, salt="fork"), *entries(10, start=10)]
+    ft = tree(forked)
+    u = update(trusted, stored)
+    assert u.offer(note(20, ft.root())) is Outcome.GROW
+    with pytest.raises(ForkError):
+        u.verify_consistency(ft.consistency_proof(10, 20))
+
+
+def test_fork_with_a_forged_consistency_proof_is_refused() -> None:
+    es = entries(10)
+    trusted, stored = accepted(es)
+    forked = [*entries(10, salt="fork"), *entries(13, start=10)]
+    ft = tree(forked)
+    honest_shape = tree([*es, *entries(13, start=10)]).consistency_proof(10, 23)
+    u = update(trusted, stored)
+    u.offer(note(23, ft.root()))
+    with pytest.raises(ForkError):
+        u.verify_consistency(honest_shape)
+
+
+def test_fork_with_a_truncated_consistency_proof_is_refused() -> None:
+    es = entries(23)
+    trusted, stored = accepted(es[:10])
+    t = tree(es)
+    u = update(trusted, stored)
+    u.offer(note(23, t.root()))
+    with pytest.raises(ForkError):
+        u.verify_consistency(t.consistency_proof(10, 23)[:-1])
+
+
+# --- 5. freeze (stale checkpoint) -----------------------------------------------------------------
+
+
+def test_freeze_attack_with_an_old_checkpoint_is_refused() -> None:
+    es = entries(10)
+    u = update()
+    with pytest.raises(StaleError):
+        u.offer(note(10, tree(es).root(), ts=NOW - MAX_AGE - 1))
+
+
+def test_freeze_attack_with_an_old_larger_checkpoint_is_refused() -> None:
+    es = entries(20)
+    trusted, stored = accepted(es[:10], ts=NOW - 2 * MAX_AGE)
+    u = update(trusted, stored)
+    with pytest.raises(StaleError):
+        u.offer(note(20, tree(es).root(), ts=NOW - MAX_AGE - 1))
+
+
+def test_stale_resign_of_the_same_tree_is_refused() -> None:
+    es = entries(10)
+    trusted, stored = accepted(es, ts=NOW - 3 * MAX_AGE)
+    u = update(trusted, stored)
+    with pytest.raises(StaleError):
+        u.offer(note(10, trusted.root_hash, ts=NOW - 2 * MAX_AGE))
+
+
+# --- guards: programming errors are RuntimeError --------------------------------------------------
+
+
+def test_leaves_before_an_offer_raise_runtime_error() -> None:
+    with pytest.raises(RuntimeError):
+        update().add_leaves(leaves(entries(1)))
+
+
+def test_finish_before_an_offer_raises_runtime_error() -> None:
+    with pytest.raises(RuntimeError):
+        update().finish()
+
+
+def test_offering_twice_raises_runtime_error() -> None:
+    es = entries(3)
+    u = update()
+    u.offer(note(3, tree(es).root()))
+    with pytest.raises(RuntimeError):
+        u.offer(note(3, tree(es).root()))
+
+
+def test_leaves_before_the_needed_consistency_proof_raise_runtime_error() -> None:
+    es = entries(20)
+    trusted, stored = accepted(es[:10])
+    u = update(trusted, stored)
+    u.offer(note(20, tree(es).root()))
+    with pytest.raises(RuntimeError):
+        u.add_leaves(leaves(es[10:]))
+
+
+def test_consistency_proof_when_none_is_needed_raises_runtime_error() -> None:
+    es = entries(3)
+    u = update()
+    u.offer(note(3, tree(es).root()))
+    with pytest.raises(RuntimeError):
+        u.verify_consistency([])
+
+
+def test_finish_with_entries_missing_raises_runtime_error() -> None:
+    es = entries(10)
+    u = update()
+    u.offer(note(10, tree(es).root()))
+    u.add_leaves(leaves(es[:5]))
+    with pytest.raises(RuntimeError):
+        u.finish()
+
+
+def test_any_step_after_a_refusal_raises_runtime_error() -> None:
+    es = entries(10)
+    u = update()
+    with pytest.raises(StaleError):
+        u.offer(note(10, tree(es).root(), ts=0))
+    with pytest.raises(RuntimeError):
+        u.add_leaves(leaves(es))
+    with pytest.raises(RuntimeError):
+        u.finish()
+
+
+def test_finishing_twice_raises_runtime_error() -> None:
+    es = entries(2)
+    u = update()
+    u.offer(note(2, tree(es).root()))
+    pull(u, es)
+    with pytest.raises(RuntimeError):
+        u.finish()
+
+
+def test_new_state_is_not_readable_before_finish() -> None:
+    es = entries(2)
+    u = update()
+    u.offer(note(2, tree(es).root()))
+    with pytest.raises(RuntimeError):
+        _ = u.compact_range
+
+
+def test_a_stored_tree_that_is_not_the_trusted_one_is_refused_at_construction() -> None:
+    trusted, _ = accepted(entries(10))
+    with pytest.raises(ValueError, match="stored tree"):
+        update(trusted, tree(entries(9)).compact_range())
+    with pytest.raises(ValueError, match="stored tree"):
+        update(trusted, tree(entries(10, salt="x")).compact_range())
