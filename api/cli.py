@@ -8,10 +8,11 @@ api -> federation -> node.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from crypto.errors import InputError
 from federation import cli as federation_cli
 from federation import feed_cli  # noqa: F401  (adds `hashfed pull`)
 from node import cli as node_cli
@@ -45,6 +46,67 @@ def serve(
     )
     runtime = FederationRuntime()
     run(settings, extra_routers=build_routers(runtime), on_start=runtime.start)
+
+
+@app.command()
+def scan(
+    folder: Annotated[Path, typer.Argument(help="Folder to scan; nothing leaves this machine.")],
+    node: Annotated[
+        str | None, typer.Option(help="Match against this node (https://…) instead of --data.")
+    ] = None,
+    cert: Annotated[Path | None, typer.Option(help="Client certificate for --node.")] = None,
+    key: Annotated[Path | None, typer.Option(help="Client key for --node.")] = None,
+    server_cert: Annotated[
+        list[Path] | None, typer.Option(help="Pinned certificate of --node.")
+    ] = None,
+    ca: Annotated[list[Path] | None, typer.Option(help="CA that issued --node's certificate.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write a CSV report here.")] = None,
+    state: Annotated[
+        Path | None, typer.Option(help="State file for --resume (default: beside the folder).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted scan.")] = False,
+    max_distance: Annotated[int, typer.Option(help="PDQ match distance.")] = 31,
+    workers: Annotated[int, typer.Option(help="Hashing processes.")] = 2,
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Hash every file under FOLDER with both cores and match the hashes; write reports."""
+    from node.cli import open_node
+    from node.matcher import LocalScanMatcher
+    from node.report import write_csv_report, write_html_report
+    from node.scan import scan as run_scan
+
+    folder = folder.resolve()
+    state_file = state or folder.parent / f".{folder.name}.hashfed-scan"
+    if node is not None:
+        from federation.scan_remote import RemoteScanMatcher
+
+        if cert is None or key is None:
+            raise InputError("--node needs --cert and --key (a client certificate)", where="--node")
+        matcher: Any = RemoteScanMatcher(
+            node,
+            cert_file=cert,
+            key_file=key,
+            ca_files=ca or [],
+            pinned_cert_files=server_cert or [],
+        )
+        result = run_scan(folder, matcher, state_file=state_file, resume=resume,
+                          workers=workers, max_distance=max_distance)
+        matcher.close()
+    else:
+        with open_node(data) as local:
+            matcher = LocalScanMatcher(local.store, pdq_min_quality=local.settings.pdq_min_quality)
+            result = run_scan(folder, matcher, state_file=state_file, resume=resume,
+                              workers=workers, max_distance=max_distance)
+    if report:
+        write_html_report(result, report)
+    if csv_out:
+        write_csv_report(result, csv_out)
+    out.print(
+        f"{len(result.files)} files: {len(result.known)} known, {len(result.unknown)} unknown, "
+        f"{len(result.errors)} unreadable, {len(result.skipped)} skipped"
+        + (f"; report {report}" if report else "")
+    )
 
 
 def main() -> None:

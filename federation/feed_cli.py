@@ -59,8 +59,9 @@ def pull_command(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for <type>.txt files and state.")],
     trust: Annotated[
         list[str] | None,
-        typer.Option(help="OWNER=VERIFIER_KEY of a list owner whose signature you trust "
-                          "(repeatable)."),
+        typer.Option(
+            help="OWNER=VERIFIER_KEY of a list owner whose signature you trust (repeatable)."
+        ),
     ] = None,
     trust_file: Annotated[
         Path | None, typer.Option(help="File of OWNER=VERIFIER_KEY lines ('#' comments).")
@@ -94,8 +95,9 @@ def pull_command(
         if cert is None or key is None:
             raise InputError("give both --cert and --key", where="--cert")
         if not cas and not pins:
-            raise InputError("with a client certificate, give --ca or --pin for the server",
-                             where="--ca")
+            raise InputError(
+                "with a client certificate, give --ca or --pin for the server", where="--ca"
+            )
         ctx = cert_context(cert, key, ca_files=cas, pinned_cert_files=pins)
     elif token:
         ctx = token_context(ca_files=cas, pinned_cert_files=pins)
@@ -113,8 +115,10 @@ def pull_command(
         )
     how = "full" if result.full else "incremental"
     if result.resynced:
-        out.print("the server asked for a resync: pulled the feed in full, checked against "
-                  "what was accepted before")
+        out.print(
+            "the server asked for a resync: pulled the feed in full, checked against "
+            "what was accepted before"
+        )
     out.print(
         f"{escape(result.label)}: {how} pull, {result.entries} entries from {result.lists} "
         f"lists verified in {result.seconds:.2f}s"

@@ -111,7 +111,9 @@ _MAX_INT64 = 2**63 - 1
 # --- trust --------------------------------------------------------------------------------------
 
 
-def load_trust(pairs: Sequence[str], trust_file: Path | None = None) -> dict[str, list[NoteVerifier]]:
+def load_trust(
+    pairs: Sequence[str], trust_file: Path | None = None
+) -> dict[str, list[NoteVerifier]]:
     """Owner → the verifier keys trusted for its lists, from ``OWNER=KEY`` pairs and a file.
 
     The file holds one ``OWNER=KEY`` (or ``OWNER KEY``) per line; ``#`` starts a comment.
@@ -128,7 +130,12 @@ def load_trust(pairs: Sequence[str], trust_file: Path | None = None) -> dict[str
         for n, line in enumerate(lines, 1):
             line = line.split("#", 1)[0].strip()
             if line:
-                items.append((f"{trust_file}:{n}", line.replace(" ", "=", 1) if "=" not in line.split(" ")[0] else line))
+                items.append(
+                    (
+                        f"{trust_file}:{n}",
+                        line.replace(" ", "=", 1) if "=" not in line.split(" ")[0] else line,
+                    )
+                )
     trust: dict[str, list[NoteVerifier]] = {}
     for where, item in items:
         owner, sep, key = item.partition("=")
@@ -213,8 +220,9 @@ class PullState:
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise InputError("not a hashfed pull state (delete the folder to start over)",
-                             where=str(path)) from None
+            raise InputError(
+                "not a hashfed pull state (delete the folder to start over)", where=str(path)
+            ) from None
 
     def save(self, out_dir: Path) -> None:
         body = {
@@ -248,10 +256,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-# --- the HTTP client (moves to federation/client.py) ------------------------------------------------
+# --- the HTTP client (moves to federation/client.py) ----------------------------------------------
 
 
-def token_context(*, ca_files: Sequence[Path] = (), pinned_cert_files: Sequence[Path] = ()) -> ssl.SSLContext:
+def token_context(
+    *, ca_files: Sequence[Path] = (), pinned_cert_files: Sequence[Path] = ()
+) -> ssl.SSLContext:
     """A client context without a client certificate (token auth), checking the server.
 
     With neither CAs nor pins it uses the system's trust store (a node behind a
@@ -274,8 +284,9 @@ def token_context(*, ca_files: Sequence[Path] = (), pinned_cert_files: Sequence[
     return ctx
 
 
-def cert_context(cert: Path, key: Path, *, ca_files: Sequence[Path] = (),
-                 pinned_cert_files: Sequence[Path] = ()) -> ssl.SSLContext:
+def cert_context(
+    cert: Path, key: Path, *, ca_files: Sequence[Path] = (), pinned_cert_files: Sequence[Path] = ()
+) -> ssl.SSLContext:
     """A client context presenting ``cert`` (crypto/tls.py's hardened one)."""
     return client_context(cert, key, ca_files=ca_files, pinned_cert_files=pinned_cert_files)
 
@@ -291,7 +302,11 @@ class FeedClient:
     """A node's feed endpoints over HTTPS, with a client certificate or a token."""
 
     def __init__(
-        self, url: str, *, ssl_context: ssl.SSLContext, token: str | None = None,
+        self,
+        url: str,
+        *,
+        ssl_context: ssl.SSLContext,
+        token: str | None = None,
         read_timeout: float = _READ_SECONDS,
     ) -> None:
         self.url = url.rstrip("/")
@@ -323,7 +338,9 @@ class FeedClient:
         except HashfedError:
             raise
         except httpx.TimeoutException as exc:
-            raise PeerTimeoutError(peer=self.peer, reason=f"timed out ({type(exc).__name__})") from exc
+            raise PeerTimeoutError(
+                peer=self.peer, reason=f"timed out ({type(exc).__name__})"
+            ) from exc
         except (httpx.NetworkError, ssl.SSLError) as exc:
             raise PeerUnreachableError(peer=self.peer, reason=_describe(exc)) from exc
         except (httpx.ProtocolError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
@@ -388,7 +405,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-# --- verification -------------------------------------------------------------------------------------
+# --- verification ---------------------------------------------------------------------------------
 
 
 class _Changes:
@@ -411,7 +428,9 @@ class _Changes:
         self.tmp.mkdir(parents=True, exist_ok=True)
         path = self.tmp / f"run-{id(self)}-{len(self.runs)}.txt"
         with path.open("wb") as fh:
-            fh.writelines(v + (b"\t1\n" if p else b"\t0\n") for v, p in sorted(self.current.items()))
+            fh.writelines(
+                v + (b"\t1\n" if p else b"\t0\n") for v, p in sorted(self.current.items())
+            )
         self.runs.append(path)
         self.current = {}
 
@@ -546,14 +565,19 @@ class FeedVerifier:
         origin = list_origin(owner, list_name)
         keys = self.trust.get(owner, [])
         if not keys:
-            raise NoTrustedSignatureError(origin=origin, trusted=f"no key trusted for {owner}; "
-                                          f"pass --trust {owner}=<verifier key>")
+            raise NoTrustedSignatureError(
+                origin=origin,
+                trusted=f"no key trusted for {owner}; pass --trust {owner}=<verifier key>",
+            )
         cp = verify_checkpoint(note, origin=origin, verifiers=keys)
         if cp.size != size:
             raise self._bad(f"{name}: header size {size}, signed size {cp.size}")
         if self.max_age and self.now - cp.timestamp > self.max_age:
-            raise StaleError(origin=origin, age_seconds=int(self.now - cp.timestamp),
-                             max_age_seconds=self.max_age)
+            raise StaleError(
+                origin=origin,
+                age_seconds=int(self.now - cp.timestamp),
+                max_age_seconds=self.max_age,
+            )
         old = self.old.get(name)
         apply_from = 0
         if old is not None:
@@ -610,7 +634,12 @@ class FeedVerifier:
         if type(obj) is not dict or obj.keys() != _ENTRY_KEYS:
             raise self._bad(f"{cur.name}: entry {self._next_seq} missing (got another line)")
         seq, op, t, value, category, ts = (
-            obj["seq"], obj["op"], obj["type"], obj["value"], obj["category"], obj["timestamp_ms"]
+            obj["seq"],
+            obj["op"],
+            obj["type"],
+            obj["value"],
+            obj["category"],
+            obj["timestamp_ms"],
         )
         if obj["list"] != cur.name or type(seq) is not int or seq != self._next_seq:
             raise self._bad(f"{cur.name}: expected entry {self._next_seq} of this list")
@@ -630,8 +659,10 @@ class FeedVerifier:
         except InputError:
             ok = False
         if not ok:
-            raise self._bad(f"{self._cur.name if self._cur else '?'} entry {seq}: "
-                            f"value is not canonical {htype}")
+            raise self._bad(
+                f"{self._cur.name if self._cur else '?'} entry {seq}: "
+                f"value is not canonical {htype}"
+            )
 
     def _category(self, raw: bytes, seq: int) -> str:
         hit = self._categories.get(raw)
@@ -647,17 +678,28 @@ class FeedVerifier:
             hit = text
         return hit
 
-    def _accept(self, seq: int, add: bool, htype: str, value: bytes, category: str, ts: int) -> None:
+    def _accept(
+        self, seq: int, add: bool, htype: str, value: bytes, category: str, ts: int
+    ) -> None:
         cur = self._cur
         assert cur is not None
         t = htype.encode()
         c = category.encode("utf-8")
         # node/entry.py's encode_leaf, inlined: this runs once per entry.
-        leaf = b"".join((
-            b"\x01", seq.to_bytes(8, "big"), b"\x01" if add else b"\x02", ts.to_bytes(8, "big"),
-            len(t).to_bytes(1, "big"), t, len(value).to_bytes(2, "big"), value,
-            len(c).to_bytes(1, "big"), c,
-        ))
+        leaf = b"".join(
+            (
+                b"\x01",
+                seq.to_bytes(8, "big"),
+                b"\x01" if add else b"\x02",
+                ts.to_bytes(8, "big"),
+                len(t).to_bytes(1, "big"),
+                t,
+                len(value).to_bytes(2, "big"),
+                value,
+                len(c).to_bytes(1, "big"),
+                c,
+            )
+        )
         self._leaves.append(_leaf_hash(leaf))
         self._next_seq = seq + 1
         self.entries += 1
@@ -674,11 +716,17 @@ class FeedVerifier:
     def _flush(self, old: ListState | None) -> None:
         self._range.extend(self._leaves)
         self._leaves = []
-        if old is not None and self._range.size == old.size and old.size:
-            if self._range.root() != CompactRange.from_bytes(old.compact_range).root():
-                assert self._cur is not None
-                raise ForkError(origin=self._origin, size=old.size,
-                                reason="the served history differs from the one accepted before")
+        if (
+            old is not None
+            and self._range.size == old.size
+            and old.size
+            and self._range.root() != CompactRange.from_bytes(old.compact_range).root()
+        ):
+            raise ForkError(
+                origin=self._origin,
+                size=old.size,
+                reason="the served history differs from the one accepted before",
+            )
 
     def _finish_list(self) -> None:
         cur = self._cur
@@ -689,8 +737,9 @@ class FeedVerifier:
         self._flush(self.old.get(cur.name))
         got = self._range.root()
         if got != self._root:
-            raise RootMismatchError(origin=self._origin, size=cur.size, expected=self._root.hex(),
-                                    got=got.hex())
+            raise RootMismatchError(
+                origin=self._origin, size=cur.size, expected=self._root.hex(), got=got.hex()
+            )
         cur.compact_range = self._range.to_bytes()
         self.done[cur.name] = cur
         self._cur = None
@@ -708,11 +757,12 @@ class FeedVerifier:
         return self.done
 
 
-def _leaf_hash(leaf: bytes, _sha256: Any = hashlib.sha256) -> bytes:
-    return _sha256(b"\x00" + leaf).digest()  # crypto/merkle.py's leaf_hash, without the NewType
+def _leaf_hash(leaf: bytes, _sha256: Callable[[bytes], Any] = hashlib.sha256) -> bytes:
+    digest: bytes = _sha256(b"\x00" + leaf).digest()  # crypto/merkle.py's leaf_hash, inlined
+    return digest
 
 
-# --- sorted files ---------------------------------------------------------------------------------------
+# --- sorted files ---------------------------------------------------------------------------------
 
 
 def _lower_bound(mm: mmap.mmap, key: bytes, lo: int, hi: int) -> int:
@@ -753,7 +803,9 @@ class _Sorted:
         self._fh.close()
 
 
-def _splice(old: Path | None, changes: Iterable[tuple[bytes, bool]], out: IO[bytes], count: int) -> int:
+def _splice(
+    old: Path | None, changes: Iterable[tuple[bytes, bool]], out: IO[bytes], count: int
+) -> int:
     """Write ``old`` with ``changes`` applied (few changes: copy the runs between them)."""
     fh = old.open("rb") if old is not None else None
     try:
@@ -838,7 +890,7 @@ def _new_file(path: Path) -> Iterator[IO[bytes]]:
     os.replace(tmp, path)
 
 
-# --- applying a verified pull ---------------------------------------------------------------------------
+# --- applying a verified pull ---------------------------------------------------------------------
 
 
 def _splice_is_cheaper(changes: int, lines: int) -> bool:
@@ -903,8 +955,11 @@ def _apply(
     if todo:
         _atomic_write(marker, f"{gen}\n".encode())
     for htype in sorted(todo):
-        holders = [(out_dir / ls.files[htype], ls.counts[htype])
-                   for ls in new_lists.values() if htype in ls.files]
+        holders = [
+            (out_dir / ls.files[htype], ls.counts[htype])
+            for ls in new_lists.values()
+            if htype in ls.files
+        ]
         target = out_dir / f"{htype}.txt"
         keys = todo[htype]
         with _new_file(target) as fh:
@@ -914,7 +969,11 @@ def _apply(
                 with holders[0][0].open("rb") as src:
                     shutil.copyfileobj(src, fh, 1 << 20)
                 count = holders[0][1]
-            elif keys is not None and target.exists() and _splice_is_cheaper(len(keys), outputs.get(htype, 0)):
+            elif (
+                keys is not None
+                and target.exists()
+                and _splice_is_cheaper(len(keys), outputs.get(htype, 0))
+            ):
                 lookups = [_Sorted(p) for p, _c in holders]
                 try:
                     union_changes = ((k, any(k in s for s in lookups)) for k in sorted(keys))
@@ -945,7 +1004,7 @@ def _collect_garbage(out_dir: Path, state: PullState) -> None:
             path.rmdir()
 
 
-# --- one pull ---------------------------------------------------------------------------------------
+# --- one pull -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -1021,7 +1080,9 @@ def pull(
             raise InputError("another pull is writing to this folder", where=str(out_dir)) from None
         old = PullState.load(out_dir)
         if old is not None and old.label != label:
-            raise InputError(f"holds a copy of feed {old.label!r}, not {label!r}", where=str(out_dir))
+            raise InputError(
+                f"holds a copy of feed {old.label!r}, not {label!r}", where=str(out_dir)
+            )
         since = old.cursor if old is not None and old.url == client.url else None
         rebuild = (work / "pending").exists()  # a pull died while replacing outputs
         tmp = work / "tmp"
@@ -1032,15 +1093,21 @@ def pull(
         try:
             while True:
                 with spool_path.open("wb") as spool:
-                    fetched = client.fetch(label, since, spool, max_bytes=max_bytes,
-                                           on_bytes=report.task("downloading", None))
+                    fetched = client.fetch(
+                        label,
+                        since,
+                        spool,
+                        max_bytes=max_bytes,
+                        on_bytes=report.task("downloading", None),
+                    )
                 if not fetched.resync:
                     break
                 if since is None:
                     raise PeerProtocolError(peer=client.peer, reason="asked to resync a full pull")
                 since, resynced = None, True
-            verifier = FeedVerifier(old=old, trust=trust, peer=client.peer, tmp=tmp,
-                                    max_age_seconds=max_age_seconds)
+            verifier = FeedVerifier(
+                old=old, trust=trust, peer=client.peer, tmp=tmp, max_age_seconds=max_age_seconds
+            )
             tick = report.task("verifying", fetched.lines)
             with spool_path.open("rb") as fh:
                 n = 0
@@ -1053,8 +1120,15 @@ def pull(
                 tick(n)
             verified = verifier.finish()
             assert verifier.cursor is not None
-            state, dropped = _apply(out_dir, old, verified, url=client.url, label=label,
-                                    cursor=verifier.cursor, rebuild=rebuild)
+            state, dropped = _apply(
+                out_dir,
+                old,
+                verified,
+                url=client.url,
+                label=label,
+                cursor=verifier.cursor,
+                rebuild=rebuild,
+            )
         finally:
             spool_path.unlink(missing_ok=True)
             shutil.rmtree(tmp, ignore_errors=True)

@@ -345,6 +345,32 @@ def list_verify(
         raise typer.Exit(4)
 
 
+# --- local hashing ------------------------------------------------------------------------------
+
+
+@app.command("hash")
+def hash_files(
+    files: Annotated[list[Path], typer.Argument(help="Files to hash (read locally only).")],
+    fmt: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",
+) -> None:
+    """Print md5, sha1, sha256 and, for images, PDQ with its quality."""
+    import dataclasses
+
+    from node.hashing import hash_file
+
+    if fmt not in {"json", "csv"}:
+        raise InputError("expected json or csv", where="--format")
+    rows = [dataclasses.asdict(hash_file(f)) for f in files]
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    if any(r["error"] and not r["sha256"] for r in rows):
+        raise typer.Exit(1)
+
+
 # --- CA, principals, tokens ---------------------------------------------------------------------
 
 CA_DIR = "ca"

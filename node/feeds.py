@@ -28,8 +28,8 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
-import hmac
 import heapq
+import hmac
 import io
 import json
 import os
@@ -63,7 +63,7 @@ __all__ = [
     "mac",
 ]
 
-FEED_SECRET_FILE = "keys/feed.secret"
+FEED_SECRET_FILE = "keys/feed.secret"  # noqa: S105  (a path, not a secret)
 CURSOR_PREFIX = "hf1"
 # A cursor names every list of a feed (~60 bytes each): 16 KiB is ~250 lists,
 # far more than a label holds, and short enough for a query string.
@@ -373,7 +373,9 @@ class Feeds:
 
     # --- where to start ---
 
-    def plan(self, label: str, fls: Sequence[FeedList], since: str | None) -> list[tuple[FeedList, int]]:
+    def plan(
+        self, label: str, fls: Sequence[FeedList], since: str | None
+    ) -> list[tuple[FeedList, int]]:
         """``(list, first seq to send)`` for each list: 0 for a full feed, else from the cursor.
 
         Raises:
@@ -390,7 +392,8 @@ class Feeds:
                 raise ResyncRequiredError(reason=f"list {name} is no longer in this feed")
             if pos.size > fl.size:
                 raise ResyncRequiredError(
-                    reason=f"list {name}: the cursor is at {pos.size}, past the signed size {fl.size}"
+                    reason=f"list {name}: the cursor is at {pos.size}, "
+                    f"past the signed size {fl.size}"
                 )
             if pos.size == fl.size:
                 root = fl.checkpoint.root_hash
@@ -404,8 +407,7 @@ class Feeds:
                     reason=f"list {name}: no retained checkpoint matches the cursor at {pos.size}"
                 )
         return [
-            (fl, cursor.positions[fl.name].size if fl.name in cursor.positions else 0)
-            for fl in fls
+            (fl, cursor.positions[fl.name].size if fl.name in cursor.positions else 0) for fl in fls
         ]
 
     @staticmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint, verify_checkpoint
@@ -261,20 +261,40 @@ def publish(
     return latest
 
 
+def _content_matches_fold(store: Store, list_id: int, folded: dict[tuple[str, str], str]) -> bool:
+    count = 0
+    for page in store.iter_content(list_ids=[list_id]):
+        for _lid, htype, value, category in page:
+            if folded.get((htype, value)) != category:
+                return False
+            count += 1
+    return count == len(folded)
+
+
 def verify_list(store: Store, *, row: ListRow, verifiers: Sequence[NoteVerifier]) -> VerifyResult:
     """Recompute the list's root from its stored entries and check it.
 
     Checks, in order: the stored entries hash to the stored tree state; the
-    newest accepted checkpoint verifies under ``verifiers`` for this list's
-    origin; the entries up to the checkpoint's size hash to its root.
+    content table (what is matched and exported) is exactly the fold of the
+    entries; the newest accepted checkpoint verifies under ``verifiers`` for
+    this list's origin; the entries up to the checkpoint's size hash to its root.
     """
     state = store.get_state(list_id=row.id)
     latest = store.latest_checkpoint(list_id=row.id)
     origin = list_origin(row.owner, row.name)
     cr = CompactRange()
-    leaves = (
-        leaf_hash(encode_leaf(*e)) for e in store.iter_entries(list_id=row.id, end=state.size)
-    )
+    folded: dict[tuple[str, str], str] = {}
+
+    def leaves_folding() -> Iterator[bytes]:
+        # One pass over the entries feeds both the tree and the fold.
+        for e in store.iter_entries(list_id=row.id, end=state.size):
+            if e[1] == "add":
+                folded.setdefault((e[2], e[3]), e[4])
+            else:
+                folded.pop((e[2], e[3]), None)
+            yield leaf_hash(encode_leaf(*e))
+
+    leaves = leaves_folding()
     root_at_checkpoint = None
     try:
         if latest is not None:
@@ -292,6 +312,14 @@ def verify_list(store: Store, *, row: ListRow, verifiers: Sequence[NoteVerifier]
             latest.size if latest else None,
             False,
             "stored entries do not hash to the stored tree state",
+        )
+    if not _content_matches_fold(store, row.id, folded):
+        return VerifyResult(
+            row,
+            state.size,
+            latest.size if latest else None,
+            False,
+            "the content table differs from the fold of the log",
         )
     if latest is None:
         return VerifyResult(row, state.size, None, True, "no checkpoint yet (unpublished)")

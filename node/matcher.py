@@ -23,6 +23,8 @@ from numpy.typing import NDArray
 from node.hashes import REGISTRY, HashType
 from node.index import ExactIndex, PdqIndex
 from node.lists import ContentChange
+from node.scan import Hit as ScanHit
+from node.scan import Query as ScanQuery
 from node.store import ListRow, Store
 
 _CATEGORY_BITS = 20  # ~1M distinct categories; list ids take the upper 43 bits
@@ -188,3 +190,28 @@ class Matcher:
 def visible_lists(rows: Iterable[ListRow], labels: frozenset[str] | None) -> dict[int, ListRow]:
     """The lists a caller cleared for ``labels`` may learn of (None: all)."""
     return {r.id: r for r in rows if labels is None or r.label in labels}
+
+
+class LocalScanMatcher:
+    """:class:`node.scan.Matcher` over this node's own lists, for ``hashfed scan``.
+
+    The operator of the node runs it on the node's machine, so every list is
+    visible, as for the node's own administrator over the API.
+    """
+
+    description = "this node's lists (local)"
+
+    def __init__(self, store: Store, *, pdq_min_quality: int = 50) -> None:
+        self._matcher = Matcher(pdq_min_quality=pdq_min_quality)
+        self._matcher.load(store)
+        self._rows = {r.id: r for r in store.all_lists()}
+
+    def match(self, queries: Sequence[ScanQuery], *, max_distance: int) -> list[list[ScanHit]]:
+        hits = self._matcher.match([Query(q.type, q.value) for q in queries], max_distance=max_distance)
+        out: list[list[ScanHit]] = [[] for _ in queries]
+        for h in hits:
+            row = self._rows[h.list_id]
+            out[h.query_index].append(
+                ScanHit(row.full_name, row.owner, h.category, h.hash_type, h.distance)
+            )
+        return out

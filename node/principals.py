@@ -58,7 +58,7 @@ def check_labels(labels: Iterable[str]) -> list[str]:
     out = []
     for i, label in enumerate(labels):
         label = label.strip()
-        if not _LABEL_RE.match(label):
+        if not _LABEL_RE.fullmatch(label):
             raise InputError("expected lowercase letters, digits, '-' or '_'", where=f"labels[{i}]")
         out.append(label)
     return out
@@ -74,13 +74,13 @@ def add_principal(
     actor: str,
 ) -> PrincipalRow:
     """Register a caller: by certificate fingerprint, or by CA-issued identity (no fingerprint)."""
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InputError("expected lowercase letters, digits, '.', '_' or '-'", where="name")
     if role not in ROLES:
         raise InputError(f"expected one of {', '.join(ROLES)}", where="role")
     if fingerprint is not None:
         fingerprint = fingerprint.strip().lower()
-        if not _FPR_RE.match(fingerprint):
+        if not _FPR_RE.fullmatch(fingerprint):
             raise InputError("expected sha256:<64 hex digits>", where="fingerprint")
     row = store.add_principal(
         name=name, role=role, labels=check_labels(labels), cert_fingerprint=fingerprint
@@ -123,7 +123,7 @@ def create_token(
 
 def resolve_token(store: Store, token: str) -> Principal | None:
     """The principal a presented token belongs to, or None if unknown, revoked, expired."""
-    if not _TOKEN_RE.match(token):
+    if not _TOKEN_RE.fullmatch(token):
         return None
     found = store.principal_for_token(token_hash=hash_token(token))
     return from_row(found[0], via="token") if found else None

@@ -143,8 +143,9 @@ def parse_timestamp(text: str, *, where: str) -> int:
         if t.tzinfo is None:
             raise ValueError
     except ValueError:
-        raise BadRequestError("expected an RFC 3339 timestamp, e.g. 2024-01-01T00:00:00.000000Z",
-                              where=where) from None
+        raise BadRequestError(
+            "expected an RFC 3339 timestamp, e.g. 2024-01-01T00:00:00.000000Z", where=where
+        ) from None
     delta = t - _EPOCH
     whole = (delta.days * 86_400 + delta.seconds) * 1_000_000
     return whole + int((frac + "000000")[:6])
@@ -155,7 +156,7 @@ def parse_timestamp(text: str, *, where: str) -> int:
 
 @dataclass(frozen=True)
 class Segment:
-    """Entries ``[start, end)`` of a list, made visible by one checkpoint; dated from ``first_us``."""
+    """Entries ``[start, end)`` of a list made visible by one checkpoint, from ``first_us`` on."""
 
     list_id: int
     start: int
@@ -206,7 +207,9 @@ class Timelines:
 
     def __init__(self, store: Store, *, settle_ms: int | None = None) -> None:
         self.store = store
-        self.settle_ms = (0 if store.is_sqlite else POSTGRES_SETTLE_MS) if settle_ms is None else settle_ms
+        self.settle_ms = (
+            (0 if store.is_sqlite else POSTGRES_SETTLE_MS) if settle_ms is None else settle_ms
+        )
         self._lock = threading.Lock()
         self._reset({})
 
@@ -261,7 +264,7 @@ class Timelines:
                 return
 
 
-# --- removes: generations and versions -------------------------------------------------------------
+# --- removes: generations and versions ------------------------------------------------------------
 
 
 class RemovalIndex:
@@ -373,7 +376,7 @@ def indicator(
 
 @dataclass(frozen=True)
 class VersionFilter:
-    """``match[version]``: ``last`` (the default), ``first``, ``all`` or exact ``modified`` values."""
+    """``match[version]``: ``last`` (default), ``first``, ``all`` or exact ``modified`` values."""
 
     last: bool = True
     first: bool = False
@@ -501,7 +504,10 @@ class Taxii:
                         is_first=op == "add", is_last=is_last, modified_us=modified
                     ):
                         continue
-                    if ids is not None and indicator_id(row.full_name, htype, value, gen) not in ids:
+                    if (
+                        ids is not None
+                        and indicator_id(row.full_name, htype, value, gen) not in ids
+                    ):
                         continue
                     items.append(
                         Item(

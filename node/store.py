@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     Connection,
     Engine,
@@ -205,6 +207,9 @@ class Store:
         except OperationalError as exc:
             engine.dispose()
             raise StoreError(f"cannot open database: {exc.orig}") from None
+        except OSError as exc:
+            engine.dispose()
+            raise StoreError(f"cannot open database: {exc}") from None
         return cls(engine)
 
     def close(self) -> None:
@@ -222,6 +227,14 @@ class Store:
             try:
                 with conn.begin():
                     yield conn
+            except (sqlite3.Error, psycopg.Error) as exc:
+                # Raw driver errors come from the bulk paths (_bulk_insert). Their
+                # text can quote row values (PostgreSQL's DETAIL does), and rows
+                # hold hashes: only the error class and SQLSTATE are kept.
+                state = getattr(exc, "sqlstate", None) or getattr(exc, "sqlite_errorname", "")
+                raise StoreError(
+                    f"the database refused the write: {type(exc).__name__} {state}".rstrip()
+                ) from None
             finally:
                 conn.info.pop("write", None)
 
@@ -416,8 +429,8 @@ class Store:
             end = self.get_state(list_id=list_id).size
         ph = "?" if self.is_sqlite else "%s"
         sql = (
-            "SELECT seq, op, hash_type, value, category, timestamp_ms FROM log_entry "
-            f"WHERE list_id = {ph} AND seq >= {ph} AND seq < {ph} ORDER BY seq"  # noqa: S608
+            "SELECT seq, op, hash_type, value, category, timestamp_ms FROM log_entry "  # noqa: S608
+            f"WHERE list_id = {ph} AND seq >= {ph} AND seq < {ph} ORDER BY seq"
         )
         pos = start
         while pos < end:
@@ -588,8 +601,10 @@ class Store:
         with self.write() as conn:
             self._append_audit(conn, actor, action, target, count, detail)
 
-    def append_audit_many(self, records: Sequence[tuple[str, str, str, int, dict[str, Any]]]) -> None:
-        """Append several ``(actor, action, target, count, detail)`` records in one transaction."""
+    def append_audit_many(
+        self, records: Sequence[tuple[str, str, str, int, dict[str, Any]]]
+    ) -> None:
+        """Append several ``(actor, action, target, count, detail)`` records at once."""
         if records:
             with self.write() as conn:
                 for rec in records:

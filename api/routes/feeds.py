@@ -23,8 +23,8 @@ from federation.policy import offered
 from node.feeds import (
     FEED_SECRET_FILE,
     BadRequestError,
-    Feeds,
     FeedList,
+    Feeds,
     ResyncRequiredError,
     UnknownFeedError,
     load_feed_secret,
@@ -93,7 +93,9 @@ ServicesDep = Annotated[FeedServices, Depends(get_services)]
 LabelPath = Annotated[str, Path(max_length=64)]
 
 
-def resolve_feed(state: StateDep, services: FeedServices, principal: Principal, label: str) -> list[FeedList]:
+def resolve_feed(
+    state: StateDep, services: FeedServices, principal: Principal, label: str
+) -> list[FeedList]:
     """The lists of ``label`` the caller may receive; the same 404 for unknown and not cleared."""
     store = state.node.store
     rows = store.all_lists()
@@ -101,7 +103,9 @@ def resolve_feed(state: StateDep, services: FeedServices, principal: Principal, 
         return services.feeds.lists(label, offered(principal, rows))
     except UnknownFeedError:
         if any(r.label == label for r in rows):
-            state.audit.add(actor=principal.name, action="feed.denied", target=label, via=principal.via)
+            state.audit.add(
+                actor=principal.name, action="feed.denied", target=label, via=principal.via
+            )
         raise
 
 
@@ -121,7 +125,11 @@ def manifest(
     if etag in {t.strip() for t in match.split(",")} or match.strip() == "*":
         return Response(status_code=304, headers=headers)
     state.audit.add(
-        actor=principal.name, action="feed.manifest", target=label, count=len(fls), via=principal.via
+        actor=principal.name,
+        action="feed.manifest",
+        target=label,
+        count=len(fls),
+        via=principal.via,
     )
     return JSONResponse(services.feeds.manifest(label, fls), headers=headers)
 

@@ -11,8 +11,8 @@ from collections import defaultdict
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import AppState, PrincipalDep, StateDep
 from crypto.errors import InputError

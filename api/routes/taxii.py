@@ -131,7 +131,12 @@ def _page(
         return Page([], False, None)  # only 2.1 indicators live here
     ids = frozenset(i.strip() for i in match_id.split(",")[:100]) if match_id else None
     return taxii.page(
-        label, rows, after_us=after, limit=min(limit or MAX_LIMIT, MAX_LIMIT), versions=versions, ids=ids
+        label,
+        rows,
+        after_us=after,
+        limit=min(limit or MAX_LIMIT, MAX_LIMIT),
+        versions=versions,
+        ids=ids,
     )
 
 
@@ -192,7 +197,9 @@ def api_root(state: StateDep, _principal: PrincipalDep) -> Response:
 def collections(state: StateDep, principal: PrincipalDep) -> Response:
     """One collection per label the caller may receive."""
     labels = sorted(_labels(state, principal))
-    return _taxii({"collections": [_collection(state, label) for label in labels]} if labels else {})
+    return _taxii(
+        {"collections": [_collection(state, label) for label in labels]} if labels else {}
+    )
 
 
 @router.get(f"/{API_ROOT}/collections/{{cid}}/")
@@ -219,8 +226,15 @@ def objects(
     """Indicators in date_added order, ``limit`` (≤ 1000) at a time."""
     label, rows = _resolve(state, principal, cid)
     page = _page(
-        services, label, rows, added_after=added_after, limit=limit, next_=next_,
-        match_id=match_id, match_type=match_type, match_version=match_version,
+        services,
+        label,
+        rows,
+        added_after=added_after,
+        limit=limit,
+        next_=next_,
+        match_id=match_id,
+        match_type=match_type,
+        match_version=match_version,
         match_spec_version=match_spec_version,
     )
     _audit(state, principal, "taxii.objects", label, len(page.items))
@@ -244,8 +258,15 @@ def manifest(
     """The objects' ids, versions and date_added, without their content."""
     label, rows = _resolve(state, principal, cid)
     page = _page(
-        services, label, rows, added_after=added_after, limit=limit, next_=next_,
-        match_id=match_id, match_type=match_type, match_version=match_version,
+        services,
+        label,
+        rows,
+        added_after=added_after,
+        limit=limit,
+        next_=next_,
+        match_id=match_id,
+        match_type=match_type,
+        match_version=match_version,
         match_spec_version=match_spec_version,
     )
     _audit(state, principal, "taxii.manifest", label, len(page.items))
@@ -278,11 +299,18 @@ def get_object(
     match_version: MatchVersion = None,
     match_spec_version: MatchSpec = None,
 ) -> Response:
-    """The versions of one object (the last by default), scanning the collection in bounded steps."""
+    """One object's versions (the last by default), scanning the collection in bounded steps."""
     label, rows = _resolve(state, principal, cid)
     page = _page(
-        services, label, rows, added_after=added_after, limit=limit, next_=next_,
-        match_id=object_id, match_type=None, match_version=match_version,
+        services,
+        label,
+        rows,
+        added_after=added_after,
+        limit=limit,
+        next_=next_,
+        match_id=object_id,
+        match_type=None,
+        match_version=match_version,
         match_spec_version=match_spec_version,
     )
     _audit(state, principal, "taxii.object", label, len(page.items))
@@ -306,9 +334,17 @@ def versions(
     """Every version (``modified``) of one object."""
     label, rows = _resolve(state, principal, cid)
     page = _page(
-        services, label, rows, added_after=added_after, limit=limit, next_=next_,
-        match_id=object_id, match_type=None, match_version=None,
-        match_spec_version=match_spec_version, version_default="all",
+        services,
+        label,
+        rows,
+        added_after=added_after,
+        limit=limit,
+        next_=next_,
+        match_id=object_id,
+        match_type=None,
+        match_version=None,
+        match_spec_version=match_spec_version,
+        version_default="all",
     )
     if not page.items and not page.more:
         raise HTTPException(404, "no such object in this collection")
@@ -337,4 +373,6 @@ def delete_object(
 
 
 def _audit(state: StateDep, principal: Principal, action: str, label: str, count: int) -> None:
-    state.audit.add(actor=principal.name, action=action, target=label, count=count, via=principal.via)
+    state.audit.add(
+        actor=principal.name, action=action, target=label, count=count, via=principal.via
+    )

@@ -20,7 +20,6 @@ from _nodes import Identity, NodeProcess, free_port, make_identity
 from crypto.checkpoint import list_origin, verify_checkpoint
 from crypto.keys import NoteVerifier
 from crypto.merkle import CompactRange, leaf_hash
-from crypto.tls import client_context
 from node.entry import encode_leaf
 from node.store import Store
 
@@ -91,8 +90,17 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 @pytest.fixture(scope="module")
 def partner(node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> Identity:
     ident = make_identity(tmp_path_factory.mktemp("ids"), "acme")
-    node.cli("principal", "add", "acme", "--role", "partner", "--labels", "baseline",
-             "--cert", str(ident.cert))
+    node.cli(
+        "principal",
+        "add",
+        "acme",
+        "--role",
+        "partner",
+        "--labels",
+        "baseline",
+        "--cert",
+        str(ident.cert),
+    )
     time.sleep(2.5)  # the running node trusts newly pinned certificates within 2 s
     return ident
 
@@ -104,7 +112,7 @@ def token(node: NodeProcess, partner: Identity) -> str:
 
 @pytest.fixture(scope="module")
 def content(node: NodeProcess) -> dict[str, list[dict[str, str]]]:
-    base = sha_items(40) + [{"type": "pdq", "value": rand_hex(32), "category": "B2"}]
+    base = [*sha_items(40), {"type": "pdq", "value": rand_hex(32), "category": "B2"}]
     other = sha_items(10)
     secret = sha_items(5)
     make_list(node, "au-argos/base", "baseline", base)
@@ -127,8 +135,9 @@ def test_manifest_lists_what_the_partner_is_cleared_for(
     assert [x["list"] for x in body["lists"]] == ["au-argos/base", "au-argos/other"]
     base = body["lists"][0]
     assert (base["size"], base["hashes"]) == (41, 41)
-    cp = verify_checkpoint(base["checkpoint"], origin=list_origin("au-argos", "base"),
-                           verifiers=[verifier(node)])
+    cp = verify_checkpoint(
+        base["checkpoint"], origin=list_origin("au-argos", "base"), verifiers=[verifier(node)]
+    )
     assert cp.size == 41
     assert body["cursor"].startswith("hf1.")
 
@@ -155,7 +164,8 @@ def test_unchanged_feed_costs_a_304(
         add(node, "au-argos/other", extra)
         content["other"] += extra
         changed = c.get("/feeds/v1/baseline", headers={"If-None-Match": etag})
-    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
 
 
 def test_token_alone_works_as_bearer_and_as_basic_password(
@@ -173,7 +183,8 @@ def test_full_ndjson_verifies_against_the_owner_signature(
 ) -> None:
     with node.client(partner) as c:
         r = c.get("/feeds/v1/baseline/entries")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/x-ndjson")
     lines = lines_of(r)
     assert lines[-1] == {"cursor": r.headers["x-hashfed-cursor"]}
     lists: dict[str, tuple[dict[str, object], CompactRange]] = {}
@@ -183,15 +194,24 @@ def test_full_ndjson_verifies_against_the_owner_signature(
         else:
             cr = lists[str(line["list"])][1]
             assert line["seq"] == cr.size
-            cr.append(leaf_hash(encode_leaf(
-                line["seq"], line["op"], line["type"], line["value"],  # type: ignore[arg-type]
-                line["category"], line["timestamp_ms"],  # type: ignore[arg-type]
-            )))
+            cr.append(
+                leaf_hash(
+                    encode_leaf(
+                        line["seq"],
+                        line["op"],
+                        line["type"],
+                        line["value"],  # type: ignore[arg-type]
+                        line["category"],
+                        line["timestamp_ms"],  # type: ignore[arg-type]
+                    )
+                )
+            )
     assert set(lists) == {"au-argos/base", "au-argos/other"}
     for name, (header, cr) in lists.items():
         owner, lname = name.split("/")
-        cp = verify_checkpoint(str(header["checkpoint"]), origin=list_origin(owner, lname),
-                               verifiers=[verifier(node)])
+        cp = verify_checkpoint(
+            str(header["checkpoint"]), origin=list_origin(owner, lname), verifiers=[verifier(node)]
+        )
         assert (cr.size, cr.root()) == (cp.size, cp.root_hash)
 
 
@@ -207,9 +227,9 @@ def test_incremental_gets_only_adds_and_removes_after_the_cursor(
     assert r.status_code == 200, r.text
     lines = lines_of(r)
     entries = [x for x in lines if "seq" in x]
-    assert [(x["op"], x["value"]) for x in entries] == [
-        ("add", i["value"]) for i in new
-    ] + [("remove", i["value"]) for i in content["other"][:2]]
+    assert [(x["op"], x["value"]) for x in entries] == [("add", i["value"]) for i in new] + [
+        ("remove", i["value"]) for i in content["other"][:2]
+    ]
     headers = {x["list"]: x for x in lines if "checkpoint" in x}
     assert headers["au-argos/base"]["start"] == headers["au-argos/base"]["size"] == 41
     assert headers["au-argos/other"]["start"] == 11  # 10 + one added by the 304 test
@@ -243,12 +263,15 @@ def test_csv_and_text_are_the_current_set(
     want = {i["value"] for i in content["base"] + content["other"] if i["type"] == "sha256"}
     assert text.text.split() == sorted(want)
     rows = csv_body.splitlines()
-    assert rows[0] == "op,list,type,value,category" and len(rows) == 1 + len(want) + 1  # + pdq
+    assert rows[0] == "op,list,type,value,category"
+    assert len(rows) == 1 + len(want) + 1
     assert missing_type.status_code == bad_format.status_code == 422
 
 
 def test_tampered_and_foreign_cursors_are_400(
-    node: NodeProcess, partner: Identity, content: dict[str, list[dict[str, str]]],
+    node: NodeProcess,
+    partner: Identity,
+    content: dict[str, list[dict[str, str]]],
     tmp_path: Path,
 ) -> None:
     other = NodeProcess("be-fccu", tmp_path / "be-fccu", free_port()).init()
@@ -288,7 +311,8 @@ def test_cursor_for_a_list_frozen_since_asks_for_a_resync(
         assert r.status_code == 410, r.text
         assert r.json()["error"] == "resync_required"
         full = c.get("/feeds/v1/baseline/entries")
-    assert full.status_code == 200 and "au-argos/doomed" not in full.text
+    assert full.status_code == 200
+    assert "au-argos/doomed" not in full.text
 
 
 def test_feed_pulls_are_audited_without_hash_values(
@@ -304,7 +328,8 @@ def test_feed_pulls_are_audited_without_hash_values(
     finally:
         store.close()
     pulls = [r for r in records if r.action == "feed.entries" and r.actor == "acme"]
-    assert pulls and all(r.target == "baseline" and r.count > 0 for r in pulls)
+    assert pulls
+    assert all(r.target == "baseline" and r.count > 0 for r in pulls)
     assert any(r.action == "feed.denied" and r.target == "restricted" for r in records)
     values = {i["value"] for v in content.values() for i in v}
     dump = "\n".join(f"{r.target} {r.detail}" for r in records)

@@ -62,8 +62,12 @@ def add(node: NodeProcess, name: str, items: list[tuple[str, str]], publish: boo
 
 
 def remove(node: NodeProcess, name: str, items: list[tuple[str, str]]) -> None:
-    admin(node, "POST", f"/api/v1/lists/{name}/remove",
-          {"hashes": [{"type": t, "value": v} for t, v in items]})
+    admin(
+        node,
+        "POST",
+        f"/api/v1/lists/{name}/remove",
+        {"hashes": [{"type": t, "value": v} for t, v in items]},
+    )
     admin(node, "POST", f"/api/v1/lists/{name}/publish")
 
 
@@ -82,8 +86,9 @@ def outputs(folder: Path) -> dict[str, list[str]]:
 
 def accepted(folder: Path) -> dict[str, Any]:
     state = json.loads((folder / ".hashfed-state.json").read_text())
-    lists = {k: {f: v[f] for f in ("size", "compact_range", "counts")}
-             for k, v in state["lists"].items()}
+    lists = {
+        k: {f: v[f] for f in ("size", "compact_range", "counts")} for k, v in state["lists"].items()
+    }
     contents = {
         (k, t): (folder / rel).read_bytes()
         for k, v in state["lists"].items()
@@ -122,16 +127,29 @@ class Pull:
         self.url, self.pin, self.token, self.trust = url, pin, token, trust
 
     def args(self, out: Path, *extra: str) -> list[str]:
-        return [HASHFED, "pull", self.url, "--label", "baseline", "--out", str(out),
-                "--pin", str(self.pin), "--trust", self.trust, *extra]
+        return [
+            HASHFED,
+            "pull",
+            self.url,
+            "--label",
+            "baseline",
+            "--out",
+            str(out),
+            "--pin",
+            str(self.pin),
+            "--trust",
+            self.trust,
+            *extra,
+        ]
 
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "HASHFED_FEED_TOKEN": self.token}
 
     def run(self, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.args(out, *extra), capture_output=True, text=True,
-                              env=self.env, timeout=300)
+        return subprocess.run(
+            self.args(out, *extra), capture_output=True, text=True, env=self.env, timeout=300
+        )
 
     def ok(self, out: Path, *extra: str) -> str:
         p = self.run(out, *extra)
@@ -139,8 +157,9 @@ class Pull:
         return p.stdout
 
     def start(self, out: Path) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(self.args(out), env=self.env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            self.args(out), env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
 
 @pytest.fixture(scope="module")
@@ -161,14 +180,15 @@ class Proxy:
         self.mode = "pass"
         self.recorded: bytes | None = None
         self.crafted: bytes | None = None
-        ctx = server_context(ident.cert, ident.key, pinned_cert_files=[ident.cert],
-                             require_client_cert=False)
+        ctx = server_context(
+            ident.cert, ident.key, pinned_cert_files=[ident.cert], require_client_cert=False
+        )
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def do_GET(self) -> None:
@@ -183,8 +203,12 @@ class Proxy:
     def upstream(self, path: str) -> tuple[int, bytes]:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.load_verify_locations(cafile=str(self.node.cert))
-        with httpx.Client(base_url=self.node.url, verify=ctx, timeout=60,
-                          headers={"Authorization": f"Bearer {self.token}"}) as c:
+        with httpx.Client(
+            base_url=self.node.url,
+            verify=ctx,
+            timeout=60,
+            headers={"Authorization": f"Bearer {self.token}"},
+        ) as c:
             r = c.get(path)
         return r.status_code, r.content
 
@@ -194,8 +218,9 @@ class Proxy:
         if status == 200 and mode != "pass":
             body = self.lie(mode, body)
         h.send_response(status)
-        h.send_header("content-type", "application/x-ndjson" if status == 200 else
-                      "application/json")
+        h.send_header(
+            "content-type", "application/x-ndjson" if status == 200 else "application/json"
+        )
         h.end_headers()
         if mode == "slow" and status == 200:  # the first 64 KB trickle, the rest flows
             for i in range(0, min(len(body), 1 << 16), 4096):
@@ -212,8 +237,11 @@ class Proxy:
         if mode == "tamper":  # one hex digit of one value
             i = entries[len(entries) // 2]
             at = lines[i].index(b'"value":"') + 12
-            lines[i] = lines[i][:at] + (b"0" if lines[i][at:at + 1] != b"0" else b"1") + \
-                lines[i][at + 1:]
+            lines[i] = (
+                lines[i][:at]
+                + (b"0" if lines[i][at : at + 1] != b"0" else b"1")
+                + lines[i][at + 1 :]
+            )
         elif mode == "drop":
             del lines[entries[len(entries) // 2]]
         elif mode == "reorder":
@@ -231,8 +259,9 @@ class Proxy:
 
 
 @pytest.fixture(scope="module")
-def proxy(node: NodeProcess, token: str, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[Proxy]:
+def proxy(
+    node: NodeProcess, token: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proxy]:
     p = Proxy(node, token, tmp_path_factory.mktemp("proxy"))
     yield p
     p.close()
@@ -249,8 +278,11 @@ def lists(node: NodeProcess) -> dict[str, list[tuple[str, str]]]:
     a = [("sha256", rand_hex(32)) for _ in range(300)] + [("pdq", rand_hex(32)) for _ in range(20)]
     b = a[:5] + [("md5", rand_hex(16)) for _ in range(30)]
     secret = [("sha256", rand_hex(32)) for _ in range(5)]
-    for name, label, items in (("a", "baseline", a), ("b", "baseline", b),
-                               ("secret", "restricted", secret)):
+    for name, label, items in (
+        ("a", "baseline", a),
+        ("b", "baseline", b),
+        ("secret", "restricted", secret),
+    ):
         admin(node, "POST", "/api/v1/lists", {"name": f"au-argos/{name}", "label": label})
         add(node, f"au-argos/{name}", items)
     return {"a": a, "b": b, "secret": secret}
@@ -264,7 +296,7 @@ def expected(lists: dict[str, list[tuple[str, str]]]) -> dict[str, list[str]]:
     return {t: sorted(vs) for t, vs in sorted(out.items())}
 
 
-# --- pulls that work -------------------------------------------------------------------------------
+# --- pulls that work ------------------------------------------------------------------------------
 
 
 def test_first_pull_writes_one_sorted_file_per_type(
@@ -277,7 +309,8 @@ def test_first_pull_writes_one_sorted_file_per_type(
     state = json.loads((out / ".hashfed-state.json").read_text())
     assert set(state["lists"]) == {"au-argos/a", "au-argos/b"}  # not the restricted one
     a = state["lists"]["au-argos/a"]
-    assert a["size"] == 320 and a["checkpoint"].startswith("hashfed:au-argos/a\n320\n")
+    assert a["size"] == 320
+    assert a["checkpoint"].startswith("hashfed:au-argos/a\n320\n")
     assert CompactRange.from_bytes(bytes.fromhex(a["compact_range"])).root().hex() == a["root"]
     assert sorted(p.name for p in (out / ".hashfed").iterdir()) == ["lists", "lock"]
 
@@ -306,14 +339,40 @@ def test_pull_with_a_client_certificate(
     node: NodeProcess, direct: Pull, lists: dict[str, list[tuple[str, str]]], tmp_path: Path
 ) -> None:
     ident = make_identity(tmp_path / "ids", "globex")
-    node.cli("principal", "add", "globex", "--role", "partner", "--labels", "baseline",
-             "--cert", str(ident.cert))
+    node.cli(
+        "principal",
+        "add",
+        "globex",
+        "--role",
+        "partner",
+        "--labels",
+        "baseline",
+        "--cert",
+        str(ident.cert),
+    )
     time.sleep(2.5)  # the running node trusts newly pinned certificates within 2 s
     out = tmp_path / "feed"
     p = subprocess.run(
-        [HASHFED, "pull", node.url, "--label", "baseline", "--out", str(out), "--cert",
-         str(ident.cert), "--key", str(ident.key), "--pin", str(node.cert), "--trust",
-         direct.trust], capture_output=True, text=True, timeout=120,
+        [
+            HASHFED,
+            "pull",
+            node.url,
+            "--label",
+            "baseline",
+            "--out",
+            str(out),
+            "--cert",
+            str(ident.cert),
+            "--key",
+            str(ident.key),
+            "--pin",
+            str(node.cert),
+            "--trust",
+            direct.trust,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={k: v for k, v in os.environ.items() if k != "HASHFED_FEED_TOKEN"},
     )
     assert p.returncode == 0, p.stdout + p.stderr
@@ -337,11 +396,12 @@ def test_resync_when_the_server_refuses_the_cursor(
     finally:
         store.close()
     stdout = direct.ok(out)
-    assert "resync" in stdout and "no longer served" in stdout
+    assert "resync" in stdout
+    assert "no longer served" in stdout
     assert outputs(out) == expected(lists)
 
 
-# --- pulls that must be refused, writing nothing ------------------------------------------------------
+# --- pulls that must be refused, writing nothing --------------------------------------------------
 
 
 @pytest.fixture
@@ -369,22 +429,25 @@ def test_tampered_entry_is_refused(
     refused(via_proxy, pulled, EXIT_VERIFICATION, "hash to root")
 
 
-def test_dropped_entry_is_refused(node: NodeProcess, via_proxy: Pull, proxy: Proxy,
-                                  pulled: Path) -> None:
+def test_dropped_entry_is_refused(
+    node: NodeProcess, via_proxy: Pull, proxy: Proxy, pulled: Path
+) -> None:
     add(node, "au-argos/a", [("sha256", rand_hex(32)) for _ in range(20)])
     proxy.mode = "drop"
     refused(via_proxy, pulled, EXIT_PEER, "entry")
 
 
-def test_reordered_entries_are_refused(node: NodeProcess, via_proxy: Pull, proxy: Proxy,
-                                       pulled: Path) -> None:
+def test_reordered_entries_are_refused(
+    node: NodeProcess, via_proxy: Pull, proxy: Proxy, pulled: Path
+) -> None:
     add(node, "au-argos/a", [("sha256", rand_hex(32)) for _ in range(20)])
     proxy.mode = "reorder"
     refused(via_proxy, pulled, EXIT_PEER, "expected entry")
 
 
-def test_rolled_back_feed_is_refused(node: NodeProcess, via_proxy: Pull, proxy: Proxy,
-                                     pulled: Path) -> None:
+def test_rolled_back_feed_is_refused(
+    node: NodeProcess, via_proxy: Pull, proxy: Proxy, pulled: Path
+) -> None:
     _status, proxy.recorded = proxy.upstream("/feeds/v1/baseline/entries?format=ndjson")
     add(node, "au-argos/a", [("sha256", rand_hex(32)) for _ in range(3)])
     via_proxy.ok(pulled)  # the partner has seen the larger list
@@ -392,8 +455,9 @@ def test_rolled_back_feed_is_refused(node: NodeProcess, via_proxy: Pull, proxy: 
     refused(via_proxy, pulled, EXIT_VERIFICATION, "smaller than the accepted")
 
 
-def test_forked_history_is_refused(node: NodeProcess, via_proxy: Pull, proxy: Proxy,
-                                   pulled: Path) -> None:
+def test_forked_history_is_refused(
+    node: NodeProcess, via_proxy: Pull, proxy: Proxy, pulled: Path
+) -> None:
     # The owner's own key signs another history of the same size: only the
     # partner's memory of the first one can tell.
     _status, body = proxy.upstream("/feeds/v1/baseline/entries?format=ndjson")
@@ -410,12 +474,17 @@ def test_forked_history_is_refused(node: NodeProcess, via_proxy: Pull, proxy: Pr
         out_lines.append(line)
     a_entries = [x for x in out_lines if x.get("list") == "au-argos/a" and "seq" in x]
     cr = CompactRange()
-    cr.extend(leaf_hash(encode_leaf(e["seq"], e["op"], e["type"], e["value"], e["category"],
-                                    e["timestamp_ms"])) for e in a_entries)
+    cr.extend(
+        leaf_hash(
+            encode_leaf(e["seq"], e["op"], e["type"], e["value"], e["category"], e["timestamp_ms"])
+        )
+        for e in a_entries
+    )
     cp = Checkpoint(list_origin("au-argos", "a"), cr.size, cr.root(), int(time.time()))
     header["checkpoint"] = sign_checkpoint(cp, signer)
-    proxy.crafted = ("\n".join(json.dumps(x, separators=(",", ":")) for x in out_lines)
-                     + "\n").encode()
+    proxy.crafted = (
+        "\n".join(json.dumps(x, separators=(",", ":")) for x in out_lines) + "\n"
+    ).encode()
     proxy.mode = "fork"
     refused(via_proxy, pulled, EXIT_VERIFICATION, "disagree")
 
@@ -430,7 +499,10 @@ def test_folder_of_another_feed_is_refused(direct: Pull, pulled: Path) -> None:
     before = snapshot(pulled)
     p = subprocess.run(
         [*direct.args(pulled)[:4], "--label", "restricted", *direct.args(pulled)[6:]],
-        capture_output=True, text=True, env=direct.env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=direct.env,
+        timeout=60,
     )
     assert p.returncode == 2, p.stderr
     assert snapshot(pulled) == before
@@ -450,8 +522,12 @@ def big(node: NodeProcess) -> None:
 
 def change_big(node: NodeProcess, rnd: random.Random) -> None:
     add(node, "au-argos/big", [("sha256", rand_hex(32)) for _ in range(rnd.randint(500, 3000))])
-    add(node, "au-argos/big2", [("md5", rand_hex(16)) for _ in range(200)] +
-        [("sha256", rand_hex(32)) for _ in range(10_000)])
+    add(
+        node,
+        "au-argos/big2",
+        [("md5", rand_hex(16)) for _ in range(200)]
+        + [("sha256", rand_hex(32)) for _ in range(10_000)],
+    )
 
 
 Ready = Callable[[Path], bool]
@@ -459,11 +535,13 @@ Ready = Callable[[Path], bool]
 
 def spooled(n: int) -> Ready:
     """The download has begun: more than ``n`` bytes are in the spool."""
+
     def ready(work: Path) -> bool:
         spool = work / ".hashfed" / "spool.ndjson"
         with contextlib.suppress(FileNotFoundError):
             return spool.stat().st_size > n
         return False
+
     return ready
 
 
@@ -477,8 +555,9 @@ def after(seconds: float) -> Ready:
     return lambda _work: time.monotonic() >= deadline
 
 
-def killed_then_resumed(pull: Pull, start: Path, reference: Path, work: Path,
-                        ready: Callable[[], Ready]) -> None:
+def killed_then_resumed(
+    pull: Pull, start: Path, reference: Path, work: Path, ready: Callable[[], Ready]
+) -> None:
     """Copy ``start``, pull into it, SIGKILL the pull once ``ready``, resume, compare."""
     for _attempt in range(8):
         shutil.rmtree(work, ignore_errors=True)
@@ -520,8 +599,9 @@ def test_pull_killed_while_downloading_resumes_to_the_same_files(
     direct.ok(reference)
     proxy.mode = "slow"  # 4 KB every 20 ms at first
     try:
-        killed_then_resumed(via_proxy, empty, reference, tmp_path / "killed",
-                            lambda: spooled(8_000))
+        killed_then_resumed(
+            via_proxy, empty, reference, tmp_path / "killed", lambda: spooled(8_000)
+        )
     finally:
         proxy.mode = "pass"
 
@@ -539,8 +619,9 @@ def test_pull_killed_at_many_moments_always_resumes_to_the_same_files(
     for origin in (start, empty):
         killed_then_resumed(direct, origin, reference, tmp_path / "killed", lambda: replacing)
         for delay in (0.2, 0.5, 0.8, 1.2, 1.6, 2.0, 2.5, 3.0):
-            killed_then_resumed(direct, origin, reference, tmp_path / "killed",
-                                lambda d=delay: after(d))  # type: ignore[misc]
+            killed_then_resumed(
+                direct, origin, reference, tmp_path / "killed", lambda d=delay: after(d)
+            )  # type: ignore[misc]
 
 
 # --- the sorted-file helpers against a set model --------------------------------------------------
@@ -549,8 +630,12 @@ def test_pull_killed_at_many_moments_always_resumes_to_the_same_files(
 @pytest.mark.parametrize("seed", range(6))
 def test_splice_and_merge_apply_changes_like_a_set(tmp_path: Path, seed: int) -> None:
     rnd = random.Random(seed)
-    base = sorted({hashlib.md5(str(rnd.random()).encode()).hexdigest().encode()  # noqa: S324
-                   for _ in range(rnd.choice([0, 1, 50, 3000]))})
+    base = sorted(
+        {
+            hashlib.md5(str(rnd.random()).encode()).hexdigest().encode()  # noqa: S324
+            for _ in range(rnd.choice([0, 1, 50, 3000]))
+        }
+    )
     old = tmp_path / "old.txt"
     old.write_bytes(b"".join(v + b"\n" for v in base))
     model = set(base)
@@ -564,9 +649,13 @@ def test_splice_and_merge_apply_changes_like_a_set(tmp_path: Path, seed: int) ->
     for fn in ("splice", "merge"):
         out = tmp_path / f"{fn}.txt"
         with out.open("wb") as fh:
-            n = (_splice(old, ch.items(), fh, len(base)) if fn == "splice"
-                 else _merge(old, ch.items(), fh))
-        assert out.read_bytes() == want and n == len(model), fn
+            n = (
+                _splice(old, ch.items(), fh, len(base))
+                if fn == "splice"
+                else _merge(old, ch.items(), fh)
+            )
+        assert out.read_bytes() == want, fn
+        assert n == len(model), fn
 
 
 def test_changes_spill_to_sorted_runs_and_last_op_wins(

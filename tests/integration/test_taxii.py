@@ -55,7 +55,8 @@ def assert_valid(objects: list[dict[str, Any]]) -> None:
     for obj in objects:
         result = validate_instance(obj)
         assert result.errors == [], [str(e) for e in result.errors]
-        assert obj["type"] == "indicator" and obj["spec_version"] == "2.1"
+        assert obj["type"] == "indicator"
+        assert obj["spec_version"] == "2.1"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -80,8 +81,17 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 @pytest.fixture(scope="module")
 def partner(node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> Identity:
     ident = make_identity(tmp_path_factory.mktemp("ids"), "acme")
-    node.cli("principal", "add", "acme", "--role", "partner", "--labels", "baseline",
-             "--cert", str(ident.cert))
+    node.cli(
+        "principal",
+        "add",
+        "acme",
+        "--role",
+        "partner",
+        "--labels",
+        "baseline",
+        "--cert",
+        str(ident.cert),
+    )
     time.sleep(2.5)  # the running node trusts newly pinned certificates within 2 s
     return ident
 
@@ -102,8 +112,11 @@ def content(node: NodeProcess) -> dict[str, list[dict[str, str]]]:
         {"type": "photodna", "value": "x'y\\z" + rand_hex(8), "category": ""},
     ] + [{"type": "sha256", "value": rand_hex(32), "category": "A1"} for _ in range(6)]
     secret = [{"type": "sha256", "value": rand_hex(32), "category": "A1"} for _ in range(3)]
-    for name, label, items in (("bulk", "baseline", bulk), ("live", "baseline", live),
-                               ("secret", "restricted", secret)):
+    for name, label, items in (
+        ("bulk", "baseline", bulk),
+        ("live", "baseline", live),
+        ("secret", "restricted", secret),
+    ):
         admin(node, "POST", "/api/v1/lists", {"name": f"au-argos/{name}", "label": label})
         add(node, f"au-argos/{name}", items)
     return {"bulk": bulk, "live": live, "secret": secret}
@@ -111,8 +124,9 @@ def content(node: NodeProcess) -> dict[str, list[dict[str, str]]]:
 
 @pytest.fixture(scope="module")
 def collection(node: NodeProcess, partner: Identity, content: object) -> Collection:
-    server = Server(f"{node.url}/taxii2/", verify=str(node.cert),
-                    cert=(str(partner.cert), str(partner.key)))
+    server = Server(
+        f"{node.url}/taxii2/", verify=str(node.cert), cert=(str(partner.cert), str(partner.key))
+    )
     [root] = server.api_roots
     [col] = root.collections
     return col
@@ -135,14 +149,16 @@ def manifest_all(col: Collection, **filters: Any) -> list[dict[str, Any]]:
 def test_discovery_root_and_collections_over_client_certificate(
     node: NodeProcess, partner: Identity, collection: Collection
 ) -> None:
-    server = Server(f"{node.url}/taxii2/", verify=str(node.cert),
-                    cert=(str(partner.cert), str(partner.key)))
+    server = Server(
+        f"{node.url}/taxii2/", verify=str(node.cert), cert=(str(partner.cert), str(partner.key))
+    )
     assert server.title == "hashfed node au-argos"
     [root] = server.api_roots
     assert root.versions == [TAXII]
     # one collection: the partner is cleared for baseline only, not restricted
     assert [c.alias for c in root.collections] == ["baseline"]
-    assert collection.can_read and not collection.can_write
+    assert collection.can_read
+    assert not collection.can_write
     assert collection.media_types == ["application/stix+json;version=2.1"]
 
 
@@ -155,8 +171,9 @@ def test_basic_auth_with_the_partner_token_as_password(
     assert col.id == collection.id
     envelope = col.get_objects(limit=5)
     assert len(envelope["objects"]) == 5
-    wrong = Server(f"{node.url}/taxii2/", user="acme", password=token[:-2] + "xx",
-                   verify=str(node.cert))
+    wrong = Server(
+        f"{node.url}/taxii2/", user="acme", password=token[:-2] + "xx", verify=str(node.cert)
+    )
     with pytest.raises(requests.HTTPError) as info:
         _ = wrong.api_roots
     assert info.value.response.status_code == 401
@@ -172,7 +189,7 @@ def test_paging_through_ten_thousand_objects(
     assert len(ids) == len(set(ids)) == BULK + len(content["live"])
     want = {indicator_id("au-argos/bulk", "sha256", i["value"]) for i in content["bulk"]}
     assert want <= set(ids)
-    assert_valid(objects[::97] + objects[-len(content["live"]):])
+    assert_valid(objects[::97] + objects[-len(content["live"]) :])
     assert elapsed < 60, f"paging took {elapsed:.1f}s"
 
 
@@ -191,13 +208,15 @@ def test_date_added_headers(node: NodeProcess, partner: Identity, collection: Co
     url = f"/taxii2/hashfed/collections/{collection.id}/objects/"
     with node.client(partner) as c:
         r = c.get(url, params={"limit": 3}, headers={"Accept": TAXII})
-        entries = c.get(url.replace("objects/", "manifest/"), params={"limit": 3},
-                        headers={"Accept": TAXII}).json()["objects"]
+        entries = c.get(
+            url.replace("objects/", "manifest/"), params={"limit": 3}, headers={"Accept": TAXII}
+        ).json()["objects"]
     assert r.headers["content-type"] == TAXII
     assert r.headers["X-TAXII-Date-Added-First"] == entries[0]["date_added"]
     assert r.headers["X-TAXII-Date-Added-Last"] == entries[2]["date_added"]
     body = r.json()
-    assert body["more"] is True and body["next"]
+    assert body["more"] is True
+    assert body["next"]
 
 
 def test_incremental_added_after_then_revocations(
@@ -246,16 +265,20 @@ def test_unacceptable_accept_is_406_and_writes_are_refused(
 ) -> None:
     with node.client(partner) as c:
         assert c.get("/taxii2/", headers={"Accept": "application/json"}).status_code == 406
-        assert c.get("/taxii2/", headers={"Accept": "application/taxii+json;version=2.0"}
-                     ).status_code == 406
+        assert (
+            c.get("/taxii2/", headers={"Accept": "application/taxii+json;version=2.0"}).status_code
+            == 406
+        )
         ok = c.get("/taxii2/", headers={"Accept": "application/taxii+json"})
-        assert ok.status_code == 200 and ok.headers["content-type"] == TAXII
+        assert ok.status_code == 200
+        assert ok.headers["content-type"] == TAXII
         url = f"/taxii2/hashfed/collections/{collection.id}/objects/"
-        post = c.post(url, json={"objects": []}, headers={"Accept": TAXII,
-                                                          "Content-Type": TAXII})
+        post = c.post(url, json={"objects": []}, headers={"Accept": TAXII, "Content-Type": TAXII})
         assert post.status_code == 403
-        unknown = c.get("/taxii2/hashfed/collections/00000000-0000-0000-0000-000000000000/",
-                        headers={"Accept": TAXII})
+        unknown = c.get(
+            "/taxii2/hashfed/collections/00000000-0000-0000-0000-000000000000/",
+            headers={"Accept": TAXII},
+        )
         assert unknown.status_code == 404
         bad_next = c.get(url, params={"next": "hf1.e30.AAAA"}, headers={"Accept": TAXII})
         assert bad_next.status_code == 400
@@ -272,7 +295,8 @@ def test_taxii_pulls_are_audited_without_hash_values(
     finally:
         store.close()
     pulls = [r for r in records if r.action == "taxii.objects" and r.actor == "acme"]
-    assert pulls and all(r.target == "baseline" for r in pulls)
+    assert pulls
+    assert all(r.target == "baseline" for r in pulls)
     assert any(r.count == 10 for r in pulls)
     values = {i["value"] for v in content.values() for i in v}
     dump = "\n".join(f"{r.target} {r.detail}" for r in records)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -93,8 +92,13 @@ def ndjson(feeds: Feeds, plan: list[tuple[FeedList, int]]) -> list[dict[str, obj
 # --- cursors ------------------------------------------------------------------------------------
 
 
-def cursor_of(sizes: dict[str, tuple[int, bytes]], *, node_id: str = "au-argos",
-              label: str = "baseline", secret: bytes = SECRET) -> str:
+def cursor_of(
+    sizes: dict[str, tuple[int, bytes]],
+    *,
+    node_id: str = "au-argos",
+    label: str = "baseline",
+    secret: bytes = SECRET,
+) -> str:
     positions = {k: Position(s, r[:8]) for k, (s, r) in sizes.items()}
     return encode_cursor(secret, Cursor(node_id, label, 1, positions))
 
@@ -157,7 +161,8 @@ def test_feed_secret_made_once_private_and_reused(tmp_path: Path) -> None:
     path = tmp_path / "keys" / "feed.secret"
     first = load_feed_secret(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert load_feed_secret(path) == first and len(first) == 32
+    assert load_feed_secret(path) == first
+    assert len(first) == 32
 
 
 def test_malformed_feed_secret_refused(tmp_path: Path) -> None:
@@ -194,7 +199,8 @@ def test_entries_never_go_beyond_the_signed_size(node: Node, feeds: Feeds) -> No
     lines = ndjson(feeds, feeds.plan("baseline", fls, None))
     entries = [x for x in lines if "seq" in x]
     assert [e["seq"] for e in entries] == list(range(10))
-    assert lines[0]["size"] == 10 and lines[-1] == {"cursor": "c"}
+    assert lines[0]["size"] == 10
+    assert lines[-1] == {"cursor": "c"}
 
 
 def test_ndjson_entries_hash_to_the_signed_root(node: Node, feeds: Feeds) -> None:
@@ -204,13 +210,22 @@ def test_ndjson_entries_hash_to_the_signed_root(node: Node, feeds: Feeds) -> Non
     lines = ndjson(feeds, feeds.plan("baseline", fls, None))
     header = lines[0]
     cp = verify_checkpoint(
-        str(header["checkpoint"]), origin=list_origin("au-argos", "base"),
+        str(header["checkpoint"]),
+        origin=list_origin("au-argos", "base"),
         verifiers=[node.signer.verifier()],
     )
     cr = CompactRange()
     cr.extend(
-        leaf_hash(encode_leaf(e["seq"], e["op"], e["type"], e["value"], e["category"],  # type: ignore[arg-type]
-                              e["timestamp_ms"]))
+        leaf_hash(
+            encode_leaf(
+                e["seq"],
+                e["op"],
+                e["type"],
+                e["value"],
+                e["category"],  # type: ignore[arg-type]
+                e["timestamp_ms"],
+            )
+        )
         for e in lines[1:-1]
     )
     assert (cr.size, cr.root()) == (cp.size, cp.root_hash) == (42, cp.root_hash)
@@ -311,10 +326,16 @@ def test_patterns_use_stix_hash_names_and_escape() -> None:
 
 def test_ids_are_deterministic_and_per_list_type_value_generation() -> None:
     one = indicator_id(A, "sha256", sha(1))
-    assert one == indicator_id(A, "sha256", sha(1)) and one.startswith("indicator--")
-    others = {indicator_id(B, "sha256", sha(1)), indicator_id(A, "md5", sha(1)),
-              indicator_id(A, "sha256", sha(2)), indicator_id(A, "sha256", sha(1), 1)}
-    assert one not in others and len(others) == 4
+    assert one == indicator_id(A, "sha256", sha(1))
+    assert one.startswith("indicator--")
+    others = {
+        indicator_id(B, "sha256", sha(1)),
+        indicator_id(A, "md5", sha(1)),
+        indicator_id(A, "sha256", sha(2)),
+        indicator_id(A, "sha256", sha(1), 1),
+    }
+    assert one not in others
+    assert len(others) == 4
     assert collection_id("au-argos", "baseline") == collection_id("au-argos", "baseline")
 
 
@@ -322,12 +343,18 @@ def taxii(node: Node) -> Taxii:
     return Taxii(node.store, node_id=node.node_id, secret=SECRET, settle_ms=0)
 
 
-def all_objects(t: Taxii, node: Node, *, limit: int = 1000, versions: str | None = None,
-                after: int = -1) -> list[tuple[int, dict[str, object]]]:
+def all_objects(
+    t: Taxii, node: Node, *, limit: int = 1000, versions: str | None = None, after: int = -1
+) -> list[tuple[int, dict[str, object]]]:
     out: list[tuple[int, dict[str, object]]] = []
     while True:
-        page: Page = t.page("baseline", node.store.all_lists(), after_us=after, limit=limit,
-                            versions=VersionFilter.parse(versions))
+        page: Page = t.page(
+            "baseline",
+            node.store.all_lists(),
+            after_us=after,
+            limit=limit,
+            versions=VersionFilter.parse(versions),
+        )
         out += [(i.date_added_us, i.object) for i in page.items]
         if not page.more:
             return out
@@ -337,8 +364,15 @@ def all_objects(t: Taxii, node: Node, *, limit: int = 1000, versions: str | None
 
 def test_objects_are_valid_stix(node: Node) -> None:
     make_list(node, A, [sha(i) for i in range(5)])
-    node.add(A, [("md5", hashlib.md5(b"x").hexdigest(), ""), ("pdq", "f" * 64, "B2"),  # noqa: S324
-                 ("photodna", "a'b,c", "")], actor="t")
+    node.add(
+        A,
+        [
+            ("md5", hashlib.md5(b"x").hexdigest(), ""),  # noqa: S324  (test data)
+            ("pdq", "f" * 64, "B2"),
+            ("photodna", "a'b,c", ""),
+        ],
+        actor="t",
+    )
     node.publish(A, actor="t")
     remove(node, A, [sha(1)])
     objs = [o for _d, o in all_objects(taxii(node), node, versions="all")]
@@ -357,10 +391,12 @@ def test_removal_is_a_revoked_version_of_the_same_object(node: Node) -> None:
     assert revoked["id"] == added["id"]
     assert revoked["created"] == added["created"] == added["valid_from"]
     assert parse_timestamp(str(revoked["modified"]), where="m") > parse_timestamp(
-        str(added["modified"]), where="m")
+        str(added["modified"]), where="m"
+    )
     # version=last (the default) shows the revocation, not the add it replaced
     last = [o for _d, o in all_objects(taxii(node), node)]
-    assert [o["id"] for o in last].count(added["id"]) == 1 and len(last) == 3
+    assert [o["id"] for o in last].count(added["id"]) == 1
+    assert len(last) == 3
 
 
 def test_hash_added_again_after_removal_is_a_new_object(node: Node) -> None:
@@ -382,7 +418,8 @@ def test_date_added_is_distinct_and_increasing_across_interleaved_lists(node: No
     whole = all_objects(t, node)
     paged = all_objects(t, node, limit=3)
     dates = [d for d, _o in paged]
-    assert dates == sorted(set(dates)) and len(dates) == 16
+    assert dates == sorted(set(dates))
+    assert len(dates) == 16
     assert [o["id"] for _d, o in paged] == [o["id"] for _d, o in whole]
     # B's first entries became visible before A's second batch: interleaved, not by list
     names = [o["x_hashfed_list"] for _d, o in paged]

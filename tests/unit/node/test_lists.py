@@ -446,8 +446,6 @@ def test_rewritten_history_with_matching_state_fails_against_checkpoint(node: No
     assert not result.ok
 
 
-@pytest.mark.xfail(strict=True, reason="verify_list does not compare the content table with "
-                                        "the fold of the log (reported to the lead)")
 def test_hash_inserted_into_content_only_fails_verification(node: Node) -> None:
     _published(node)
     row = node.get_list(LIST)

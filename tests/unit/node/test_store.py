@@ -186,8 +186,6 @@ def test_failed_append_rolls_back_everything(db: Store, lst: ListRow) -> None:
     assert db.count_rows("audit") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="driver exceptions from Store.append's bulk path are not "
-                                        "translated to StoreError (reported to the lead)")
 def test_constraint_violation_in_append_is_a_store_error(db: Store, lst: ListRow) -> None:
     _add(db, lst, [_v(0)])
     with pytest.raises(StoreError):

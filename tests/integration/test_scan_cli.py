@@ -1,0 +1,97 @@
+"""`hashfed hash` and `hashfed scan` against a real node over mutual TLS."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from _nodes import NodeProcess, free_port, run_cli
+
+pytestmark = pytest.mark.network
+
+
+def _textured(seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    small = (rng.random((24, 24, 3)) * 255).astype("uint8")
+    return Image.fromarray(small).resize((320, 320), Image.Resampling.BICUBIC)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    n = NodeProcess("au-scan", tmp_path_factory.mktemp("scan") / "au-scan", free_port()).init()
+    n.start()
+    yield n
+    n.stop()
+
+
+def _hash(path: Path) -> dict[str, object]:
+    out = run_cli("hash", str(path))
+    [row] = json.loads(out.stdout)
+    return row  # type: ignore[no-any-return]
+
+
+def _remote(node: NodeProcess) -> list[str]:
+    return ["--node", node.url, "--cert", str(node.admin.cert), "--key", str(node.admin.key),
+            "--server-cert", str(node.cert)]
+
+
+def test_scan_finds_exact_and_near_copies_through_the_node(node: NodeProcess, tmp_path: Path) -> None:
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    original, other = _textured(1), _textured(2)
+    original.save(tmp_path / "original.png")
+    original.resize((200, 200)).save(folder / "resized.jpg", quality=80)  # near copy
+    other.save(folder / "unrelated.png")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "link").symlink_to(tmp_path / "original.png")  # points out of the folder
+    known_file = folder / "exact.bin"
+    known_file.write_bytes(b"known material stand-in")
+
+    pdq = _hash(tmp_path / "original.png")["pdq"]
+    sha = _hash(known_file)["sha256"]
+    with node.client() as c:
+        assert c.post("/api/v1/lists", json={"name": "au-scan/l", "label": "baseline"}).status_code == 201
+        body = {"hashes": [{"type": "pdq", "value": pdq, "category": "A1"},
+                           {"type": "sha256", "value": sha, "category": "B"}]}
+        assert c.post("/api/v1/lists/au-scan/l/hashes", json=body).status_code == 200
+
+    report = tmp_path / "r.csv"
+    run_cli("scan", str(folder), *_remote(node), "--csv", str(report), "--report", str(tmp_path / "r.html"),
+            "--state", str(tmp_path / "state"))
+    with report.open() as fh:
+        rows = {Path(r["path"]).name: r for r in csv.DictReader(fh)}
+    assert rows["resized.jpg"]["status"] == "known"
+    assert rows["resized.jpg"]["matched_on"] == "pdq"
+    assert 0 < int(rows["resized.jpg"]["distance"]) <= 31
+    assert rows["exact.bin"]["status"] == "known"
+    assert rows["exact.bin"]["category"] == "B"
+    assert rows["unrelated.png"]["status"] == "unknown"
+    assert rows["notes.txt"]["status"] == "unknown"
+    assert rows.get("link", {}).get("status") != "known"  # the symlink was not followed
+    assert "<img" not in (tmp_path / "r.html").read_text()
+
+
+def test_node_down_stops_the_scan_clearly_and_resume_finishes(node: NodeProcess, tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.bin").write_bytes(bytes([i]) * 100)
+    state = tmp_path / "state"
+    node.stop()
+    try:
+        failed = run_cli("scan", str(folder), *_remote(node), "--state", str(state), check=False)
+    finally:
+        node.start()
+    assert failed.returncode != 0
+    assert "--resume" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    report = tmp_path / "r.csv"
+    run_cli("scan", str(folder), *_remote(node), "--state", str(state), "--resume", "--csv", str(report))
+    with report.open() as fh:
+        assert sum(1 for _ in csv.DictReader(fh)) == 3
