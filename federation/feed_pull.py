@@ -36,10 +36,12 @@ import hashlib
 import heapq
 import json
 import mmap
+import operator
 import os
 import re
 import shutil
 import ssl
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -105,6 +107,10 @@ _FAST_LINE = re.compile(
     rb'"timestamp_ms":(0|[1-9][0-9]{0,18})\}'
 )
 _HEX = re.compile(rb"^[0-9a-f]+$")
+# RFC 6962's leaf prefix 0x00, then the leaf head: version, seq, op, timestamp_ms.
+_LEAF_HEAD = struct.Struct(">BBQBQ")
+_RUN_KEY = operator.itemgetter(slice(None, -3))  # a run line is b"<value>\t<0|1>\n"
+_sha256 = hashlib.sha256
 _MAX_INT64 = 2**63 - 1
 
 
@@ -442,26 +448,28 @@ class _Changes:
         return len(self.current) + len(self.runs) * RUN_ENTRIES  # an upper bound once spilled
 
     def items(self) -> Iterator[tuple[bytes, bool]]:
+        """``(value, present)`` sorted by value, each value once: its last op."""
         if not self.runs:
             yield from sorted(self.current.items())
             return
-
-        def run(i: int, path: Path) -> Iterator[tuple[bytes, int, bool]]:
-            with path.open("rb") as fh:
-                for line in fh:
-                    yield line[:-3], i, line[-2:-1] == b"1"
-
-        last = len(self.runs)
-        mem = ((v, last, p) for v, p in sorted(self.current.items()))
-        merged = heapq.merge(*(run(i, p) for i, p in enumerate(self.runs)), mem)
-        prev: bytes | None = None
-        flag = False
-        for value, _i, present in merged:  # equal values come oldest run first: last wins
-            if value != prev and prev is not None:
+        if self.current:
+            self._spill()
+        files = [p.open("rb") for p in self.runs]
+        try:
+            # Ties (one value in several runs) come in run order: the last one wins.
+            prev, flag = None, False
+            for line in heapq.merge(*files, key=_RUN_KEY):
+                value = line[:-3]
+                if value != prev:
+                    if prev is not None:
+                        yield prev, flag
+                    prev = value
+                flag = line[-2] == 0x31  # "1"
+            if prev is not None:
                 yield prev, flag
-            prev, flag = value, present
-        if prev is not None:
-            yield prev, flag
+        finally:
+            for f in files:
+                f.close()
 
 
 @dataclass
@@ -512,8 +520,14 @@ class FeedVerifier:
         self._origin = ""
         self._leaves: list[bytes] = []
         self._stop_at = -1
+        self._start = 0
         self._name_bytes = b""
         self._categories: dict[bytes, str] = {}
+        self._types: dict[bytes, tuple[str, bytes, int]] = {}
+        self._cat_fields: dict[bytes, bytes] = {}
+        self._in_list = False
+        self._last_type = ""
+        self._last_changes: _Changes | None = None
 
     def _bad(self, reason: str) -> PeerProtocolError:
         return PeerProtocolError(peer=self.peer, reason=f"feed stream: {reason}")
@@ -525,15 +539,15 @@ class FeedVerifier:
             PeerProtocolError: out of order or malformed.
             VerificationError: a signature, rollback, fork or root check failed.
         """
-        if self.cursor is not None:
-            raise self._bad("data after the cursor line")
-        if self._cur is not None and self._next_seq < self._cur.size:
+        if self._in_list:
             m = _FAST_LINE.fullmatch(raw)
             if m is not None:
                 self._entry_fast(m)
             else:
                 self._entry_json(raw)
             return
+        if self.cursor is not None:
+            raise self._bad("data after the cursor line")
         if len(raw) > MAX_LINE_BYTES:
             raise self._bad(f"a line over {MAX_LINE_BYTES} bytes")
         try:
@@ -598,29 +612,88 @@ class FeedVerifier:
         self._cur = _Verified(name, size, b"", note, cp.timestamp, apply_from, old is None)
         self._root = cp.root_hash
         self._next_seq = start
+        self._start = start
+        self._in_list = start < size
         self._origin = origin
         self._leaves = []
         self._name_bytes = name.encode()
+        self._last_type = ""
+        self._last_changes = None
 
     def _entry_fast(self, m: re.Match[bytes]) -> None:
+        # The per-entry hot path (a million times a full pull): everything that
+        # repeats (type, category) is checked once and cached as leaf bytes.
         lst, seq_b, op_b, type_b, value, cat_b, ts_b = m.groups()
+        seq = int(seq_b)
+        if seq != self._next_seq or lst != self._name_bytes:
+            raise self._bad(f"{self._name()}: expected entry {self._next_seq} of this list")
+        spec = self._types.get(type_b) or self._type_spec(type_b, seq)
+        htype, type_field, hex_len = spec
+        if hex_len:
+            if len(value) != hex_len or not _HEX.match(value):
+                raise self._bad(f"{self._name()} entry {seq}: value is not canonical {htype}")
+        else:
+            self._canonical(htype, value.decode("ascii", "replace"), seq)
+        cat_field = self._cat_fields.get(cat_b) or self._category_field(cat_b, seq)
+        ts = int(ts_b)
+        if ts > _MAX_INT64:
+            raise self._bad(f"{self._name()} entry {seq}: timestamp out of range")
+        add = op_b == b"add"
+        self._take(seq, add, htype, type_field, value, cat_field, ts)
+
+    def _name(self) -> str:
+        return self._cur.name if self._cur is not None else "?"
+
+    def _type_spec(self, type_b: bytes, seq: int) -> tuple[str, bytes, int]:
+        htype = REGISTRY.get(type_b.decode("ascii", "replace"))
+        if htype is None:
+            raise self._bad(f"{self._name()} entry {seq}: unknown hash type")
+        t = htype.name.encode()
+        spec = (htype.name, bytes([len(t)]) + t, 2 * htype.hex_bytes if htype.hex_bytes else 0)
+        self._types[type_b] = spec
+        return spec
+
+    def _category_field(self, raw: bytes, seq: int) -> bytes:
+        text = self._category(raw, seq)
+        c = text.encode("utf-8")
+        field_ = bytes([len(c)]) + c
+        if len(self._cat_fields) < 100_000:
+            self._cat_fields[raw] = field_
+        return field_
+
+    def _take(
+        self,
+        seq: int,
+        add: bool,
+        htype: str,
+        type_field: bytes,
+        value: bytes,
+        cat_field: bytes,
+        ts: int,
+    ) -> None:
+        # node/entry.py's encode_leaf, inlined, behind RFC 6962's 0x00 leaf prefix.
+        head = _LEAF_HEAD.pack(0, 1, seq, 1 if add else 2, ts)
+        self._leaves.append(
+            _sha256(head + type_field + len(value).to_bytes(2, "big") + value + cat_field).digest()
+        )
+        self._next_seq = seq + 1
         cur = self._cur
         assert cur is not None
-        seq, ts = int(seq_b), int(ts_b)
-        if lst != self._name_bytes or seq != self._next_seq:
-            raise self._bad(f"{cur.name}: expected entry {self._next_seq} of this list")
-        htype = REGISTRY.get(type_b.decode())
-        if htype is None:
-            raise self._bad(f"{cur.name} entry {seq}: unknown hash type")
-        if htype.hex_bytes is not None:
-            if len(value) != 2 * htype.hex_bytes or not _HEX.match(value):
-                raise self._bad(f"{cur.name} entry {seq}: value is not canonical {htype.name}")
-        else:
-            self._canonical(htype.name, value.decode("ascii", "replace"), seq)
-        category = self._category(cat_b, seq)
-        if ts > _MAX_INT64:
-            raise self._bad(f"{cur.name} entry {seq}: timestamp out of range")
-        self._accept(seq, op_b == b"add", htype.name, value, category, ts)
+        if seq + 1 == cur.size:
+            self._in_list = False
+        if seq >= cur.apply_from:
+            if htype != self._last_type:
+                ch = cur.changes.get(htype)
+                if ch is None:
+                    ch = cur.changes[htype] = _Changes(self.tmp)
+                self._last_type, self._last_changes = htype, ch
+            ch = self._last_changes
+            assert ch is not None
+            ch.add(value, add)
+        # Flush leaves in batches, and exactly at the old size when rebuilding a
+        # list from 0, to compare its root there (fork detection).
+        if len(self._leaves) >= 65_536 or self._range.size + len(self._leaves) == self._stop_at:
+            self._flush(self.old.get(cur.name))
 
     def _entry_json(self, raw: bytes) -> None:
         cur = self._cur
@@ -650,8 +723,9 @@ class FeedVerifier:
         if type(ts) is not int or not 0 <= ts <= _MAX_INT64:
             raise self._bad(f"{cur.name} entry {seq}: timestamp out of range")
         self._canonical(t, value, seq)
-        cat = self._category(category.encode("utf-8"), seq)
-        self._accept(seq, op == "add", t, value.encode("ascii"), cat, ts)
+        _name, type_field, _hex = self._type_spec(t.encode(), seq)
+        cat_field = self._category_field(category.encode("utf-8"), seq)
+        self._take(seq, op == "add", t, type_field, value.encode("ascii"), cat_field, ts)
 
     def _canonical(self, htype: str, value: str, seq: int) -> None:
         try:
@@ -677,41 +751,6 @@ class FeedVerifier:
                 self._categories[raw] = text
             hit = text
         return hit
-
-    def _accept(
-        self, seq: int, add: bool, htype: str, value: bytes, category: str, ts: int
-    ) -> None:
-        cur = self._cur
-        assert cur is not None
-        t = htype.encode()
-        c = category.encode("utf-8")
-        # node/entry.py's encode_leaf, inlined: this runs once per entry.
-        leaf = b"".join(
-            (
-                b"\x01",
-                seq.to_bytes(8, "big"),
-                b"\x01" if add else b"\x02",
-                ts.to_bytes(8, "big"),
-                len(t).to_bytes(1, "big"),
-                t,
-                len(value).to_bytes(2, "big"),
-                value,
-                len(c).to_bytes(1, "big"),
-                c,
-            )
-        )
-        self._leaves.append(_leaf_hash(leaf))
-        self._next_seq = seq + 1
-        self.entries += 1
-        if seq >= cur.apply_from:
-            ch = cur.changes.get(htype)
-            if ch is None:
-                ch = cur.changes[htype] = _Changes(self.tmp)
-            ch.add(value, add)
-        # Flush leaves in batches, and exactly at the old size when rebuilding a
-        # list from 0, to compare its root there (fork detection).
-        if len(self._leaves) >= 65_536 or self._range.size + len(self._leaves) == self._stop_at:
-            self._flush(self.old.get(cur.name))
 
     def _flush(self, old: ListState | None) -> None:
         self._range.extend(self._leaves)
@@ -742,6 +781,7 @@ class FeedVerifier:
             )
         cur.compact_range = self._range.to_bytes()
         self.done[cur.name] = cur
+        self.entries += cur.size - self._start
         self._cur = None
 
     def finish(self) -> dict[str, _Verified]:
@@ -755,11 +795,6 @@ class FeedVerifier:
         if self.cursor is None:
             raise self._bad("the stream ended before the cursor line (cut off?)")
         return self.done
-
-
-def _leaf_hash(leaf: bytes, _sha256: Callable[[bytes], Any] = hashlib.sha256) -> bytes:
-    digest: bytes = _sha256(b"\x00" + leaf).digest()  # crypto/merkle.py's leaf_hash, inlined
-    return digest
 
 
 # --- sorted files ---------------------------------------------------------------------------------
@@ -807,34 +842,36 @@ def _splice(
     old: Path | None, changes: Iterable[tuple[bytes, bool]], out: IO[bytes], count: int
 ) -> int:
     """Write ``old`` with ``changes`` applied (few changes: copy the runs between them)."""
-    fh = old.open("rb") if old is not None else None
-    try:
-        size = os.fstat(fh.fileno()).st_size if fh is not None else 0
-        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if fh is not None and size else None
-        n = len(mm) if mm is not None else 0
-        pos = 0
+    if old is None:  # a new file: the present values, in order
+        batch: list[bytes] = []
         for value, present in changes:
-            at = _lower_bound(mm, value, pos, n) if mm is not None else 0
-            if mm is not None and at > pos:
-                out.write(mm[pos:at])
-            exists = False
-            if mm is not None and at < n:
-                end = mm.find(b"\n", at)
-                exists = mm[at:end] == value
-            if exists:
-                pos = end + 1
-                count -= 1
-            else:
-                pos = at
             if present:
-                out.write(value + b"\n")
-                count += 1
-        if mm is not None:
+                batch.append(value)
+                if len(batch) >= 65_536:
+                    out.write(b"\n".join(batch) + b"\n")
+                    count, batch = count + len(batch), []
+        if batch:
+            out.write(b"\n".join(batch) + b"\n")
+        return count + len(batch)
+    with old.open("rb") as fh:
+        if not os.fstat(fh.fileno()).st_size:
+            return _splice(None, changes, out, count)
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            n, pos = len(mm), 0
+            for value, present in changes:
+                at = _lower_bound(mm, value, pos, n)
+                if at > pos:
+                    out.write(mm[pos:at])
+                pos = at
+                if at < n:
+                    end = mm.find(b"\n", at)
+                    if mm[at:end] == value:
+                        pos = end + 1
+                        count -= 1
+                if present:
+                    out.write(value + b"\n")
+                    count += 1
             out.write(mm[pos:])
-            mm.close()
-    finally:
-        if fh is not None:
-            fh.close()
     return count
 
 

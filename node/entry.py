@@ -17,6 +17,8 @@ Op = Literal["add", "remove"]
 _OP_CODES: dict[str, int] = {"add": 1, "remove": 2}
 _OP_NAMES: dict[int, Op] = {1: "add", 2: "remove"}
 _HEAD = struct.Struct(">BQBQ")  # version, seq, op, timestamp_ms
+# One compiled layout per (type, value, category) length triple.
+_LAYOUTS: dict[tuple[int, int, int], struct.Struct] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,25 +54,22 @@ def encode_leaf(
     t = hash_type.encode("ascii")
     v = value.encode("ascii")
     c = category.encode("utf-8")
-    # Out-of-range fields are a programming error upstream (parsing bounds
-    # them), but they must fail loudly, never wrap or truncate.
-    if op not in _OP_CODES:
-        raise ValueError("leaf op must be add or remove")
-    if not (0 <= seq < 2**64 and 0 <= timestamp_ms < 2**64):
-        raise ValueError("leaf seq and timestamp must fit in 64 bits")
-    if len(t) > 0xFF or len(v) > 0xFFFF or len(c) > 0xFF:
-        raise ValueError("leaf field too long for its length prefix")
-    return b"".join(
-        (
-            _HEAD.pack(LEAF_VERSION, seq, _OP_CODES[op], timestamp_ms),
-            len(t).to_bytes(1, "big"),
-            t,
-            len(v).to_bytes(2, "big"),
-            v,
-            len(c).to_bytes(1, "big"),
-            c,
+    shape = (len(t), len(v), len(c))
+    layout = _LAYOUTS.get(shape)
+    if layout is None:
+        if len(_LAYOUTS) > 4096:  # a few hash types and categories: a handful of shapes
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[shape] = struct.Struct(f">BQBQB{shape[0]}sH{shape[1]}sB{shape[2]}s")
+    try:
+        # struct refuses what does not fit (seq or time beyond 64 bits, a
+        # string longer than its length prefix): never wrapped or truncated.
+        return layout.pack(
+            LEAF_VERSION, seq, _OP_CODES[op], timestamp_ms, shape[0], t, shape[1], v, shape[2], c
         )
-    )
+    except KeyError:
+        raise ValueError("leaf op must be add or remove") from None
+    except struct.error as exc:
+        raise ValueError(f"leaf field does not fit the layout: {exc}") from None
 
 
 def decode_leaf(data: bytes) -> Entry:

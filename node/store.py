@@ -481,9 +481,22 @@ class Store:
         if list_ids is not None:
             stmt = stmt.where(_content.c.list_id.in_(list_ids))
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=page).execute(stmt)
-            for part in result.partitions(page):
-                yield [(r[0], r[1], r[2], r[3]) for r in part]
+            # Driver tuples, fetched a page at a time: index loads and feeds
+            # read millions of rows through here.
+            compiled = stmt.compile(conn, compile_kwargs={"render_postcompile": True})
+            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                params = compiled.params
+                args = (
+                    tuple(params[k] for k in compiled.positiontup or ())
+                    if compiled.positional
+                    else params
+                )
+                cur.execute(str(compiled), args)
+                while rows := cur.fetchmany(page):
+                    yield rows
+            finally:
+                cur.close()
 
     # --- checkpoints ----------------------------------------------------------------------
 
