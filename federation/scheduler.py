@@ -180,11 +180,15 @@ class FederationRuntime:
         return True
 
     def stop(self) -> None:
+        """Stop the jobs: a pull in flight ends at its next page, applying nothing."""
         self._stop.set()
+        if self.syncer is not None:
+            self.syncer.stopping.set()
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+            # Wait, so no job still uses the database when the node closes it.
+            self.scheduler.shutdown(wait=True)
             self.scheduler = None
-        self._notifier.shutdown(wait=False, cancel_futures=True)
+        self._notifier.shutdown(wait=True, cancel_futures=True)
         self._release_lock()
 
     def _require_node(self) -> Node:

@@ -169,6 +169,8 @@ class Syncer:
         self._clock = clock
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # Set when the node shuts down: pulls stop at the next page, applying nothing.
+        self.stopping = threading.Event()
 
     @property
     def settings(self) -> NodeSettings:
@@ -326,6 +328,8 @@ class Syncer:
                 update.verify_consistency(proof)
             page = self.settings.limits.max_page_entries
             while update.remaining:
+                if self.stopping.is_set():
+                    raise PeerError(peer=peer.node_id, reason="the node is shutting down")
                 got = client.entries(
                     item.owner, item.name, start=update.next_seq, limit=min(page, update.remaining)
                 )

@@ -83,16 +83,45 @@ class Matcher:
     # --- loading and following changes ------------------------------------------------------
 
     def load(self, store: Store) -> int:
-        """Fill the indexes from the database's current content; returns the count."""
+        """Build the indexes from the database's current content; returns the count.
+
+        Pages are decoded a type at a time (one ``bytes.fromhex`` per page)
+        and each index is built once from the whole arrays: at 10M hashes
+        this is what bounds a node's start-up.
+        """
+        keys: dict[str, list[NDArray[np.uint8]]] = {}
+        refs: dict[str, list[NDArray[np.int64]]] = {}
         total = 0
         for page in store.iter_content():
-            by_type: dict[str, list[tuple[str, int]]] = {}
-            for list_id, htype, value, category in page:
-                by_type.setdefault(htype, []).append((value, self._ref(list_id, category)))
-            self._flush("add", by_type)
-            total += len(page)
-        for index in self._indexes.values():
-            index.merge()
+            start = 0
+            while start < len(page):
+                # Pages are ordered by (list, type, value): take one (list, type) run.
+                list_id, htype_name = page[start][0], page[start][1]
+                end = start
+                while end < len(page) and page[end][0] == list_id and page[end][1] == htype_name:
+                    end += 1
+                run = page[start:end]
+                htype = REGISTRY[htype_name]
+                if htype.hex_bytes is not None:
+                    raw = bytes.fromhex("".join(r[2] for r in run))
+                else:
+                    raw = b"".join(htype.key(r[2]) for r in run)
+                keys.setdefault(htype_name, []).append(
+                    np.frombuffer(raw, dtype=np.uint8).reshape(len(run), htype.key_width)
+                )
+                refs.setdefault(htype_name, []).append(
+                    np.fromiter((self._ref(list_id, r[3]) for r in run), np.int64, len(run))
+                )
+                total += len(run)
+                start = end
+        for htype_name, parts in keys.items():
+            codes, ref = np.concatenate(parts), np.concatenate(refs[htype_name])
+            if REGISTRY[htype_name].match == "hamming":
+                self._indexes[htype_name] = PdqIndex.from_arrays(codes, ref)
+            else:
+                self._indexes[htype_name] = ExactIndex.from_arrays(
+                    REGISTRY[htype_name].key_width, codes, ref
+                )
         self.loaded = True
         return total
 
