@@ -30,6 +30,7 @@ text. No field ever holds a hash value: hashes are sensitive.
     │   ├── PeerUnreachableError
     │   ├── PeerTimeoutError
     │   └── PeerProtocolError         unexpected status, content type or body
+    │       └── PeerLimitError        more bytes or entries than a bound allows
     ├── AuthError                     caller not authenticated / not allowed
     │   ├── NotAuthenticatedError
     │   └── ForbiddenError
@@ -277,6 +278,20 @@ class PeerTimeoutError(PeerError):
 
 class PeerProtocolError(PeerError):
     code = "peer_protocol"
+
+
+class PeerLimitError(PeerProtocolError):
+    """A peer sent more than a configured bound allows (bytes, entries, line length).
+
+    Added for federation (issue 4): an endless or oversized answer ends that
+    peer's pull like any other protocol failure, with its own code.
+    """
+
+    code = "peer_limit"
+
+    def __init__(self, *, peer: str, limit: str, value: int, maximum: int) -> None:
+        self.limit, self.value, self.maximum = limit, value, maximum
+        super().__init__(peer=peer, reason=f"{limit}: {value} exceeds the maximum of {maximum}")
 
 
 # --- authentication -------------------------------------------------------------------

@@ -23,6 +23,7 @@ from federation.health import peer_status
 from federation.peers import add_trusted_owner, check_peer, register_peer, remove_peer
 from federation.sync import PullReport, Syncer
 from node.cli import DEFAULT_DATA, DataOpt, err, exit_code_for, open_node, out
+from node.principals import mark_changed
 from node.store import now_ms
 
 __all__ = ["peer_app", "register"]
@@ -115,7 +116,7 @@ def peer_add(
         f"added peer {node_id} ({peer.url}; receives {','.join(peer.labels) or 'nothing'}; "
         f"we pull {','.join(peer.subscribe) or 'nothing'}; {how})"
     )
-    out.print("a running node picks this up when restarted")
+    out.print("a running node picks this up within seconds")
 
 
 @peer_app.command("rm")
@@ -128,6 +129,7 @@ def peer_rm(node_id: str, data: DataOpt = DEFAULT_DATA) -> None:
         node.store.append_audit(
             actor=_actor(node.node_id), action="peer.remove", target=node_id, detail={}
         )
+    mark_changed(data)  # running API processes drop their cached principals: cut off now
     (data / PINNED_DIR / f"{node_id}.crt").unlink(missing_ok=True)
     if not found and not had_principal:
         raise InputError(f"no peer named {node_id!r}", where="node_id")
@@ -250,14 +252,11 @@ def sync(
             if not report.ok:
                 failed.append(report)
     if failed:
-        # Network trouble (peer_*, limit_exceeded) exits like a PeerError, refusals
-        # like a VerificationError (node/cli.py's exit codes).
+        # Network trouble (peer_*) exits like a PeerError, refusals like a
+        # VerificationError (node/cli.py's exit codes).
         from crypto.errors import PeerError, VerificationError
 
-        network = any(
-            (f.error_code or "").startswith("peer") or f.error_code == "limit_exceeded"
-            for f in failed
-        )
+        network = any((f.error_code or "").startswith("peer") for f in failed)
         exc = PeerError(peer=failed[0].peer, reason="") if network else VerificationError()
         raise typer.Exit(exit_code_for(exc))
 

@@ -6,7 +6,7 @@ Every network failure becomes a ``PeerError`` here, in one place
     httpx.TimeoutException, pull deadline passed  → PeerTimeoutError
     httpx.NetworkError, ssl.SSLError, OSError     → PeerUnreachableError
     bad status, content type, body, or TLS peer  → PeerProtocolError
-    more bytes or entries than allowed            → LimitExceededError
+    more bytes, entries or line bytes than allowed → PeerLimitError
 
 and every response is bounded: bytes (``limits.max_response_bytes``, counted
 after any content decoding, so a compressed bomb is cut too), entries per page
@@ -35,8 +35,8 @@ from pydantic import BaseModel, ValidationError
 from config import Limits, NodeSettings, PeerSettings
 from crypto.errors import (
     HashfedError,
-    LimitExceededError,
     PeerError,
+    PeerLimitError,
     PeerProtocolError,
     PeerTimeoutError,
     PeerUnreachableError,
@@ -223,7 +223,9 @@ class PeerClient:
         for chunk in resp.iter_bytes():
             body += chunk
             if len(body) > cap:
-                raise LimitExceededError(limit="peer response bytes", value=len(body), maximum=cap)
+                raise PeerLimitError(
+                    peer=self.peer_id, limit="response bytes", value=len(body), maximum=cap
+                )
             self._check_deadline()
         return bytes(body)
 
@@ -269,8 +271,8 @@ class PeerClient:
         """``GET .../entries``: exactly ``limit`` entries from ``start``, parsed and checked.
 
         Raises:
-            LimitExceededError: more bytes than ``max_response_bytes`` or more
-                entries than asked for (an oversized page, an endless stream).
+            PeerLimitError: more bytes than ``max_response_bytes``, more entries
+                than asked for, or an overlong line (an oversized page, an endless stream).
             PeerTimeoutError: the pull's deadline passed (a slow stream).
             PeerProtocolError: fewer entries, a malformed line, a wrong seq.
         """
@@ -296,19 +298,25 @@ class PeerClient:
             for chunk in resp.iter_bytes():
                 received += len(chunk)
                 if received > cap:
-                    raise LimitExceededError(
-                        limit="peer response bytes", value=received, maximum=cap
+                    raise PeerLimitError(
+                        peer=self.peer_id, limit="response bytes", value=received, maximum=cap
                     )
                 self._check_deadline()
                 lines = (tail + chunk).split(b"\n")
                 tail = lines.pop()
                 if len(tail) > MAX_ENTRY_LINE_BYTES:
-                    raise PeerProtocolError(
-                        peer=self.peer_id, reason=f"a line over {MAX_ENTRY_LINE_BYTES} bytes"
+                    raise PeerLimitError(
+                        peer=self.peer_id,
+                        limit="entry line bytes",
+                        value=len(tail),
+                        maximum=MAX_ENTRY_LINE_BYTES,
                     )
                 if len(out) + len(lines) > limit:
-                    raise LimitExceededError(
-                        limit="entries per page", value=len(out) + len(lines), maximum=limit
+                    raise PeerLimitError(
+                        peer=self.peer_id,
+                        limit="entries per page",
+                        value=len(out) + len(lines),
+                        maximum=limit,
                     )
                 for line in lines:
                     append(parse(line))

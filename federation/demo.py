@@ -312,6 +312,14 @@ def run_demo(*, folder: Path | None, keep: bool, console: Console) -> bool:
                 steps.say(f"{label:18} → {what or 'no hit'}")
             if not got[0] or not got[1] or got[2] or got[3]:
                 raise AssertionError("unexpected match result at the partner")
+            with b.client() as cb:
+                at_b = _hits(cb, probe[2:3])[0]
+            steps.say(
+                f"(at {B}, cleared for restricted, that hash is in "
+                f"{', '.join(h['list'] for h in at_b) or 'nothing'})"
+            )
+            if not at_b:
+                raise AssertionError(f"{B} should match the restricted hash")
         with steps.step(f"{A} removes that baseline hash and publishes"), a.client() as ca:
             ca.request(
                 "POST",
@@ -326,10 +334,14 @@ def run_demo(*, folder: Path | None, keep: bool, console: Console) -> bool:
             for n in (b, p):
                 with n.client() as c:
                     for h in c.request("GET", "/api/v1/peers"):
-                        state = "ok" if h["healthy"] else f"{h['last_error_code'] or 'not pulled'}"
+                        gets = ",".join(h["labels"]) or "nothing"
+                        if not h["subscribe"]:
+                            steps.say(f"{n.node_id} → {h['peer']}: receives {gets}, pulls nothing")
+                            continue
+                        state = "healthy" if h["healthy"] else h["last_error_code"]
                         steps.say(
-                            f"{n.node_id} → {h['peer']}: {state}, failures {h['failures']}, "
-                            f"lag {h['lag_entries']} entries"
+                            f"{n.node_id} → {h['peer']}: pulls {','.join(h['subscribe'])}: "
+                            f"{state}, {h['failures']} failures, lag {h['lag_entries']} entries"
                         )
         console.print(
             "[bold green]the federation works:[/] signed lists pulled, relayed, "

@@ -100,13 +100,6 @@ _MAX_ERROR_BYTES = 4096
 _LIST_RE = re.compile(r"^([a-z0-9][a-z0-9-]{0,62})/([a-z0-9][a-z0-9._-]{0,99})$")
 _ENTRY_KEYS = frozenset(("list", "seq", "op", "type", "value", "category", "timestamp_ms"))
 _HEADER_KEYS = frozenset(("list", "start", "size", "checkpoint"))
-# The server's canonical entry line (node/feeds.py); anything else takes the json path.
-_FAST_LINE = re.compile(
-    rb'\{"list":"([a-z0-9./_-]+)","seq":(0|[1-9][0-9]{0,18}),"op":"(add|remove)",'
-    rb'"type":"([a-z0-9]{1,16})","value":"([^"\\]{1,2048})","category":"([^"\\]{0,255})",'
-    rb'"timestamp_ms":(0|[1-9][0-9]{0,18})\}'
-)
-_HEX = re.compile(rb"^[0-9a-f]+$")
 # RFC 6962's leaf prefix 0x00, then the leaf head: version, seq, op, timestamp_ms.
 _LEAF_HEAD = struct.Struct(">BBQBQ")
 _RUN_KEY = operator.itemgetter(slice(None, -3))  # a run line is b"<value>\t<0|1>\n"
@@ -521,7 +514,7 @@ class FeedVerifier:
         self._leaves: list[bytes] = []
         self._stop_at = -1
         self._start = 0
-        self._name_bytes = b""
+        self._prefix = b""
         self._categories: dict[bytes, str] = {}
         self._types: dict[bytes, tuple[str, bytes, int]] = {}
         self._cat_fields: dict[bytes, bytes] = {}
@@ -540,10 +533,7 @@ class FeedVerifier:
             VerificationError: a signature, rollback, fork or root check failed.
         """
         if self._in_list:
-            m = _FAST_LINE.fullmatch(raw)
-            if m is not None:
-                self._entry_fast(m)
-            else:
+            if not self._entry_fast(raw):
                 self._entry_json(raw)
             return
         if self.cursor is not None:
@@ -616,30 +606,79 @@ class FeedVerifier:
         self._in_list = start < size
         self._origin = origin
         self._leaves = []
-        self._name_bytes = name.encode()
+        self._prefix = b'{"list":' + json.dumps(name).encode() + b',"seq":'
         self._last_type = ""
         self._last_changes = None
 
-    def _entry_fast(self, m: re.Match[bytes]) -> None:
-        # The per-entry hot path (a million times a full pull): everything that
-        # repeats (type, category) is checked once and cached as leaf bytes.
-        lst, seq_b, op_b, type_b, value, cat_b, ts_b = m.groups()
-        seq = int(seq_b)
-        if seq != self._next_seq or lst != self._name_bytes:
-            raise self._bad(f"{self._name()}: expected entry {self._next_seq} of this list")
+    def _entry_fast(self, raw: bytes) -> bool:
+        """The per-entry hot path: a line exactly as node/feeds.py writes it, else False.
+
+        Each field is cut at the next fixed separator and checked so that the
+        line can only be the canonical serialisation of the fields taken from
+        it (no quote or backslash inside a string, digits only in numbers, the
+        exact seq expected); anything else takes the JSON path. Type and
+        category are checked once and cached as leaf bytes.
+        """
+        pre = self._prefix
+        if not raw.startswith(pre) or not raw.endswith(b"}"):
+            return False
+        seq = self._next_seq
+        seq_b = b"%d" % seq
+        i = len(pre) + len(seq_b)
+        if raw[len(pre) : i] != seq_b:
+            return False
+        if raw.startswith(b',"op":"add","type":"', i):
+            add, i = True, i + 20
+        elif raw.startswith(b',"op":"remove","type":"', i):
+            add, i = False, i + 23
+        else:
+            return False
+        j = raw.find(b'","value":"', i)
+        k = raw.find(b'","category":"', j)
+        n = raw.find(b'","timestamp_ms":', k)
+        if j < 0 or k < 0 or n < 0:
+            return False
+        type_b, value, cat_b, ts_b = raw[i:j], raw[j + 11 : k], raw[k + 14 : n], raw[n + 17 : -1]
+        if not ts_b.isdigit() or len(ts_b) > 19 or (ts_b[0] == 0x30 and len(ts_b) > 1):
+            return False
+        if b'"' in cat_b or b"\\" in cat_b:
+            return False
         spec = self._types.get(type_b) or self._type_spec(type_b, seq)
         htype, type_field, hex_len = spec
         if hex_len:
-            if len(value) != hex_len or not _HEX.match(value):
+            if len(value) != hex_len or value.translate(None, b"0123456789abcdef"):
                 raise self._bad(f"{self._name()} entry {seq}: value is not canonical {htype}")
+        elif b'"' in value or b"\\" in value:
+            return False
         else:
             self._canonical(htype, value.decode("ascii", "replace"), seq)
         cat_field = self._cat_fields.get(cat_b) or self._category_field(cat_b, seq)
         ts = int(ts_b)
         if ts > _MAX_INT64:
             raise self._bad(f"{self._name()} entry {seq}: timestamp out of range")
-        add = op_b == b"add"
-        self._take(seq, add, htype, type_field, value, cat_field, ts)
+        # _take, inlined for the common case (an add or remove of the list's last type)
+        cur = self._cur
+        if htype != self._last_type or seq + 1 == cur.size or seq < cur.apply_from:  # type: ignore[union-attr]
+            self._take(seq, add, htype, type_field, value, cat_field, ts)
+            return True
+        leaves = self._leaves
+        leaves.append(
+            _sha256(
+                _LEAF_HEAD.pack(0, 1, seq, 1 if add else 2, ts)
+                + type_field
+                + len(value).to_bytes(2, "big")
+                + value
+                + cat_field
+            ).digest()
+        )
+        self._next_seq = seq + 1
+        current = self._last_changes.current  # type: ignore[union-attr]
+        current[value] = add
+        if len(current) >= RUN_ENTRIES:
+            self._last_changes._spill()  # type: ignore[union-attr]
+        if len(leaves) >= 65_536 or self._range.size + len(leaves) == self._stop_at:
+            self._flush(self.old.get(cur.name))  # type: ignore[union-attr]
+        return True
 
     def _name(self) -> str:
         return self._cur.name if self._cur is not None else "?"

@@ -35,7 +35,7 @@ from config import NODE_TOML, NodeSettings, PeerSettings, TrustedOwner
 from crypto.errors import ConfigError, InputError
 from crypto.keys import NoteVerifier
 from federation.policy import parse_subscription
-from node.principals import add_principal
+from node.principals import add_principal, mark_changed
 from node.store import Store
 
 __all__ = [
@@ -258,3 +258,4 @@ def register_peer(store: Store, data_dir: Path, peer: PeerSettings, *, actor: st
         fingerprint=peer.fingerprint,
         actor=actor,
     )
+    mark_changed(data_dir)  # running API processes drop their cached principals

@@ -23,6 +23,7 @@ get the lock retries every 15 s, taking over if the holder dies.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import logging
@@ -33,6 +34,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
@@ -40,12 +42,13 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from config import PeerSettings
-from crypto.errors import HashfedError, InputError
+from config import NODE_TOML, NodeSettings, PeerSettings, load_settings
+from crypto.errors import ConfigError, HashfedError, InputError
+from crypto.keys import NoteVerifier
 from federation.client import PeerClient
 from federation.health import peer_status
 from federation.heartbeat import resign_due
-from federation.peers import find_peer
+from federation.peers import check_peer, find_peer
 from federation.policy import PRIVATE_LABEL
 from federation.sync import PullReport, Syncer
 from node.node import Node
@@ -60,6 +63,7 @@ MAX_BACKOFF_SECONDS = 3600.0
 BACKOFF_FACTOR_CAP = 16
 NOTIFY_WATCH_SECONDS = 0.25
 LOCK_RETRY_SECONDS = 15.0
+CONFIG_WATCH_SECONDS = 2.0
 # Triggered pulls of one peer start at most this often.
 MIN_TRIGGER_GAP_SECONDS = 0.2
 LOCK_FILE = "scheduler.lock"
@@ -105,11 +109,13 @@ class FederationRuntime:
         self._lock_conn: Any = None
         self._stop = threading.Event()
         self._retry: threading.Thread | None = None
+        self._toml_mtime = 0.0
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self, state: _StateLike) -> Callable[[], None]:
         """Wire into the app state and start the scheduler if this process gets the lock."""
+        _check_config(state.node.settings)  # fail at start, not at every pull
         self.node = state.node
         self.syncer = Syncer(state.node)
         state.peer_status = self.status
@@ -145,22 +151,7 @@ class FederationRuntime:
         )
         now = dt.datetime.now(dt.UTC)
         for peer in pulled:
-            first = now + dt.timedelta(
-                # Pull soon after start, spread a little so peers are not hit at once.
-                seconds=self._rnd.uniform(0, min(1.0, peer.interval_seconds * JITTER))
-            )
-            sched.add_job(
-                self._run_pull,
-                IntervalTrigger(
-                    seconds=peer.interval_seconds, jitter=peer.interval_seconds * JITTER
-                ),
-                # A tick during a long pull returns at once (_run_pull), without a warning.
-                max_instances=2,
-                args=[peer.node_id],
-                id=_job_id(peer.node_id),
-                name=f"pull {peer.node_id}",
-                next_run_time=first,
-            )
+            self._add_pull_job(sched, peer, now)
         sched.add_job(
             self._heartbeat,
             IntervalTrigger(seconds=min(60.0, settings.heartbeat_seconds / 4)),
@@ -174,10 +165,73 @@ class FederationRuntime:
             id="notify-watch",
             next_run_time=now,
         )
+        self._toml_mtime = _mtime(node.settings.data_dir / NODE_TOML)
+        sched.add_job(
+            self._watch_config,
+            IntervalTrigger(seconds=CONFIG_WATCH_SECONDS),
+            id="config-watch",
+        )
         self.scheduler = sched
         sched.start()
         log.info("federation scheduler started: %d peer(s) to pull", len(pulled))
         return True
+
+    def _add_pull_job(
+        self, sched: BackgroundScheduler, peer: PeerSettings, now: dt.datetime
+    ) -> None:
+        # Pull soon after start, spread a little so peers are not all hit at once.
+        first = now + dt.timedelta(
+            seconds=self._rnd.uniform(0, min(1.0, peer.interval_seconds * JITTER))
+        )
+        sched.add_job(
+            self._run_pull,
+            IntervalTrigger(seconds=peer.interval_seconds, jitter=peer.interval_seconds * JITTER),
+            # A tick during a long pull returns at once (_run_pull), without a warning.
+            max_instances=2,
+            args=[peer.node_id],
+            id=_job_id(peer.node_id),
+            name=f"pull {peer.node_id}",
+            next_run_time=first,
+            replace_existing=True,
+        )
+
+    def _watch_config(self) -> None:
+        """Apply ``hashfed peer add/rm/trust`` to the running node within seconds.
+
+        Only the peers and trusted owners are reloaded; every other setting
+        needs a restart. An invalid node.toml is logged and ignored.
+        """
+        node, sched = self._require_node(), self.scheduler
+        path = node.settings.data_dir / NODE_TOML
+        mtime = _mtime(path)
+        if mtime == self._toml_mtime or sched is None:
+            return
+        self._toml_mtime = mtime
+        try:
+            fresh = load_settings(node.settings.data_dir)
+            _check_config(fresh)
+        except HashfedError as exc:
+            log.error("node.toml changed but cannot be used, keeping the old peers: %s", exc)
+            return
+        old = {p.node_id: p for p in node.settings.peers}
+        node.settings = node.settings.model_copy(
+            update={"peers": fresh.peers, "trusted_owners": fresh.trusted_owners}
+        )
+        now = dt.datetime.now(dt.UTC)
+        new_ids = set()
+        for peer in fresh.peers:
+            new_ids.add(peer.node_id)
+            with self._guard:
+                self._runs.setdefault(peer.node_id, _Run())
+            before = old.get(peer.node_id)
+            if not peer.subscribe:
+                if before is not None and before.subscribe:
+                    _remove_job(sched, peer.node_id)
+            elif before is None or before != peer:
+                self._add_pull_job(sched, peer, now)
+        for gone in set(old) - new_ids:
+            _remove_job(sched, gone)
+        log.info("peers reloaded from node.toml: %s", ", ".join(sorted(new_ids)) or "none")
 
     def stop(self) -> None:
         """Stop the jobs: a pull in flight ends at its next page, applying nothing."""
@@ -366,3 +420,31 @@ class FederationRuntime:
 
 def _job_id(peer_id: str) -> str:
     return f"pull:{peer_id}"
+
+
+def _remove_job(sched: BackgroundScheduler, peer_id: str) -> None:
+    with contextlib.suppress(JobLookupError):
+        sched.remove_job(_job_id(peer_id))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _check_config(settings: NodeSettings) -> None:
+    """Every peer entry and trusted owner key is usable.
+
+    Raises:
+        ConfigError: naming the peer and the field.
+    """
+    for peer in settings.peers:
+        try:
+            check_peer(peer)
+        except InputError as exc:
+            raise ConfigError(f"[[peers]] {peer.node_id}: {exc.message}") from None
+    for owner in settings.trusted_owners:
+        for key in owner.signing_keys:
+            NoteVerifier.from_verifier_key(key)

@@ -199,7 +199,8 @@ def sniff_kind(head: bytes, name: str = "") -> Kind:
 # --- reading ----------------------------------------------------------------------------
 
 
-def _special_kind(mode: int) -> str | None:
+def special_kind(mode: int) -> str | None:
+    """What a non-regular file is ("a named pipe (fifo)"), or None for a regular file."""
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):
@@ -241,7 +242,7 @@ def _open_regular(path: str, *, follow_symlinks: bool) -> tuple[int, os.stat_res
     ``O_NOATIME`` leaves access times of evidence untouched where allowed.
     """
     st = os.stat(path) if follow_symlinks else os.lstat(path)
-    special = _special_kind(st.st_mode)
+    special = special_kind(st.st_mode)
     if special is not None:
         raise _NotRegularError(special)
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -256,7 +257,7 @@ def _open_regular(path: str, *, follow_symlinks: bool) -> tuple[int, os.stat_res
         fd = os.open(path, flags)  # O_NOATIME needs ownership; retry without it
     try:
         fst = os.fstat(fd)
-        special = _special_kind(fst.st_mode)
+        special = special_kind(fst.st_mode)
         if special is not None:
             raise _NotRegularError(special)
     except BaseException:

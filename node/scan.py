@@ -37,7 +37,13 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from crypto.errors import HashfedError
-from node.hashing import PDQ_MIN_QUALITY, FileHashes, describe_os_error, hash_file
+from node.hashing import (
+    PDQ_MIN_QUALITY,
+    FileHashes,
+    describe_os_error,
+    hash_file,
+    special_kind,
+)
 
 STATE_VERSION = 1
 #: A chunk sent to a worker holds at most this many files ...
@@ -243,19 +249,11 @@ def walk(root: Path, *, on_error: Callable[[Path, OSError], None] | None = None)
 
 
 def _special_reason(mode: int) -> str | None:
-    if stat.S_ISREG(mode):
+    kind = special_kind(mode)
+    if kind is None:
         return None
-    if stat.S_ISLNK(mode):
-        return "symbolic link, not followed"
-    if stat.S_ISFIFO(mode):
-        return "named pipe (fifo), not opened"
-    if stat.S_ISSOCK(mode):
-        return "socket, not opened"
-    if stat.S_ISCHR(mode):
-        return "character device, not opened"
-    if stat.S_ISBLK(mode):
-        return "block device, not opened"
-    return "not a regular file, not opened"
+    verb = "not followed" if stat.S_ISLNK(mode) else "not opened"
+    return f"{kind.removeprefix('a ')}, {verb}"
 
 
 # --- the state file --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 
 from api.deps import PrincipalDep, StateDep
-from api.errors import error_response
+from api.errors import ErrorBody, error_response
 from crypto.errors import InputError
 from federation.policy import offered
 from node.feeds import (
@@ -61,7 +61,12 @@ class FeedRoute(APIRoute):
         return run
 
 
-router = APIRouter(prefix="/feeds/v1", tags=["feeds"], route_class=FeedRoute)
+router = APIRouter(
+    prefix="/feeds/v1",
+    tags=["feeds"],
+    route_class=FeedRoute,
+    responses={410: {"model": ErrorBody, "description": "The cursor needs a full resync"}},
+)
 _init_lock = threading.Lock()
 
 
@@ -109,7 +114,7 @@ def resolve_feed(
         raise
 
 
-@router.get("/{label}")
+@router.get("/{label}", responses={304: {"description": "Unchanged since the ETag given"}})
 def manifest(
     label: LabelPath,
     request: Request,
@@ -134,7 +139,16 @@ def manifest(
     return JSONResponse(services.feeds.manifest(label, fls), headers=headers)
 
 
-@router.get("/{label}/entries", response_class=StreamingResponse)
+@router.get(
+    "/{label}/entries",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "NDJSON (verifiable), CSV or text, streamed",
+            "content": {NDJSON: {}, "text/csv": {}, "text/plain": {}},
+        }
+    },
+)
 def entries(
     label: LabelPath,
     state: StateDep,

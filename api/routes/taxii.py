@@ -12,11 +12,15 @@ objects or manifest request is audited (principal, label, count).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from api.deps import PrincipalDep, StateDep
+from api.errors import ErrorBody
 from api.routes.feeds import FeedRoute, FeedServices, ServicesDep
 from crypto.errors import ForbiddenError
 from federation.policy import offered
@@ -55,22 +59,89 @@ def _accepts_taxii(request: Request) -> None:
     raise HTTPException(406, f"this server answers {TAXII_MEDIA_TYPE} only")
 
 
+class TaxiiJSON(JSONResponse):
+    """A TAXII 2.1 JSON body (``application/taxii+json;version=2.1``)."""
+
+    media_type = TAXII_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 router = APIRouter(
-    prefix="/taxii2", tags=["taxii"], route_class=FeedRoute, dependencies=[Depends(_accepts_taxii)]
+    prefix="/taxii2",
+    tags=["taxii"],
+    route_class=FeedRoute,
+    dependencies=[Depends(_accepts_taxii)],
+    default_response_class=TaxiiJSON,
+    # Errors come from the app's one handler as application/json (api/errors.py).
+    responses={
+        status: {"model": ErrorBody, "content": {"application/json": {}}}
+        for status in (400, 401, 403, 404, 406, 409, 413, 422, 429, 503)
+    },
 )
 
 CollectionPath = Annotated[str, Path(max_length=64)]
 ObjectPath = Annotated[str, Path(max_length=128)]
 
 
-def _taxii(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    import json
+# --- documents (for the OpenAPI schema; bodies are built as dicts) -------------------------
 
-    return Response(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
-        media_type=TAXII_MEDIA_TYPE,
-        headers=headers,
-    )
+
+class Discovery(BaseModel):
+    title: str
+    description: str | None = None
+    default: str | None = None
+    api_roots: list[str] = Field(default_factory=list)
+
+
+class ApiRootInfo(BaseModel):
+    title: str
+    versions: list[str]
+    max_content_length: int
+
+
+class CollectionInfo(BaseModel):
+    id: str
+    title: str
+    description: str | None = None
+    alias: str | None = None
+    can_read: bool
+    can_write: bool
+    media_types: list[str] = Field(default_factory=list)
+
+
+class Collections(BaseModel):
+    collections: list[CollectionInfo] = Field(default_factory=list)
+
+
+class Envelope(BaseModel):
+    more: bool
+    next: str | None = None
+    objects: list[dict[str, Any]] = Field(default_factory=list, description="STIX 2.1 objects")
+
+
+class ManifestEntry(BaseModel):
+    id: str
+    date_added: str
+    version: str
+    media_type: str
+
+
+class Manifest(BaseModel):
+    more: bool
+    next: str | None = None
+    objects: list[ManifestEntry] = Field(default_factory=list)
+
+
+class Versions(BaseModel):
+    more: bool
+    next: str | None = None
+    versions: list[str] = Field(default_factory=list)
+
+
+def _taxii(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return TaxiiJSON(body, headers=headers)
 
 
 def _labels(state: StateDep, principal: Principal) -> dict[str, list[ListRow]]:
@@ -167,7 +238,7 @@ MatchVersion = Annotated[str | None, Query(alias="match[version]", max_length=40
 MatchSpec = Annotated[str | None, Query(alias="match[spec_version]", max_length=64)]
 
 
-@router.get("/")
+@router.get("/", response_model=Discovery)
 def discovery(request: Request, state: StateDep, _principal: PrincipalDep) -> Response:
     """TAXII discovery: this server's one API root."""
     root = str(request.base_url) + f"taxii2/{API_ROOT}/"
@@ -181,7 +252,7 @@ def discovery(request: Request, state: StateDep, _principal: PrincipalDep) -> Re
     )
 
 
-@router.get(f"/{API_ROOT}/")
+@router.get(f"/{API_ROOT}/", response_model=ApiRootInfo)
 def api_root(state: StateDep, _principal: PrincipalDep) -> Response:
     """The API root: TAXII 2.1, read only."""
     return _taxii(
@@ -193,7 +264,7 @@ def api_root(state: StateDep, _principal: PrincipalDep) -> Response:
     )
 
 
-@router.get(f"/{API_ROOT}/collections/")
+@router.get(f"/{API_ROOT}/collections/", response_model=Collections)
 def collections(state: StateDep, principal: PrincipalDep) -> Response:
     """One collection per label the caller may receive."""
     labels = sorted(_labels(state, principal))
@@ -202,14 +273,14 @@ def collections(state: StateDep, principal: PrincipalDep) -> Response:
     )
 
 
-@router.get(f"/{API_ROOT}/collections/{{cid}}/")
+@router.get(f"/{API_ROOT}/collections/{{cid}}/", response_model=CollectionInfo)
 def collection(cid: CollectionPath, state: StateDep, principal: PrincipalDep) -> Response:
     """One collection."""
     label, _rows = _resolve(state, principal, cid)
     return _taxii(_collection(state, label))
 
 
-@router.get(f"/{API_ROOT}/collections/{{cid}}/objects/")
+@router.get(f"/{API_ROOT}/collections/{{cid}}/objects/", response_model=Envelope)
 def objects(
     cid: CollectionPath,
     state: StateDep,
@@ -241,7 +312,7 @@ def objects(
     return _taxii(_envelope(page), _headers(page))
 
 
-@router.get(f"/{API_ROOT}/collections/{{cid}}/manifest/")
+@router.get(f"/{API_ROOT}/collections/{{cid}}/manifest/", response_model=Manifest)
 def manifest(
     cid: CollectionPath,
     state: StateDep,
@@ -286,7 +357,7 @@ def manifest(
     return _taxii(body, _headers(page))
 
 
-@router.get(f"/{API_ROOT}/collections/{{cid}}/objects/{{object_id}}/")
+@router.get(f"/{API_ROOT}/collections/{{cid}}/objects/{{object_id}}/", response_model=Envelope)
 def get_object(
     cid: CollectionPath,
     object_id: ObjectPath,
@@ -319,7 +390,9 @@ def get_object(
     return _taxii(_envelope(page), _headers(page))
 
 
-@router.get(f"/{API_ROOT}/collections/{{cid}}/objects/{{object_id}}/versions/")
+@router.get(
+    f"/{API_ROOT}/collections/{{cid}}/objects/{{object_id}}/versions/", response_model=Versions
+)
 def versions(
     cid: CollectionPath,
     object_id: ObjectPath,

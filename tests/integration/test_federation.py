@@ -270,6 +270,48 @@ def test_sync_command_pulls_without_a_server(fed: Fed) -> None:
     assert fed.matches(fed.p, value) == ["a/base"]
 
 
+def test_peers_are_removed_and_added_on_running_nodes(fed: Fed) -> None:
+    as_p = Identity("p", fed.p.cert, fed.p.data / "tls" / "node.key")
+    fed.b.cli("peer", "rm", "p")
+    with fed.b.client(as_p) as c:  # cut off at once
+        assert c.get("/federation/v1/lists").status_code == 403
+    fed.p.cli("peer", "rm", "b")
+    wait_for("p to drop b", lambda: not fed.lists(fed.p) or _peer_ids(fed.p) == [], timeout=10)
+    fed.b.cli(
+        "peer",
+        "add",
+        "p",
+        fed.p.url,
+        "--cert",
+        str(fed.p.cert),
+        "--labels",
+        "baseline",
+        "--no-pull",
+    )
+    fed.p.cli(
+        "peer",
+        "add",
+        "b",
+        fed.b.url,
+        "--cert",
+        str(fed.b.cert),
+        "--subscribe",
+        "a/base",
+        "--interval",
+        "60",
+    )
+    wait_for("p to pull b again", lambda: _peer_ids(fed.p) == ["b"], timeout=10)
+    time.sleep(2.5)  # the running nodes trust the re-pinned certificates within 2 s
+    value = rand_hex()
+    fed.add("base", [value])
+    wait_for("a new hash to reach p", lambda: fed.matches(fed.p, value) == ["a/base"], timeout=15)
+
+
+def _peer_ids(node: NodeProcess) -> list[str]:
+    with node.client() as c:
+        return [x["peer"] for x in c.get("/api/v1/peers").json()]
+
+
 def test_the_demo_runs_three_nodes_end_to_end() -> None:
     proc = run_cli("demo", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

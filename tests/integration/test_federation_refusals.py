@@ -456,7 +456,7 @@ def test_relay_claiming_ownership_of_anothers_list_is_refused(world: World) -> N
 
 @pytest.mark.parametrize(
     ("mode", "code"),
-    [("oversize", "limit_exceeded"), ("endless", "limit_exceeded"), ("slow", "peer_timeout")],
+    [("oversize", "peer_limit"), ("endless", "peer_limit"), ("slow", "peer_timeout")],
 )
 def test_bounds_cut_the_pull_and_back_the_peer_off(world: World, mode: str, code: str) -> None:
     name = f"t7-{mode}"
