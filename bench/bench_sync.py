@@ -18,6 +18,8 @@ verification ~1 µs per entry.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from config import PeerSettings, load_settings
+from crypto.errors import PeerError
 from crypto.pki import cert_fingerprint, load_certificate
 from federation.client import AdminClient, PeerClient
 from federation.peers import register_peer
@@ -89,11 +92,9 @@ def _wait_up(data: Path, port: int, proc: subprocess.Popen[bytes]) -> float:
         while time.monotonic() - t0 < 300:
             if proc.poll() is not None:
                 raise SystemExit(f"{data.name} exited:\n{(data / 'serve.log').read_text()[-2000:]}")
-            try:
+            with contextlib.suppress(PeerError):  # not listening yet
                 if c.request("GET", "/healthz").get("status") == "ok":
                     return time.monotonic() - t0
-            except Exception:  # not listening yet
-                pass
             time.sleep(0.1)
     raise SystemExit(f"{data.name} did not start")
 
@@ -190,7 +191,7 @@ def catch_up(peer_dir: Path, entries: int) -> dict[str, float]:
             index_s += time.perf_counter() - t
 
         node.on_change(apply)
-        syncer = Syncer(node, client_factory=_TimedClient.for_peer)  # type: ignore[arg-type]
+        syncer = Syncer(node, client_factory=_TimedClient.for_peer)
         t0 = time.perf_counter()
         report = syncer.pull(OWNER)
         total = time.perf_counter() - t0
@@ -202,7 +203,7 @@ def catch_up(peer_dir: Path, entries: int) -> dict[str, float]:
         merge_s = time.perf_counter() - t
         # Spot check: hashes from the pulled list match in the index.
         row = node.get_list(BIG)
-        sample = [e for _, e in zip(range(1000), node.store.iter_entries(list_id=row.id))]
+        sample = list(itertools.islice(node.store.iter_entries(list_id=row.id), 1000))
         queries = [MatchQuery(e[2], e[3]) for e in sample]
         hits = {h.query_index for h in matcher.match(queries, max_distance=0)}
         if len(hits) != len(queries):

@@ -144,7 +144,7 @@ def peer_trust(
     ],
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
-    """Trust an owner's signing key for its lists relayed by peers ([[trusted_owners]])."""
+    """Trust an owner's signing key for its lists that peers relay (trusted_owners in node.toml)."""
     add_trusted_owner(data, TrustedOwner(node_id=node_id, signing_keys=signing_key))
     out.print(f"trusting {node_id}'s signing key for its lists, whoever relays them")
 

@@ -24,14 +24,8 @@ from rich.progress import (
 )
 
 from crypto.errors import InputError
-from federation.feed_pull import (
-    DEFAULT_MAX_BYTES,
-    FeedClient,
-    cert_context,
-    load_trust,
-    pull,
-    token_context,
-)
+from federation.client import FeedClient, cert_context, token_context
+from federation.feed_pull import DEFAULT_MAX_BYTES, load_trust, pull
 from node.cli import app, err, out
 
 __all__ = ["pull_command"]

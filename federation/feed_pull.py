@@ -24,9 +24,8 @@ Working folder ``DIR/.hashfed/``: ``spool.ndjson`` (the download),
 ``pending`` (the marker), ``tmp/`` (sorted runs of large pulls). Memory stays
 bounded by the run size (:data:`RUN_ENTRIES`), not by the feed.
 
-:class:`FeedClient` is the one place here that dials out; it belongs in
-federation/client.py, the project's only outbound module, and moves there
-once that file is free.
+:class:`federation.client.FeedClient` does the HTTP: this module never dials
+out (federation/client.py is the project's only outbound module).
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ import operator
 import os
 import re
 import shutil
-import ssl
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -48,19 +46,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
-
 from crypto.checkpoint import list_origin, verify_checkpoint
 from crypto.errors import (
     ForkError,
     HashfedError,
     InputError,
-    LimitExceededError,
     NoTrustedSignatureError,
-    PeerError,
+    PeerLimitError,
     PeerProtocolError,
-    PeerTimeoutError,
-    PeerUnreachableError,
     RollbackError,
     RootMismatchError,
     StaleError,
@@ -68,35 +61,32 @@ from crypto.errors import (
 from crypto.keys import NoteVerifier
 from crypto.merkle import CompactRange
 from crypto.note import MAX_NOTE_BYTES
-from crypto.tls import MIN_TLS_VERSION, TLS12_CIPHERS, client_context
+from federation.client import (
+    FEED_MAX_BYTES,
+    FeedClient,
+)
 from node.hashes import REGISTRY, parse_category
 
 __all__ = [
     "STATE_FILE",
-    "FeedClient",
     "FeedVerifier",
     "ListState",
     "PullResult",
     "PullState",
     "load_trust",
     "pull",
-    "token_context",
 ]
 
 STATE_FILE = ".hashfed-state.json"
 WORK_DIR = ".hashfed"
 STATE_FORMAT = 1
-NDJSON = "application/x-ndjson"
 # Sorted runs of this many changes spill to disk: ~30 MB of Python objects.
 RUN_ENTRIES = 200_000
 # A feed download is cut off past this: ~200 bytes an entry, 20M entries.
-DEFAULT_MAX_BYTES = 4 * 1024**3
+DEFAULT_MAX_BYTES = FEED_MAX_BYTES
 # A header line carries a signed note (≤ MAX_NOTE_BYTES); an entry line is far smaller.
 MAX_LINE_BYTES = MAX_NOTE_BYTES + 4096
 MAX_CURSOR_CHARS = 16_384
-_CONNECT_SECONDS = 10.0
-_READ_SECONDS = 120.0  # a large full feed may pause while the server pages its database
-_MAX_ERROR_BYTES = 4096
 _LIST_RE = re.compile(r"^([a-z0-9][a-z0-9-]{0,62})/([a-z0-9][a-z0-9._-]{0,99})$")
 _ENTRY_KEYS = frozenset(("list", "seq", "op", "type", "value", "category", "timestamp_ms"))
 _HEADER_KEYS = frozenset(("list", "start", "size", "checkpoint"))
@@ -128,13 +118,11 @@ def load_trust(
             raise InputError(f"cannot read: {exc.strerror}", where=str(trust_file)) from None
         for n, line in enumerate(lines, 1):
             line = line.split("#", 1)[0].strip()
+            head, space, tail = line.partition(" ")
+            if space and "=" not in head:  # "OWNER KEY"
+                line = f"{head}={tail.strip()}"
             if line:
-                items.append(
-                    (
-                        f"{trust_file}:{n}",
-                        line.replace(" ", "=", 1) if "=" not in line.split(" ")[0] else line,
-                    )
-                )
+                items.append((f"{trust_file}:{n}", line))
     trust: dict[str, list[NoteVerifier]] = {}
     for where, item in items:
         owner, sep, key = item.partition("=")
@@ -255,155 +243,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-# --- the HTTP client (moves to federation/client.py) ----------------------------------------------
-
-
-def token_context(
-    *, ca_files: Sequence[Path] = (), pinned_cert_files: Sequence[Path] = ()
-) -> ssl.SSLContext:
-    """A client context without a client certificate (token auth), checking the server.
-
-    With neither CAs nor pins it uses the system's trust store (a node behind a
-    public TLS front end); otherwise exactly the given anchors.
-    """
-    if not ca_files and not pinned_cert_files:
-        ctx = ssl.create_default_context()
-    else:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = True
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        for path in [*ca_files, *pinned_cert_files]:
-            try:
-                ctx.load_verify_locations(cafile=os.fspath(path))
-            except (ssl.SSLError, OSError) as exc:
-                raise InputError(f"cannot load as a trust anchor: {exc}", where=str(path)) from None
-    ctx.minimum_version = MIN_TLS_VERSION
-    ctx.set_ciphers(TLS12_CIPHERS)
-    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    return ctx
-
-
-def cert_context(
-    cert: Path, key: Path, *, ca_files: Sequence[Path] = (), pinned_cert_files: Sequence[Path] = ()
-) -> ssl.SSLContext:
-    """A client context presenting ``cert`` (crypto/tls.py's hardened one)."""
-    return client_context(cert, key, ca_files=ca_files, pinned_cert_files=pinned_cert_files)
-
-
-@dataclass(frozen=True)
-class Fetched:
-    resync: bool  # the server refused the cursor: pull again without one
-    bytes: int
-    lines: int
-
-
-class FeedClient:
-    """A node's feed endpoints over HTTPS, with a client certificate or a token."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        ssl_context: ssl.SSLContext,
-        token: str | None = None,
-        read_timeout: float = _READ_SECONDS,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.peer = httpx.URL(self.url).host or self.url
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(
-            base_url=self.url,
-            verify=ssl_context,
-            headers=headers,
-            timeout=httpx.Timeout(read_timeout, connect=_CONNECT_SECONDS),
-            follow_redirects=False,
-            trust_env=False,  # no proxies from the environment
-        )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> FeedClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """The one place where httpx and ssl exceptions become PeerErrors."""
-        try:
-            yield
-        except HashfedError:
-            raise
-        except httpx.TimeoutException as exc:
-            raise PeerTimeoutError(
-                peer=self.peer, reason=f"timed out ({type(exc).__name__})"
-            ) from exc
-        except (httpx.NetworkError, ssl.SSLError) as exc:
-            raise PeerUnreachableError(peer=self.peer, reason=_describe(exc)) from exc
-        except (httpx.ProtocolError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
-            raise PeerProtocolError(peer=self.peer, reason=_describe(exc)) from exc
-        except httpx.HTTPError as exc:
-            raise PeerError(peer=self.peer, reason=_describe(exc)) from exc
-        except OSError as exc:
-            raise PeerUnreachableError(peer=self.peer, reason=_describe(exc)) from exc
-
-    def fetch(
-        self,
-        label: str,
-        since: str | None,
-        spool: IO[bytes],
-        *,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        on_bytes: Callable[[int], None] | None = None,
-    ) -> Fetched:
-        """Download the NDJSON feed into ``spool`` (bounded), or learn that a resync is needed.
-
-        Raises:
-            PeerError: the server is unreachable, times out, or answers other than 200/410.
-            LimitExceededError: more than ``max_bytes``.
-        """
-        params = {"format": "ndjson"} | ({"since": since} if since else {})
-        path = f"/feeds/v1/{label}/entries"
-        with self._errors(), self._http.stream("GET", path, params=params) as resp:
-            if resp.status_code == 410:
-                return Fetched(True, 0, 0)
-            if resp.status_code != 200:
-                raise PeerProtocolError(peer=self.peer, reason=f"{path}: {self._error_of(resp)}")
-            ctype = resp.headers.get("content-type", "").split(";")[0].strip()
-            if ctype != NDJSON:
-                raise PeerProtocolError(peer=self.peer, reason=f"{path}: content type {ctype!r}")
-            total = lines = 0
-            for chunk in resp.iter_bytes(1 << 16):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise LimitExceededError(limit="feed bytes", value=total, maximum=max_bytes)
-                lines += chunk.count(b"\n")
-                spool.write(chunk)
-                if on_bytes is not None:
-                    on_bytes(len(chunk))
-        return Fetched(False, total, lines)
-
-    def _error_of(self, resp: httpx.Response) -> str:
-        body = b""
-        for chunk in resp.iter_bytes():
-            body += chunk
-            if len(body) > _MAX_ERROR_BYTES:
-                break
-        try:
-            d = json.loads(body[:_MAX_ERROR_BYTES])
-            code, detail = str(d.get("error", "?"))[:64], str(d.get("detail", ""))[:300]
-        except (ValueError, AttributeError):
-            code, detail = "?", ""
-        return f"HTTP {resp.status_code} ({code}) {detail}".strip()
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text[:300]}"
-
-
 # --- verification ---------------------------------------------------------------------------------
 
 
@@ -475,7 +314,6 @@ class _Verified:
     checkpoint: str
     timestamp: int
     apply_from: int
-    reset: bool  # not in the old state: built from nothing
     changes: dict[str, _Changes] = field(default_factory=dict)
 
 
@@ -599,7 +437,7 @@ class FeedVerifier:
                 raise self._bad(f"{name}: starts at {start} but we hold nothing of it")
             self._range = CompactRange()
         self._stop_at = old.size if old is not None and start == 0 and old.size else -1
-        self._cur = _Verified(name, size, b"", note, cp.timestamp, apply_from, old is None)
+        self._cur = _Verified(name, size, b"", note, cp.timestamp, apply_from)
         self._root = cp.root_hash
         self._next_seq = start
         self._start = start
@@ -1026,7 +864,13 @@ def _apply(
 
     outputs = dict(old.outputs) if old else {}
     all_types = {t for ls in new_lists.values() for t in ls.files} | set(outputs)
-    todo = {t: (None if rebuild else touched.get(t)) for t in all_types if rebuild or t in touched}
+    # A missing output file (deleted by hand) is rebuilt even when nothing changed.
+    missing = {t for t in all_types if not (out_dir / f"{t}.txt").exists()}
+    todo = {
+        t: (None if rebuild or t in missing else touched.get(t))
+        for t in all_types
+        if rebuild or t in touched or t in missing
+    }
     marker = work / "pending"
     if todo:
         _atomic_write(marker, f"{gen}\n".encode())
@@ -1117,8 +961,11 @@ def _lines(fh: IO[bytes], peer: str) -> Iterator[bytes]:
         if not line:
             return
         if not line.endswith(b"\n"):
-            why = f"a line over {MAX_LINE_BYTES} bytes" if len(line) > MAX_LINE_BYTES else "cut off"
-            raise PeerProtocolError(peer=peer, reason=f"feed stream: {why}")
+            if len(line) > MAX_LINE_BYTES:
+                raise PeerLimitError(
+                    peer=peer, limit="feed line bytes", value=len(line), maximum=MAX_LINE_BYTES
+                )
+            raise PeerProtocolError(peer=peer, reason="feed stream: the last line is cut off")
         yield line[:-1]
 
 
@@ -1139,7 +986,7 @@ def pull(
         PeerError: the server is unreachable, slow, or breaks the protocol.
         VerificationError: a signature, rollback, fork, root or age check failed
             (RollbackError, ForkError, RootMismatchError, ...); nothing was written.
-        LimitExceededError: the download exceeded ``max_bytes``.
+        PeerLimitError: the download exceeded ``max_bytes`` (a PeerError).
     """
     import fcntl
 

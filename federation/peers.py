@@ -249,13 +249,19 @@ def register_peer(store: Store, data_dir: Path, peer: PeerSettings, *, actor: st
     check_peer(peer)
     if store.get_principal(name=peer.node_id) is not None:
         raise InputError(f"a principal named {peer.node_id!r} exists already", where="node_id")
+    if peer.fingerprint and store.get_principal(cert_fingerprint=peer.fingerprint) is not None:
+        raise InputError("another principal has this certificate", where="fingerprint")
     add_peer(data_dir, peer)
-    add_principal(
-        store,
-        name=peer.node_id,
-        role="peer",
-        labels=peer.labels,
-        fingerprint=peer.fingerprint,
-        actor=actor,
-    )
+    try:
+        add_principal(
+            store,
+            name=peer.node_id,
+            role="peer",
+            labels=peer.labels,
+            fingerprint=peer.fingerprint,
+            actor=actor,
+        )
+    except BaseException:
+        remove_peer(data_dir, peer.node_id)  # all or nothing
+        raise
     mark_changed(data_dir)  # running API processes drop their cached principals

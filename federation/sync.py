@@ -47,6 +47,7 @@ from crypto.errors import (
     StoreError,
     VerificationError,
 )
+from crypto.keys import NoteVerifier
 from crypto.merkle import CompactRange, leaf_hash
 from federation.client import PeerClient
 from federation.peers import find_peer, owner_verifiers
@@ -276,7 +277,7 @@ class Syncer:
         client: PeerClient,
         peer: PeerSettings,
         item: CatalogList,
-        verifiers: list[Any],
+        verifiers: list[NoteVerifier],
         result: ListResult,
     ) -> None:
         store = self.node.store
@@ -374,7 +375,7 @@ class Syncer:
         else:
             self._follow_owner_metadata(peer, item, row)
         existing = (
-            store.existing_content(list_id=row.id, keys={(e[2], e[3]) for e in entries})
+            store.content_of(list_id=row.id, keys={(e[2], e[3]) for e in entries})
             if state.live_count
             else {}
         )

@@ -455,22 +455,9 @@ class Store:
         self, *, list_id: int, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[str, int]]:
         """Which of ``keys`` the list holds now: ``(category, seq of the add)`` each."""
-        keys = list(keys)
-        found: dict[tuple[str, str], tuple[str, int]] = {}
-        with self.read() as conn:
-            for i in range(0, len(keys), _IN_BATCH):
-                chunk = keys[i : i + _IN_BATCH]
-                rows = conn.execute(
-                    select(
-                        _content.c.hash_type, _content.c.value, _content.c.category, _content.c.seq
-                    ).where(
-                        _content.c.list_id == list_id,
-                        tuple_(_content.c.hash_type, _content.c.value).in_(chunk),
-                    )
-                )
-                for t, v, c, s in rows:
-                    found[(t, v)] = (c, s)
-        return found
+        # [federation, issue 4] a row-value IN of (type, value) pairs made SQLite
+        # scan the whole list per batch; content_of searches the primary key.
+        return self.content_of(list_id=list_id, keys=keys)
 
     def iter_content(
         self, *, list_ids: Sequence[int] | None = None, page: int = 100_000
@@ -494,7 +481,7 @@ class Store:
                 )
                 cur.execute(str(compiled), args)
                 while rows := cur.fetchmany(page):
-                    yield rows
+                    yield list(rows)
             finally:
                 cur.close()
 
@@ -881,6 +868,34 @@ class Store:
                     .values(frozen_reason=freeze_reason[:500])
                 )
             self._append_audit(conn, *audit)
+
+    def content_of(
+        self, *, list_id: int, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, int]]:
+        """As ``existing_content``, but one ``hash_type = ? AND value IN (...)`` per type.
+
+        SQLite does not use the primary key for a row-value ``IN`` of pairs: each
+        batch of 500 scans the whole list (~0.3 s at 400k hashes). Per type,
+        the lookup is a primary-key search: ~100x faster on large lists.
+        """
+        by_type: dict[str, list[str]] = {}
+        for t, v in keys:
+            by_type.setdefault(t, []).append(v)
+        found: dict[tuple[str, str], tuple[str, int]] = {}
+        cols = (_content.c.hash_type, _content.c.value, _content.c.category, _content.c.seq)
+        with self.read() as conn:
+            for htype, values in by_type.items():
+                for i in range(0, len(values), _IN_BATCH):
+                    rows = conn.execute(
+                        select(*cols).where(
+                            _content.c.list_id == list_id,
+                            _content.c.hash_type == htype,
+                            _content.c.value.in_(values[i : i + _IN_BATCH]),
+                        )
+                    )
+                    for t, v, c, seq in rows:
+                        found[(t, v)] = (c, seq)
+        return found
 
     def try_advisory_lock(self, *, key: int) -> Connection | None:
         """PostgreSQL: take a session advisory lock on a connection kept open.

@@ -531,3 +531,37 @@ def test_partner_role_cannot_use_the_federation_api(world: World, tmp_path: Path
     time.sleep(2.5)  # the running node trusts newly pinned certificates within 2 s
     with world.a.client(partner) as c:
         assert c.get("/federation/v1/lists").status_code == 403
+
+
+def test_a_server_presenting_another_nodes_certificate_is_refused(
+    world: World, tmp_path: Path
+) -> None:
+    # "impostor" is expected to present its own certificate, but the URL answers with
+    # a's (trusted, pinned) certificate: the handshake succeeds, the identity check not.
+    expected = make_identity(tmp_path, "impostor")
+    world.b.cli(
+        "peer",
+        "add",
+        "impostor",
+        world.a.url,
+        "--cert",
+        str(expected.cert),
+        "--subscribe",
+        "a/*",
+        "--interval",
+        "300",
+    )
+    deadline = time.monotonic() + 10
+    while True:  # the running node reloads node.toml within seconds
+        with world.b.client() as c:
+            r = c.post("/api/v1/peers/impostor/sync")
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert not report["ok"]
+    assert report["error_code"] == "peer_protocol"
+    assert "pinned" in report["error"]
+    world.b.cli("peer", "rm", "impostor")
+    world.assert_a_still_pulled()

@@ -30,10 +30,28 @@ import pytest
 from _nodes import HASHFED, NodeProcess, free_port, make_identity
 
 from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
+from crypto.errors import (
+    ForkError,
+    HashfedError,
+    InputError,
+    NoTrustedSignatureError,
+    PeerProtocolError,
+    RollbackError,
+    RootMismatchError,
+)
 from crypto.keys import NoteSigner, generate_signing_key, load_private_key
 from crypto.merkle import CompactRange, leaf_hash
 from crypto.tls import server_context
-from federation.feed_pull import _Changes, _merge, _splice
+from federation.client import FeedClient, token_context
+from federation.feed_cli import DEFAULT_MAX_AGE
+from federation.feed_pull import (
+    PullResult,
+    _Changes,
+    _merge,
+    _splice,
+    load_trust,
+    pull,
+)
 from node.entry import encode_leaf
 from node.store import Store
 
@@ -155,6 +173,18 @@ class Pull:
         p = self.run(out, *extra)
         assert p.returncode == 0, p.stdout + p.stderr
         return p.stdout
+
+    def inproc(self, out: Path, *, label: str = "baseline") -> PullResult:
+        """The same pull in this process: faster, and failures arrive as typed exceptions."""
+        ctx = token_context(pinned_cert_files=[self.pin])
+        with FeedClient(self.url, ssl_context=ctx, token=self.token) as client:
+            return pull(
+                client,
+                label=label,
+                out_dir=out,
+                trust=load_trust([self.trust]),
+                max_age_seconds=DEFAULT_MAX_AGE,
+            )
 
     def start(self, out: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -319,19 +349,23 @@ def test_incremental_pulls_follow_adds_and_removes(
     node: NodeProcess, direct: Pull, lists: dict[str, list[tuple[str, str]]], tmp_path: Path
 ) -> None:
     out = tmp_path / "feed"
-    direct.ok(out)
+    direct.inproc(out)
     new_a = [("sha256", rand_hex(32)) for _ in range(7)] + [("sha1", rand_hex(20))]
     add(node, "au-argos/a", new_a)
     shared, only_a = lists["a"][:2], lists["a"][10:13]
     remove(node, "au-argos/a", shared + only_a)
     lists["a"] = [x for x in lists["a"] if x not in shared + only_a] + new_a
-    stdout = direct.ok(out)
+    stdout = direct.ok(out)  # the command, as a partner runs it
     assert "incremental pull, 13 entries" in stdout
     # a hash removed from a but still in b stays; one only a held goes
     got = outputs(out)
     assert got == expected(lists)
     assert all(v in got["sha256"] for _t, v in shared if _t == "sha256")
-    assert "incremental pull, 0 entries" in direct.ok(out)
+    nothing = direct.inproc(out)
+    assert (nothing.full, nothing.entries) == (False, 0)
+    assert got == outputs(out)
+    (out / "sha256.txt").unlink()  # deleted by hand: the next pull puts it back
+    direct.inproc(out)
     assert got == outputs(out)
 
 
@@ -352,6 +386,8 @@ def test_pull_with_a_client_certificate(
     )
     time.sleep(2.5)  # the running node trusts newly pinned certificates within 2 s
     out = tmp_path / "feed"
+    owners = tmp_path / "owners.txt"
+    owners.write_text("# list owners we trust\n" + direct.trust.replace("=", " ", 1) + "\n")
     p = subprocess.run(
         [
             HASHFED,
@@ -367,8 +403,8 @@ def test_pull_with_a_client_certificate(
             str(ident.key),
             "--pin",
             str(node.cert),
-            "--trust",
-            direct.trust,
+            "--trust-file",
+            str(owners),
         ],
         capture_output=True,
         text=True,
@@ -386,7 +422,7 @@ def test_resync_when_the_server_refuses_the_cursor(
     doomed = [("sha256", rand_hex(32)) for _ in range(3)]
     add(node, "au-argos/gone", doomed)
     out = tmp_path / "feed"
-    direct.ok(out)
+    direct.inproc(out)
     assert all(v in outputs(out)["sha256"] for _t, v in doomed)
     store = Store.open(f"sqlite:///{node.data / 'hashfed.db'}", migrate=False)
     try:
@@ -395,9 +431,9 @@ def test_resync_when_the_server_refuses_the_cursor(
         store.update_list(list_id=row.id, frozen_reason="test: freeze")
     finally:
         store.close()
-    stdout = direct.ok(out)
-    assert "resync" in stdout
-    assert "no longer served" in stdout
+    result = direct.inproc(out)
+    assert result.resynced
+    assert result.dropped == ["au-argos/gone"]
     assert outputs(out) == expected(lists)
 
 
@@ -408,16 +444,15 @@ def test_resync_when_the_server_refuses_the_cursor(
 def pulled(via_proxy: Pull, proxy: Proxy, lists: object, tmp_path: Path) -> Iterator[Path]:
     proxy.mode = "pass"
     out = tmp_path / "feed"
-    via_proxy.ok(out)
+    via_proxy.inproc(out)
     yield out
     proxy.mode = "pass"
 
 
-def refused(pull: Pull, out: Path, code: int, error: str) -> None:
+def refused(puller: Pull, out: Path, error: type[HashfedError]) -> None:
     before = snapshot(out)
-    p = pull.run(out)
-    assert p.returncode == code, p.stdout + p.stderr
-    assert error in p.stderr
+    with pytest.raises(error):
+        puller.inproc(out)
     assert snapshot(out) == before
 
 
@@ -426,7 +461,7 @@ def test_tampered_entry_is_refused(
 ) -> None:
     add(node, "au-argos/a", [("sha256", rand_hex(32)) for _ in range(20)])
     proxy.mode = "tamper"
-    refused(via_proxy, pulled, EXIT_VERIFICATION, "hash to root")
+    refused(via_proxy, pulled, RootMismatchError)
 
 
 def test_dropped_entry_is_refused(
@@ -434,7 +469,7 @@ def test_dropped_entry_is_refused(
 ) -> None:
     add(node, "au-argos/a", [("sha256", rand_hex(32)) for _ in range(20)])
     proxy.mode = "drop"
-    refused(via_proxy, pulled, EXIT_PEER, "entry")
+    refused(via_proxy, pulled, PeerProtocolError)
 
 
 def test_reordered_entries_are_refused(
@@ -442,7 +477,7 @@ def test_reordered_entries_are_refused(
 ) -> None:
     add(node, "au-argos/a", [("sha256", rand_hex(32)) for _ in range(20)])
     proxy.mode = "reorder"
-    refused(via_proxy, pulled, EXIT_PEER, "expected entry")
+    refused(via_proxy, pulled, PeerProtocolError)
 
 
 def test_rolled_back_feed_is_refused(
@@ -450,9 +485,9 @@ def test_rolled_back_feed_is_refused(
 ) -> None:
     _status, proxy.recorded = proxy.upstream("/feeds/v1/baseline/entries?format=ndjson")
     add(node, "au-argos/a", [("sha256", rand_hex(32)) for _ in range(3)])
-    via_proxy.ok(pulled)  # the partner has seen the larger list
+    via_proxy.inproc(pulled)  # the partner has seen the larger list
     proxy.mode = "replay"  # ... and is now shown the older, smaller one
-    refused(via_proxy, pulled, EXIT_VERIFICATION, "smaller than the accepted")
+    refused(via_proxy, pulled, RollbackError)
 
 
 def test_forked_history_is_refused(
@@ -486,25 +521,32 @@ def test_forked_history_is_refused(
         "\n".join(json.dumps(x, separators=(",", ":")) for x in out_lines) + "\n"
     ).encode()
     proxy.mode = "fork"
-    refused(via_proxy, pulled, EXIT_VERIFICATION, "disagree")
+    refused(via_proxy, pulled, ForkError)
 
 
 def test_owner_key_not_trusted_is_refused(via_proxy: Pull, pulled: Path) -> None:
     other = NoteSigner("au-argos", generate_signing_key())
     fake = Pull(via_proxy.url, via_proxy.pin, via_proxy.token, f"au-argos={other.verifier_key}")
-    refused(fake, pulled, EXIT_VERIFICATION, "trusted key")
+    refused(fake, pulled, NoTrustedSignatureError)
 
 
 def test_folder_of_another_feed_is_refused(direct: Pull, pulled: Path) -> None:
     before = snapshot(pulled)
-    p = subprocess.run(
-        [*direct.args(pulled)[:4], "--label", "restricted", *direct.args(pulled)[6:]],
-        capture_output=True,
-        text=True,
-        env=direct.env,
-        timeout=60,
-    )
-    assert p.returncode == 2, p.stderr
+    with pytest.raises(InputError):
+        direct.inproc(pulled, label="restricted")
+    assert snapshot(pulled) == before
+
+
+@pytest.mark.parametrize(("mode", "code"), [("tamper", EXIT_VERIFICATION), ("drop", EXIT_PEER)])
+def test_the_command_refuses_with_the_exit_code_of_the_failure(
+    node: NodeProcess, via_proxy: Pull, proxy: Proxy, pulled: Path, mode: str, code: int
+) -> None:
+    add(node, "au-argos/a", [("sha256", rand_hex(32)) for _ in range(20)])
+    proxy.mode = mode
+    before = snapshot(pulled)
+    p = via_proxy.run(pulled)
+    assert p.returncode == code, p.stdout + p.stderr
+    assert p.stderr.startswith("error: ")
     assert snapshot(pulled) == before
 
 
@@ -556,10 +598,20 @@ def after(seconds: float) -> Ready:
 
 
 def killed_then_resumed(
-    pull: Pull, start: Path, reference: Path, work: Path, ready: Callable[[], Ready]
-) -> None:
-    """Copy ``start``, pull into it, SIGKILL the pull once ``ready``, resume, compare."""
-    for _attempt in range(8):
+    pull: Pull,
+    start: Path,
+    reference: Path,
+    work: Path,
+    ready: Callable[[], Ready],
+    *,
+    must_kill: bool = True,
+) -> bool:
+    """Copy ``start``, pull into it, SIGKILL the pull once ``ready``, resume, compare.
+
+    Returns whether the pull was killed (a pull that ends first, allowed with
+    ``must_kill=False``, must leave the same files too).
+    """
+    for _attempt in range(8 if must_kill else 1):
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(start, work)
         proc = pull.start(work)
@@ -571,23 +623,25 @@ def killed_then_resumed(
                 break
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if hit and proc.returncode == -signal.SIGKILL:
+        killed = hit and proc.returncode == -signal.SIGKILL
+        if killed or not must_kill:
             break
     else:
         pytest.fail("the pull always finished before it could be killed")
     pull.ok(work)  # resume
     assert outputs(work) == outputs(reference)
     assert accepted(work) == accepted(reference)
+    return killed
 
 
 def test_pull_killed_while_replacing_files_resumes_to_the_same_files(
     node: NodeProcess, direct: Pull, lists: object, big: None, tmp_path: Path
 ) -> None:
     start, reference = tmp_path / "start", tmp_path / "reference"
-    direct.ok(start)
+    direct.inproc(start)
     change_big(node, random.Random(1))
     shutil.copytree(start, reference)
-    direct.ok(reference)  # uninterrupted
+    direct.inproc(reference)  # uninterrupted
     killed_then_resumed(direct, start, reference, tmp_path / "killed", lambda: replacing)
 
 
@@ -596,7 +650,7 @@ def test_pull_killed_while_downloading_resumes_to_the_same_files(
 ) -> None:
     empty, reference = tmp_path / "empty", tmp_path / "reference"
     empty.mkdir()
-    direct.ok(reference)
+    direct.inproc(reference)
     proxy.mode = "slow"  # 4 KB every 20 ms at first
     try:
         killed_then_resumed(
@@ -612,16 +666,23 @@ def test_pull_killed_at_many_moments_always_resumes_to_the_same_files(
 ) -> None:
     empty, start, reference = tmp_path / "empty", tmp_path / "start", tmp_path / "reference"
     empty.mkdir()
-    direct.ok(start)
+    direct.inproc(start)
     change_big(node, random.Random(7))
     shutil.copytree(start, reference)
-    direct.ok(reference)
+    direct.inproc(reference)
+    kills = 0
     for origin in (start, empty):
         killed_then_resumed(direct, origin, reference, tmp_path / "killed", lambda: replacing)
         for delay in (0.2, 0.5, 0.8, 1.2, 1.6, 2.0, 2.5, 3.0):
-            killed_then_resumed(
-                direct, origin, reference, tmp_path / "killed", lambda d=delay: after(d)
-            )  # type: ignore[misc]
+            kills += killed_then_resumed(
+                direct,
+                origin,
+                reference,
+                tmp_path / "killed",
+                lambda d=delay: after(d),  # type: ignore[misc]
+                must_kill=False,
+            )
+    assert kills >= 6  # most moments fall inside a pull (each takes 1.5 s or more)
 
 
 # --- the sorted-file helpers against a set model --------------------------------------------------

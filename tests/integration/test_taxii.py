@@ -123,13 +123,21 @@ def content(node: NodeProcess) -> dict[str, list[dict[str, str]]]:
 
 
 @pytest.fixture(scope="module")
-def collection(node: NodeProcess, partner: Identity, content: object) -> Collection:
+def collection(node: NodeProcess, partner: Identity, content: object) -> Iterator[Collection]:
     server = Server(
         f"{node.url}/taxii2/", verify=str(node.cert), cert=(str(partner.cert), str(partner.key))
     )
     [root] = server.api_roots
     [col] = root.collections
-    return col
+    yield col
+    close(server)
+
+
+def close(server: Server) -> None:
+    """Close a client's keep-alive connections (the node waits for them when it stops)."""
+    for root in server.api_roots:
+        root.close()
+    server.close()
 
 
 def page_all(col: Collection, **filters: Any) -> list[dict[str, Any]]:
@@ -160,6 +168,7 @@ def test_discovery_root_and_collections_over_client_certificate(
     assert collection.can_read
     assert not collection.can_write
     assert collection.media_types == ["application/stix+json;version=2.1"]
+    close(server)
 
 
 def test_basic_auth_with_the_partner_token_as_password(
@@ -171,12 +180,14 @@ def test_basic_auth_with_the_partner_token_as_password(
     assert col.id == collection.id
     envelope = col.get_objects(limit=5)
     assert len(envelope["objects"]) == 5
+    close(server)
     wrong = Server(
         f"{node.url}/taxii2/", user="acme", password=token[:-2] + "xx", verify=str(node.cert)
     )
     with pytest.raises(requests.HTTPError) as info:
         _ = wrong.api_roots
     assert info.value.response.status_code == 401
+    wrong.close()
 
 
 def test_paging_through_ten_thousand_objects(

@@ -361,3 +361,39 @@ def test_only_one_process_runs_the_scheduler(node_factory: NodeFactory) -> None:
         assert three.scheduler is not None
     finally:
         stop_three()
+
+
+def test_registering_a_peer_is_all_or_nothing(node_factory: NodeFactory) -> None:
+    from crypto.errors import InputError
+    from federation.peers import register_peer
+    from node.principals import add_principal
+
+    node = node_factory("nl-nca")
+    toml = node.settings.data_dir / "node.toml"
+    fpr = "sha256:" + "ab" * 32
+    add_principal(node.store, name="someone", role="partner", labels=[], fingerprint=fpr, actor="t")
+    before = toml.read_text()
+    peer = PeerSettings(node_id="be-fccu", url="https://x.example", fingerprint=fpr)
+    with pytest.raises(InputError):
+        register_peer(node.store, node.settings.data_dir, peer, actor="t")
+    assert toml.read_text() == before
+    assert node.store.get_principal(name="be-fccu") is None
+    register_peer(
+        node.store, node.settings.data_dir, peer.model_copy(update={"fingerprint": None}), actor="t"
+    )
+    row = node.store.get_principal(name="be-fccu")
+    assert row is not None
+    assert row.role == "peer"
+
+
+def test_content_lookup_by_type_agrees_with_existing_content(pair: tuple[Node, Node]) -> None:
+    _receiver, owner = pair
+    owner.add(BASE, [("md5", f"{i:032x}", "C3") for i in range(700)], actor="t")
+    row = owner.get_list(BASE)
+    keys = [("sha256", sha(i)) for i in range(0, 120, 3)]  # 0..48 are in the list: 17
+    keys += [("md5", f"{i:032x}") for i in range(650, 720)]  # 650..699 are: 50
+    keys += [("pdq", "0" * 64)]
+    got = owner.store.content_of(list_id=row.id, keys=keys)
+    everything = fold(owner.store.iter_entries(list_id=row.id))
+    assert got == {k: everything[k] for k in keys if k in everything}
+    assert len(got) == 67
