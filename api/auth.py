@@ -42,7 +42,9 @@ def cert_facts(pem: str) -> CertFacts:
         cert = x509.load_pem_x509_certificate(pem.encode())
     except ValueError:
         raise NotAuthenticatedError(reason="client certificate is not valid PEM") from None
-    return CertFacts(cert_fingerprint(cert), node_id_from_certificate(cert), cert.issuer == cert.subject)
+    return CertFacts(
+        cert_fingerprint(cert), node_id_from_certificate(cert), cert.issuer == cert.subject
+    )
 
 
 def _client_pem(request: Request, proxy_header: str | None) -> str | None:

@@ -59,7 +59,9 @@ def scan(
     server_cert: Annotated[
         list[Path] | None, typer.Option(help="Pinned certificate of --node.")
     ] = None,
-    ca: Annotated[list[Path] | None, typer.Option(help="CA that issued --node's certificate.")] = None,
+    ca: Annotated[
+        list[Path] | None, typer.Option(help="CA that issued --node's certificate.")
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write a CSV report here.")] = None,
     state: Annotated[
@@ -90,14 +92,26 @@ def scan(
             ca_files=ca or [],
             pinned_cert_files=server_cert or [],
         )
-        result = run_scan(folder, matcher, state_file=state_file, resume=resume,
-                          workers=workers, max_distance=max_distance)
+        result = run_scan(
+            folder,
+            matcher,
+            state_file=state_file,
+            resume=resume,
+            workers=workers,
+            max_distance=max_distance,
+        )
         matcher.close()
     else:
         with open_node(data) as local:
             matcher = LocalScanMatcher(local.store, pdq_min_quality=local.settings.pdq_min_quality)
-            result = run_scan(folder, matcher, state_file=state_file, resume=resume,
-                              workers=workers, max_distance=max_distance)
+            result = run_scan(
+                folder,
+                matcher,
+                state_file=state_file,
+                resume=resume,
+                workers=workers,
+                max_distance=max_distance,
+            )
     if report:
         write_html_report(result, report)
     if csv_out:

@@ -414,7 +414,7 @@ _FEED_READ_SECONDS = 120.0  # a large full feed may pause while the server pages
 _MAX_ERROR_BYTES = 4096
 
 
-# --- industry feeds (`hashfed pull`) ---------------------------------------------------------------
+# --- industry feeds (`hashfed pull`) ----------------------------------------------------
 
 
 def token_context(

@@ -82,7 +82,9 @@ class AuditBuffer:
         self._thread.start()
         return self
 
-    def add(self, *, actor: str, action: str, target: str = "", count: int = 0, **detail: object) -> None:
+    def add(
+        self, *, actor: str, action: str, target: str = "", count: int = 0, **detail: object
+    ) -> None:
         with self._lock:
             self._pending.append((actor, action, target, count, dict(detail)))
             full = len(self._pending) >= self.max_pending

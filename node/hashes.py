@@ -101,7 +101,9 @@ def parse_hash(type_name: str, value: str, *, where: str = "") -> tuple[str, str
     return htype.name, htype.parse(value, where=f"{prefix}value")
 
 
-def parse_many(type_name: str, values: Sequence[str], positions: Sequence[int], *, where: str) -> list[str]:
+def parse_many(
+    type_name: str, values: Sequence[str], positions: Sequence[int], *, where: str
+) -> list[str]:
     """Canonical forms of many values of one type, e.g. a match batch.
 
     Hex types are checked with one ``bytes.fromhex`` over the whole batch;
@@ -119,7 +121,9 @@ def parse_many(type_name: str, values: Sequence[str], positions: Sequence[int], 
                     return canon
             except ValueError:
                 pass
-    return [htype.parse(v, where=f"{where}[{p}].value") for v, p in zip(values, positions, strict=True)]
+    return [
+        htype.parse(v, where=f"{where}[{p}].value") for v, p in zip(values, positions, strict=True)
+    ]
 
 
 def parse_category(raw: str, *, where: str = "category") -> str:

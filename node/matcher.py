@@ -236,7 +236,9 @@ class LocalScanMatcher:
         self._rows = {r.id: r for r in store.all_lists()}
 
     def match(self, queries: Sequence[ScanQuery], *, max_distance: int) -> list[list[ScanHit]]:
-        hits = self._matcher.match([Query(q.type, q.value) for q in queries], max_distance=max_distance)
+        hits = self._matcher.match(
+            [Query(q.type, q.value) for q in queries], max_distance=max_distance
+        )
         out: list[list[ScanHit]] = [[] for _ in queries]
         for h in hits:
             row = self._rows[h.list_id]

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from _nodes import NodeProcess, free_port, run_cli
+from PIL import Image
 
 pytestmark = pytest.mark.network
 
@@ -37,11 +36,21 @@ def _hash(path: Path) -> dict[str, object]:
 
 
 def _remote(node: NodeProcess) -> list[str]:
-    return ["--node", node.url, "--cert", str(node.admin.cert), "--key", str(node.admin.key),
-            "--server-cert", str(node.cert)]
+    return [
+        "--node",
+        node.url,
+        "--cert",
+        str(node.admin.cert),
+        "--key",
+        str(node.admin.key),
+        "--server-cert",
+        str(node.cert),
+    ]
 
 
-def test_scan_finds_exact_and_near_copies_through_the_node(node: NodeProcess, tmp_path: Path) -> None:
+def test_scan_finds_exact_and_near_copies_through_the_node(
+    node: NodeProcess, tmp_path: Path
+) -> None:
     folder = tmp_path / "evidence"
     folder.mkdir()
     original, other = _textured(1), _textured(2)
@@ -56,14 +65,30 @@ def test_scan_finds_exact_and_near_copies_through_the_node(node: NodeProcess, tm
     pdq = _hash(tmp_path / "original.png")["pdq"]
     sha = _hash(known_file)["sha256"]
     with node.client() as c:
-        assert c.post("/api/v1/lists", json={"name": "au-scan/l", "label": "baseline"}).status_code == 201
-        body = {"hashes": [{"type": "pdq", "value": pdq, "category": "A1"},
-                           {"type": "sha256", "value": sha, "category": "B"}]}
+        assert (
+            c.post("/api/v1/lists", json={"name": "au-scan/l", "label": "baseline"}).status_code
+            == 201
+        )
+        body = {
+            "hashes": [
+                {"type": "pdq", "value": pdq, "category": "A1"},
+                {"type": "sha256", "value": sha, "category": "B"},
+            ]
+        }
         assert c.post("/api/v1/lists/au-scan/l/hashes", json=body).status_code == 200
 
     report = tmp_path / "r.csv"
-    run_cli("scan", str(folder), *_remote(node), "--csv", str(report), "--report", str(tmp_path / "r.html"),
-            "--state", str(tmp_path / "state"))
+    run_cli(
+        "scan",
+        str(folder),
+        *_remote(node),
+        "--csv",
+        str(report),
+        "--report",
+        str(tmp_path / "r.html"),
+        "--state",
+        str(tmp_path / "state"),
+    )
     with report.open() as fh:
         rows = {Path(r["path"]).name: r for r in csv.DictReader(fh)}
     assert rows["resized.jpg"]["status"] == "known"
@@ -77,7 +102,9 @@ def test_scan_finds_exact_and_near_copies_through_the_node(node: NodeProcess, tm
     assert "<img" not in (tmp_path / "r.html").read_text()
 
 
-def test_node_down_stops_the_scan_clearly_and_resume_finishes(node: NodeProcess, tmp_path: Path) -> None:
+def test_node_down_stops_the_scan_clearly_and_resume_finishes(
+    node: NodeProcess, tmp_path: Path
+) -> None:
     folder = tmp_path / "f"
     folder.mkdir()
     for i in range(3):
@@ -92,6 +119,8 @@ def test_node_down_stops_the_scan_clearly_and_resume_finishes(node: NodeProcess,
     assert "--resume" in failed.stderr
     assert "Traceback" not in failed.stderr
     report = tmp_path / "r.csv"
-    run_cli("scan", str(folder), *_remote(node), "--state", str(state), "--resume", "--csv", str(report))
+    run_cli(
+        "scan", str(folder), *_remote(node), "--state", str(state), "--resume", "--csv", str(report)
+    )
     with report.open() as fh:
         assert sum(1 for _ in csv.DictReader(fh)) == 3

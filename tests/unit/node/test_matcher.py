@@ -10,12 +10,18 @@ from node.matcher import Matcher, Query
 from node.node import Node
 
 
-def _expected(content: dict[tuple[str, str, str], str], q: Query, d: int) -> set[tuple[str, str, int]]:
+def _expected(
+    content: dict[tuple[str, str, str], str], q: Query, d: int
+) -> set[tuple[str, str, int]]:
     out = set()
     for (lst, t, v), cat in content.items():
         if t != q.hash_type:
             continue
-        dist = hamming(bytes.fromhex(v), bytes.fromhex(q.value)) if t == "pdq" else (0 if v == q.value else 99)
+        dist = (
+            hamming(bytes.fromhex(v), bytes.fromhex(q.value))
+            if t == "pdq"
+            else (0 if v == q.value else 99)
+        )
         if dist <= (d if t == "pdq" else 0):
             out.add((lst, cat, dist))
     return out
