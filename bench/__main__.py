@@ -24,7 +24,9 @@ BENCHES: list[tuple[str, object]] = [
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scale", type=int, default=1_000_000)
-    ap.add_argument("--only", default="", help="comma-separated: " + ",".join(b for b, _ in BENCHES))
+    ap.add_argument(
+        "--only", default="", help="comma-separated: " + ",".join(b for b, _ in BENCHES)
+    )
     args = ap.parse_args()
     chosen = {x.strip() for x in args.only.split(",") if x.strip()}
     for name, make_args in BENCHES:
