@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint, verify_checkpoint
 from crypto.errors import (
@@ -34,9 +35,12 @@ _OWNER_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
-@dataclass(frozen=True)
-class ContentChange:
-    """One change to current content, for the in-memory indexes."""
+class ContentChange(NamedTuple):
+    """One change to current content, for the in-memory indexes.
+
+    A NamedTuple, not a dataclass: imports and pulls make one per changed
+    hash, and at a million changes the dataclass constructor alone cost ~3 s.
+    """
 
     op: str  # add | remove
     list_id: int
