@@ -48,12 +48,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         _run("list", "create", "bench/big", "--label", "baseline", "--data", data)
         wi, ci = _run("list", "import", "bench/big", str(csv_path), "--data", data)
         wp, cp = _run("list", "publish", "bench/big", "--data", data)
-        wv, cv = _run("list", "verify", "bench/big", "--data", data)
+        # Three runs: one figure on a 2-core machine is at the mercy of its neighbours.
+        verifies = [_run("list", "verify", "bench/big", "--data", data) for _ in range(3)]
+        wv, cv = sorted(verifies)[1]
         rows = [
             {"figure": f"import {args.scale:,} hashes", "wall": wi, "cpu": ci, "target": ""},
             {"figure": "publish (sign checkpoint)", "wall": wp, "cpu": cp, "target": ""},
             {"figure": "import + publish", "wall": wi + wp, "cpu": ci + cp, "target": "< 60 s"},
-            {"figure": "list verify", "wall": wv, "cpu": cv, "target": "< 10 s"},
+            {"figure": "list verify (median of 3)", "wall": wv, "cpu": cv, "target": "< 10 s"},
+            *(
+                {"figure": f"  verify run {i}", "wall": w, "cpu": c, "target": ""}
+                for i, (w, c) in enumerate(verifies, 1)
+            ),
         ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Owning lists: create, add, remove, publish, verify.
+"""Owning lists: create, add, remove, publish (verify is :mod:`node.verify`).
 
 A list is an append-only log. Adding a hash the list already holds is a no-op;
 removing appends a tombstone entry, never an edit. The current content is the
@@ -8,26 +8,22 @@ updated in the same transaction as the entries.
 
 from __future__ import annotations
 
-import itertools
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint, verify_checkpoint
+from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
 from crypto.errors import (
-    HashfedError,
     InputError,
     NotInListError,
     NotOwnerError,
-    RootMismatchError,
-    StoreError,
     UnknownListError,
 )
-from crypto.keys import NoteSigner, NoteVerifier
-from crypto.merkle import CompactRange, leaf_hash
-from node.entry import encode_leaf
+from crypto.keys import NoteSigner
+from crypto.merkle import CompactRange
+from node.entry import leaf_hashes
 from node.store import CheckpointRow, ContentTuple, EntryTuple, ListRow, StateRow, Store, now_ms
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -58,15 +54,6 @@ class AppendResult:
     skipped: int
     size: int
     changes: list[ContentChange] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    row: ListRow
-    size: int
-    checkpoint_size: int | None
-    ok: bool
-    reason: str
 
 
 def parse_list_name(full: str, *, where: str = "list") -> tuple[str, str]:
@@ -127,7 +114,7 @@ def _require_owned(row: ListRow, node_id: str) -> None:
 
 def _extend(state: StateRow, entries: Sequence[EntryTuple], live_delta: int) -> StateRow:
     cr = CompactRange.from_bytes(state.compact_range)
-    cr.extend(leaf_hash(encode_leaf(*e)) for e in entries)
+    cr.extend(leaf_hashes(entries))
     return StateRow(cr.size, cr.to_bytes(), state.live_count + live_delta)
 
 
@@ -263,81 +250,3 @@ def publish(
     latest = store.latest_checkpoint(list_id=row.id)
     assert latest is not None
     return latest
-
-
-def _content_matches_fold(store: Store, list_id: int, folded: dict[tuple[str, str], str]) -> bool:
-    count = 0
-    for page in store.iter_content(list_ids=[list_id]):
-        for _lid, htype, value, category in page:
-            if folded.get((htype, value)) != category:
-                return False
-            count += 1
-    return count == len(folded)
-
-
-def verify_list(store: Store, *, row: ListRow, verifiers: Sequence[NoteVerifier]) -> VerifyResult:
-    """Recompute the list's root from its stored entries and check it.
-
-    Checks, in order: the stored entries hash to the stored tree state; the
-    content table (what is matched and exported) is exactly the fold of the
-    entries; the newest accepted checkpoint verifies under ``verifiers`` for
-    this list's origin; the entries up to the checkpoint's size hash to its root.
-    """
-    state = store.get_state(list_id=row.id)
-    latest = store.latest_checkpoint(list_id=row.id)
-    origin = list_origin(row.owner, row.name)
-    cr = CompactRange()
-    folded: dict[tuple[str, str], str] = {}
-
-    def leaves_folding() -> Iterator[bytes]:
-        # One pass over the entries feeds both the tree and the fold.
-        for e in store.iter_entries(list_id=row.id, end=state.size):
-            if e[1] == "add":
-                folded.setdefault((e[2], e[3]), e[4])
-            else:
-                folded.pop((e[2], e[3]), None)
-            yield leaf_hash(encode_leaf(*e))
-
-    leaves = leaves_folding()
-    root_at_checkpoint = None
-    try:
-        if latest is not None:
-            cr.extend(itertools.islice(leaves, latest.size))
-            if cr.size == latest.size:
-                root_at_checkpoint = cr.root()
-        cr.extend(leaves)
-    except StoreError as exc:  # entry rows missing: report this list, go on to the next
-        return VerifyResult(row, state.size, latest.size if latest else None, False, exc.message)
-    stored = CompactRange.from_bytes(state.compact_range)
-    if cr.size != stored.size or cr.root() != stored.root():
-        return VerifyResult(
-            row,
-            state.size,
-            latest.size if latest else None,
-            False,
-            "stored entries do not hash to the stored tree state",
-        )
-    if not _content_matches_fold(store, row.id, folded):
-        return VerifyResult(
-            row,
-            state.size,
-            latest.size if latest else None,
-            False,
-            "the content table differs from the fold of the log",
-        )
-    if latest is None:
-        return VerifyResult(row, state.size, None, True, "no checkpoint yet (unpublished)")
-    try:
-        cp = verify_checkpoint(latest.note, origin=origin, verifiers=verifiers)
-        if cp.size != latest.size or cp.root_hash != latest.root_hash:
-            raise InputError("stored checkpoint columns differ from the signed note")
-        if root_at_checkpoint != cp.root_hash:
-            raise RootMismatchError(
-                origin=origin,
-                size=cp.size,
-                expected=cp.root_hash.hex(),
-                got=root_at_checkpoint.hex() if root_at_checkpoint else "(entries missing)",
-            )
-    except HashfedError as exc:  # report per list; a sweep goes on to the next
-        return VerifyResult(row, state.size, latest.size, False, exc.message)
-    return VerifyResult(row, state.size, latest.size, True, "ok")

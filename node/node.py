@@ -17,8 +17,9 @@ from node import lists
 from node.datadir import load_signer
 from node.hashes import parse_category, parse_hash
 from node.hashfile import read_hash_file
-from node.lists import AppendResult, ContentChange, VerifyResult
+from node.lists import AppendResult, ContentChange
 from node.store import CheckpointRow, ListRow, Store
+from node.verify import PARALLEL_FROM, Verifier, VerifyResult
 
 ChangeListener = Callable[[Sequence[ContentChange]], None]
 
@@ -159,12 +160,14 @@ class Node:
             actor=actor,
         )
 
-    def verify(self, full_name: str | None = None) -> list[VerifyResult]:
+    def verify(
+        self, full_name: str | None = None, *, parallel_from: int = PARALLEL_FROM
+    ) -> list[VerifyResult]:
+        """Verify one list, or every list; see :mod:`node.verify`."""
         rows = [self.get_list(full_name)] if full_name else self.store.all_lists()
-        return [
-            lists.verify_list(self.store, row=r, verifiers=self.verifiers_for(r.owner))
-            for r in rows
-        ]
+        url = self.settings.effective_database_url
+        with Verifier(self.store, database_url=url, parallel_from=parallel_from) as verifier:
+            return [verifier.verify(r, self.verifiers_for(r.owner)) for r in rows]
 
     def content(self, full_name: str) -> Iterator[tuple[str, str, str]]:
         """Current ``(type, value, category)`` of a list, streamed in pages."""

@@ -26,6 +26,8 @@ PRINCIPALS_MARKER = "principals.changed"
 def mark_changed(data_dir: Path) -> None:
     """Tell running API processes on this host that principals changed."""
     (data_dir / PRINCIPALS_MARKER).touch()
+
+
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _FPR_RE = re.compile(r"^sha256:[0-9a-f]{64}$")

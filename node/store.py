@@ -27,6 +27,7 @@ import psycopg
 from sqlalchemy import (
     Connection,
     Engine,
+    Select,
     create_engine,
     delete,
     event,
@@ -425,6 +426,17 @@ class Store:
         self, *, list_id: int, start: int = 0, end: int | None = None, page: int = 50_000
     ) -> Iterator[EntryTuple]:
         """Entries with ``start <= seq < end`` in seq order, read a page at a time."""
+        for rows in self.iter_entry_pages(list_id=list_id, start=start, end=end, page=page):
+            yield from rows
+
+    def iter_entry_pages(
+        self, *, list_id: int, start: int = 0, end: int | None = None, page: int = 65_536
+    ) -> Iterator[list[EntryTuple]]:
+        """As :meth:`iter_entries`, a page of up to ``page`` entries at a time.
+
+        Raises:
+            StoreError: an entry in the range is missing.
+        """
         if end is None:
             end = self.get_state(list_id=list_id).size
         ph = "?" if self.is_sqlite else "%s"
@@ -444,11 +456,11 @@ class Store:
                     rows = cur.fetchall()
                 finally:
                     cur.close()
-            yield from rows
             if len(rows) != upto - pos:
                 raise StoreError(
                     f"list {list_id}: entries {pos}..{upto - 1} are incomplete in the database"
                 )
+            yield list(rows)
             pos = upto
 
     def existing_content(
@@ -467,9 +479,44 @@ class Store:
         stmt = select(*cols).order_by(_content.c.list_id, _content.c.hash_type, _content.c.value)
         if list_ids is not None:
             stmt = stmt.where(_content.c.list_id.in_(list_ids))
+        return self._driver_pages(stmt, page)
+
+    def iter_sorted_content(
+        self, *, list_id: int, page: int = 65_536
+    ) -> Iterator[list[tuple[str, str, str, int]]]:
+        """A list's content as pages of ``(hash_type, value, category, seq)``, sorted."""
+        c = _content.c
+        cols = (c.hash_type, c.value, c.category, c.seq)
+        stmt = select(*cols).where(c.list_id == list_id).order_by(*cols)
+        return self._driver_pages(stmt, page)
+
+    def iter_sorted_adds(
+        self, *, list_id: int, end: int, page: int = 65_536
+    ) -> Iterator[list[tuple[str, str, str, int]]]:
+        """The add entries below ``end`` as :meth:`iter_sorted_content` pages, sorted alike.
+
+        The database sorts: comparing a million of these with the content
+        table is a C-level list comparison, page by page.
+        """
+        e = _entries.c
+        cols = (e.hash_type, e.value, e.category, e.seq)
+        stmt = select(*cols).where(e.list_id == list_id, e.seq < end, e.op == "add").order_by(*cols)
+        return self._driver_pages(stmt, page)
+
+    def log_is_adds_only(self, *, list_id: int, end: int) -> bool:
+        """Whether every entry below ``end`` is an add."""
+        e = _entries.c
+        other = select(e.seq).where(e.list_id == list_id, e.seq < end, e.op != "add").limit(1)
+        with self.read() as conn:
+            return conn.execute(other).first() is None
+
+    def _driver_pages(self, stmt: Select[Any], page: int) -> Iterator[list[Any]]:
+        """Run ``stmt`` on a raw driver cursor and yield pages of plain tuples.
+
+        Index loads, feeds and verification read millions of rows: driver
+        tuples, a page at a time, skip SQLAlchemy's per-row Row objects.
+        """
         with self.engine.connect() as conn:
-            # Driver tuples, fetched a page at a time: index loads and feeds
-            # read millions of rows through here.
             compiled = stmt.compile(conn, compile_kwargs={"render_postcompile": True})
             cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
@@ -755,8 +802,13 @@ class Store:
         """Create or update a peer's health row with the given columns."""
         health, _ = self._fed_tables()
         allowed = {
-            "last_attempt_ms", "last_success_ms", "last_error_code", "last_error",
-            "failures", "next_attempt_ms", "lag_entries",
+            "last_attempt_ms",
+            "last_success_ms",
+            "last_error_code",
+            "last_error",
+            "failures",
+            "next_attempt_ms",
+            "lag_entries",
         }
         if not set(values) <= allowed:
             raise ValueError(f"cannot set {set(values) - allowed}")
@@ -853,11 +905,13 @@ class Store:
         with self.write() as conn:
             for size, root, ts, note in checkpoints:
                 seen = conn.execute(
-                    select(_checkpoints.c.id).where(
+                    select(_checkpoints.c.id)
+                    .where(
                         _checkpoints.c.list_id == list_id,
                         _checkpoints.c.size == size,
                         _checkpoints.c.note == note,
-                    ).limit(1)
+                    )
+                    .limit(1)
                 ).first()
                 if seen is None:
                     self._insert_checkpoint(conn, list_id, size, root, ts, note, "evidence")

@@ -206,9 +206,13 @@ def run_crash_test(
                 # Now and then b finishes, so later pulls resume from a non-empty
                 # tree (with a consistency proof) and are cut there.
                 delay = -1.0
-                deadline = time.monotonic() + 60
+                started = time.monotonic()
+                deadline = started + 60
                 while _b_size(b) != a_size and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                    time.sleep(0.02)
+                # Later kills land within the time a whole pull took here, so
+                # most cut a pull short however fast this machine is.
+                window = min(window, 0.5 * (time.monotonic() - started))
             else:
                 delay = rnd.uniform(0.0, window)
                 time.sleep(delay)

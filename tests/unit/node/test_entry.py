@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crypto.merkle import leaf_hash
-from node.entry import LEAF_VERSION, Entry, decode_leaf, encode_leaf
+from node.entry import LEAF_VERSION, Entry, decode_leaf, encode_leaf, leaf_hashes
 from node.hashes import HASH_TYPES
 
 VECTORS_DIR = Path(__file__).parents[2] / "vectors" / "leaves"
@@ -191,6 +191,17 @@ def test_random_bytes_decode_or_raise_value_error(data: bytes) -> None:
 def test_encode_rejects_fields_that_do_not_fit(fields: tuple) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError):  # noqa: PT011
         encode_leaf(*fields)
+    with pytest.raises(ValueError):  # noqa: PT011  (the bulk path refuses the same rows)
+        leaf_hashes([(0, "add", "md5", "00" * 16, "", 0), fields])
+
+
+# --- the bulk leaf hasher --------------------------------------------------------------------------
+
+
+@given(st.lists(entries, max_size=20))
+def test_bulk_leaf_hashes_equal_one_by_one(es: list[Entry]) -> None:
+    rows = [(e.seq, e.op, e.hash_type, e.value, e.category, e.timestamp_ms) for e in es]
+    assert leaf_hashes(rows) == [leaf_hash(e.leaf_bytes()) for e in es]
 
 
 def test_decode_error_is_value_error_not_struct_error() -> None:

@@ -31,6 +31,7 @@ from node import lists
 from node.entry import encode_leaf
 from node.node import Node
 from node.store import Store
+from node.verify import VerifyResult
 
 NodeFactory = Callable[..., Node]
 LIST = "au-argos/series-2041"
@@ -343,7 +344,7 @@ def _published(node: Node, n: int = 6) -> None:
     node.publish(LIST, actor="tester")
 
 
-def _only(results: list[lists.VerifyResult], full_name: str) -> lists.VerifyResult:
+def _only(results: list[VerifyResult], full_name: str) -> VerifyResult:
     [r] = [r for r in results if r.row.full_name == full_name]
     return r
 
