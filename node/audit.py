@@ -64,9 +64,14 @@ class AuditBuffer:
     """Buffers high-rate audit records (match queries) and appends them in batches.
 
     One write transaction per match request would serialise every query on
-    the database's write lock; batching keeps the chain and the record per
-    request while writing a few times a second. Records still in the buffer
-    when the process is killed are lost: at most ``interval`` seconds' worth.
+    the database's write lock; batching writes a few times a second. Records
+    added with ``aggregate=True`` (match queries that hit nothing) are summed
+    per flush: identical ones become one record whose ``count`` is their total
+    and whose ``requests`` detail says how many they were. Every other record
+    (every query with a hit) is kept on its own. At thousands of single-hash
+    lookups a second, one record per lookup would be the node's main write load
+    and tell an auditor nothing more. Records still in the buffer when the
+    process is killed are lost: at most ``interval`` seconds' worth.
     """
 
     def __init__(self, store: Store, *, interval: float = 0.2, max_pending: int = 100_000) -> None:
@@ -74,6 +79,8 @@ class AuditBuffer:
         self.interval = interval
         self.max_pending = max_pending
         self._pending: list[tuple[str, str, str, int, dict[str, object]]] = []
+        # (actor, action, target, detail items) -> [count, requests]
+        self._aggregated: dict[tuple[str, str, str, tuple[tuple[str, object], ...]], list[int]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
@@ -83,17 +90,38 @@ class AuditBuffer:
         return self
 
     def add(
-        self, *, actor: str, action: str, target: str = "", count: int = 0, **detail: object
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str = "",
+        count: int = 0,
+        aggregate: bool = False,
+        **detail: object,
     ) -> None:
+        """Queue a record; with ``aggregate``, sum it into its identical siblings."""
         with self._lock:
-            self._pending.append((actor, action, target, count, dict(detail)))
+            if aggregate:
+                key = (actor, action, target, tuple(sorted(detail.items())))
+                totals = self._aggregated.get(key)
+                if totals is None:
+                    self._aggregated[key] = [count, 1]
+                else:
+                    totals[0] += count
+                    totals[1] += 1
+            else:
+                self._pending.append((actor, action, target, count, dict(detail)))
             full = len(self._pending) >= self.max_pending
         if full:  # back-pressure rather than unbounded memory
             self.flush()
 
     def flush(self) -> None:
+        """Append everything queued, in one transaction."""
         with self._lock:
             batch, self._pending = self._pending, []
+            aggregated, self._aggregated = self._aggregated, {}
+        for (actor, action, target, items), (count, requests) in aggregated.items():
+            batch.append((actor, action, target, count, {**dict(items), "requests": requests}))
         self.store.append_audit_many(batch)
 
     def _run(self) -> None:

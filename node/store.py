@@ -618,6 +618,11 @@ class Store:
         count: int,
         detail: dict[str, Any],
     ) -> None:
+        self._append_audit_chain(conn, [(actor, action, target, count, detail)])
+
+    def _append_audit_chain(
+        self, conn: Connection, records: Sequence[tuple[str, str, str, int, dict[str, Any]]]
+    ) -> None:
         if not self.is_sqlite:
             # One chain: concurrent writers must not both extend the same record.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7214321)")
@@ -625,22 +630,26 @@ class Store:
             select(_audit.c.record_hash).order_by(_audit.c.id.desc()).limit(1)
         ).scalar()
         prev_hash = bytes(prev) if prev is not None else AUDIT_GENESIS
-        ts = now_ms()
-        detail_s = json.dumps(detail, sort_keys=True, separators=(",", ":"))
-        conn.execute(
-            _audit.insert().values(
-                ts_ms=ts,
-                actor=actor,
-                action=action,
-                target=target,
-                count=count,
-                detail=detail_s,
-                prev_hash=prev_hash,
-                record_hash=audit_record_hash(
-                    prev_hash, ts, actor, action, target, count, detail_s
-                ),
+        rows = []
+        for actor, action, target, count, detail in records:
+            ts = now_ms()
+            detail_s = json.dumps(detail, sort_keys=True, separators=(",", ":"))
+            record_hash = audit_record_hash(prev_hash, ts, actor, action, target, count, detail_s)
+            rows.append(
+                {
+                    "ts_ms": ts,
+                    "actor": actor,
+                    "action": action,
+                    "target": target,
+                    "count": count,
+                    "detail": detail_s,
+                    "prev_hash": prev_hash,
+                    "record_hash": record_hash,
+                }
             )
-        )
+            prev_hash = record_hash
+        # ids ascend in list order within one statement on both backends.
+        conn.execute(_audit.insert(), rows)
 
     def append_audit(
         self, *, actor: str, action: str, target: str = "", count: int = 0, detail: dict[str, Any]
@@ -651,11 +660,10 @@ class Store:
     def append_audit_many(
         self, records: Sequence[tuple[str, str, str, int, dict[str, Any]]]
     ) -> None:
-        """Append several ``(actor, action, target, count, detail)`` records at once."""
+        """Append several ``(actor, action, target, count, detail)`` records, chained, at once."""
         if records:
             with self.write() as conn:
-                for rec in records:
-                    self._append_audit(conn, *rec)
+                self._append_audit_chain(conn, records)
 
     def audit_records(self, *, after_id: int = 0, limit: int = 1000) -> list[AuditRow]:
         with self.read() as conn:

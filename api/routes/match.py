@@ -1,8 +1,10 @@
 """Matching: ``POST /api/v1/match`` (batch) and ``GET /api/v1/match/{type}/{value}``.
 
 Answers never echo query values (the caller knows them by index), never name
-a list the caller is not cleared for, and every batch leaves an audit record
-with the caller, the count and the number of hits — not the hashes.
+a list the caller is not cleared for, and every request is audited with the
+caller, the count and the number of hits — not the hashes. Requests without
+a hit are summed per caller a few times a second; each request with a hit
+keeps a record of its own.
 """
 
 from __future__ import annotations
@@ -161,8 +163,14 @@ def run_match(
             )
         results.setdefault(h.query_index, ResultOut(index=h.query_index, hits=[])).hits.append(hit)
 
+    # Queries that hit nothing are summed per flush (see AuditBuffer); each hit is kept.
     state.audit.add(
-        actor=principal.name, action="match", count=len(queries), hits=len(hits), via=principal.via
+        actor=principal.name,
+        action="match",
+        count=len(queries),
+        aggregate=not hits,
+        hits=len(hits),
+        via=principal.via,
     )
     return MatchResponse(
         queries=len(queries), hits=len(hits), results=[results[i] for i in sorted(results)]
