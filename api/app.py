@@ -7,6 +7,7 @@ and runs the background index merge; the routers are included per area.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 from api.auth import PrincipalCache, RateLimiter
 from api.deps import AppState
 from api.errors import ERROR_RESPONSES, error_response, install_error_handlers
+from api.fast_match import FastMatchMiddleware
 from api.routes import feeds, health, lists, match, taxii
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
@@ -129,9 +131,15 @@ def create_app(
         )
         merger.start()
         stop_hook = on_start(state) if on_start else None
+        # What start-up built lives as long as the process: moved out of the
+        # collector's reach, a full collection no longer walks it. Without this,
+        # batch requests (10,000 models each) set off a 70 ms full collection
+        # every other request.
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()  # what start-up built is garbage from here on
             if stop_hook:
                 stop_hook()
             stop.set()
@@ -151,4 +159,5 @@ def create_app(
     for router in [m.router for m in builtin] + list(extra_routers or []):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(FastMatchMiddleware)
     return app

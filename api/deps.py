@@ -41,8 +41,13 @@ async def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-async def get_principal(request: Request, state: StateDep) -> Principal:
-    # Async: a cache hit needs no thread; a miss is one indexed lookup.
+def identify_caller(request: Request, state: AppState) -> Principal:
+    """The caller's principal, charged one request against its rate limit.
+
+    Raises:
+        NotAuthenticatedError, ForbiddenError: see :func:`api.auth.authenticate`.
+        HTTPException: 429, the caller is over its rate limit.
+    """
     principal = authenticate(
         request,
         store=state.node.store,
@@ -53,6 +58,11 @@ async def get_principal(request: Request, state: StateDep) -> Principal:
     if not state.limiter.allow(principal.name):
         raise HTTPException(429, "rate limit exceeded; retry shortly", headers={"Retry-After": "1"})
     return principal
+
+
+async def get_principal(request: Request, state: StateDep) -> Principal:
+    # Async: a cache hit needs no thread; a miss is one indexed lookup.
+    return identify_caller(request, state)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -195,7 +195,7 @@ def test_encode_rejects_fields_that_do_not_fit(fields: tuple) -> None:  # type: 
         leaf_hashes([(0, "add", "md5", "00" * 16, "", 0), fields])
 
 
-# --- the bulk leaf hasher --------------------------------------------------------------------------
+# --- the bulk leaf hasher ---------------------------------------------------------------------
 
 
 @given(st.lists(entries, max_size=20))
