@@ -165,8 +165,7 @@ class Node:
     ) -> list[VerifyResult]:
         """Verify one list, or every list; see :mod:`node.verify`."""
         rows = [self.get_list(full_name)] if full_name else self.store.all_lists()
-        url = self.settings.effective_database_url
-        with Verifier(self.store, database_url=url, parallel_from=parallel_from) as verifier:
+        with Verifier(self.store, parallel_from=parallel_from) as verifier:
             return [verifier.verify(r, self.verifiers_for(r.owner)) for r in rows]
 
     def content(self, full_name: str) -> Iterator[tuple[str, str, str]]:

@@ -216,6 +216,14 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    @property
+    def shared_url(self) -> str | None:
+        """This database's URL for another process to open; None for an in-memory one."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return None
+        return url.render_as_string(hide_password=False)
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():

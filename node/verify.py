@@ -49,16 +49,13 @@ class VerifyResult:
 class Verifier:
     """Verifies lists of one database; use as a context manager.
 
-    ``database_url`` lets a second process open the same database for the
-    content check of lists of ``parallel_from`` entries or more; ``None``
-    (or an in-memory database) keeps everything in this process.
+    Lists of ``parallel_from`` entries or more have their content checked by
+    a worker process that opens the same database (not for an in-memory one).
     """
 
-    def __init__(
-        self, store: Store, *, database_url: str | None, parallel_from: int = PARALLEL_FROM
-    ) -> None:
+    def __init__(self, store: Store, *, parallel_from: int = PARALLEL_FROM) -> None:
         self.store = store
-        self.database_url = None if database_url and _in_memory(database_url) else database_url
+        self.database_url = store.shared_url
         self.parallel_from = parallel_from
         self._pool: ProcessPoolExecutor | None = None
 
@@ -215,7 +212,3 @@ def _content_check_worker(database_url: str, list_id: int, end: int) -> bool:
     if store is None:
         store = _worker_stores[database_url] = Store.open(database_url, migrate=False)
     return content_matches_log(store, list_id=list_id, end=end)
-
-
-def _in_memory(url: str) -> bool:
-    return url.startswith("sqlite") and url.split("///", 1)[-1] in ("", ":memory:")
