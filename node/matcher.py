@@ -14,6 +14,7 @@ work done does not depend on what the caller may see.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -58,8 +59,10 @@ class Matcher:
             self._indexes[t.name] = PdqIndex() if t.match == "hamming" else ExactIndex(t.key_width)
         self._categories: dict[str, int] = {}
         self._category_names: list[str] = []
-        self._lock = threading.Lock()  # guards category interning only
+        self._lock = threading.Lock()  # guards category interning and apply figures
         self.loaded = False
+        # Commit-to-matchable: how long applying committed changes took.
+        self._applied = {"calls": 0, "changes": 0, "last_us": 0, "max_us": 0}
 
     # --- refs --------------------------------------------------------------------------
 
@@ -139,6 +142,8 @@ class Matcher:
         Consecutive changes with the same op go to the index as one batch;
         order between adds and removes is kept, so add-remove-add ends added.
         """
+        started = time.perf_counter()
+        count = 0
         run_op: str | None = None
         run: dict[str, list[tuple[str, int]]] = {}
         for ch in changes:
@@ -146,7 +151,24 @@ class Matcher:
                 self._flush(run_op, run)
                 run_op, run = ch.op, {}
             run.setdefault(ch.hash_type, []).append((ch.value, self._ref(ch.list_id, ch.category)))
+            count += 1
         self._flush(run_op, run)
+        took = int(1e6 * (time.perf_counter() - started))
+        with self._lock:
+            a = self._applied
+            a["calls"] += 1
+            a["changes"] += count
+            a["last_us"] = took
+            a["max_us"] = max(a["max_us"], took)
+
+    def apply_stats(self) -> dict[str, int]:
+        """Calls of :meth:`apply` so far, changes applied, and the last and longest in µs.
+
+        A change matches (or stops matching) at the latest this long after
+        the commit that made it.
+        """
+        with self._lock:
+            return dict(self._applied)
 
     def _flush(self, op: str | None, run: dict[str, list[tuple[str, int]]]) -> None:
         for htype, rows in run.items():

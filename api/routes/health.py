@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import AdminDep, StateDep
 from api.routes.lists import ListOut, list_out
@@ -22,6 +22,10 @@ class Status(BaseModel):
     role: str
     index_loaded: bool
     index: dict[str, dict[str, int]]
+    index_apply: dict[str, int] = Field(
+        description="Committed changes applied to the indexes: calls, changes, "
+        "last_us and max_us (commit to matchable)"
+    )
     lists: list[ListOut]
     peers: list[dict[str, Any]]
 
@@ -41,6 +45,7 @@ def status(state: StateDep, _admin: AdminDep) -> Status:
         role=state.settings.role,
         index_loaded=state.matcher.loaded,
         index=state.matcher.stats(),
+        index_apply=state.matcher.apply_stats(),
         lists=[list_out(state, r) for r in state.node.store.all_lists()],
         peers=peers,
     )

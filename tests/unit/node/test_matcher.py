@@ -6,6 +6,7 @@ import os
 import random
 
 from node.hashes import hamming
+from node.lists import ContentChange
 from node.matcher import Matcher, Query
 from node.node import Node
 
@@ -82,3 +83,16 @@ def test_loaded_then_incremental_matcher_equals_brute_force(node_factory: object
     for q, g in zip(queries, got, strict=True):
         assert g == _expected(content, q, 31)
     assert len(got[shared_at]) == 2  # the shared hash hits both lists
+
+
+def test_apply_figures_count_every_committed_change() -> None:
+    m = Matcher()
+    assert m.apply_stats() == {"calls": 0, "changes": 0, "last_us": 0, "max_us": 0}
+    values = [os.urandom(32).hex() for _ in range(5)]
+    m.apply([ContentChange("add", 1, "sha256", v, "A1") for v in values])
+    m.apply([ContentChange("remove", 1, "sha256", values[0], "A1")])
+    got = m.apply_stats()
+    assert (got["calls"], got["changes"]) == (2, 6)
+    assert 0 < got["last_us"] <= got["max_us"]
+    hits = m.match([Query("sha256", v) for v in values])
+    assert sorted(h.query_index for h in hits) == [1, 2, 3, 4]
