@@ -255,6 +255,50 @@ def test_queries_during_merge_return_complete_answers() -> None:
     same(index.search(queries), want)
 
 
+def test_merge_grows_the_buffer_so_adds_do_not_copy_it() -> None:
+    # Growing copies every row; done by an add it would delay matchability.
+    rng = np.random.default_rng(9)
+    codes = rng.integers(0, 256, (5000, 32), dtype=np.uint8)
+    refs = np.arange(5000)
+    index = PdqIndex.from_arrays(codes[:3000], refs[:3000])
+    index.merge()
+    buffer = index._snap.words
+    assert len(buffer) >= 3000 + pdq_module._MIN_SPARE // 2
+    index.add(codes[3000:], refs[3000:])
+    assert index._snap.words is buffer
+    index.remove(codes[:10], refs[:10])
+    queries = codes[::250]
+    same(index.search(queries), brute_force_pdq(codes[10:], refs[10:], queries, 31))
+
+
+def test_adds_while_the_buffer_grows_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An add landing between the merge's copy and its swap must survive the swap.
+    rng = np.random.default_rng(10)
+    codes = rng.integers(0, 256, (3150, 32), dtype=np.uint8)
+    refs = np.arange(3150)
+    index = PdqIndex.from_arrays(codes[:3000], refs[:3000])
+    index.add(codes[3000:3001], refs[3000:3001])  # grows by 1/16: room for 186 more
+    buffer = index._snap.words
+    real_empty = np.empty
+    added = []
+
+    def empty_then_add(*args: Any, **kwargs: Any) -> Any:
+        out = real_empty(*args, **kwargs)
+        if not added and args and args[0] == (3001 + pdq_module._MIN_SPARE, 4):
+            added.append(1)
+            index.add(codes[3001:], refs[3001:])  # as another thread would; fits the room
+        return out
+
+    monkeypatch.setattr(pdq_module.np, "empty", empty_then_add)
+    index.merge()
+    monkeypatch.undo()
+    assert added
+    assert index._snap.words is not buffer  # grown by the merge, not by the add
+    assert len(index._snap.words) == 3001 + pdq_module._MIN_SPARE
+    queries = codes[::10]
+    same(index.search(queries), brute_force_pdq(codes, refs, queries, 31))
+
+
 def test_heavy_queries_fall_back_to_a_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pdq_module, "_CANDIDATE_FLOOR", 0)
     rng = np.random.default_rng(6)
