@@ -164,6 +164,33 @@ def scan(
     return parts.result()
 
 
+def equal_rows(words: NDArray[np.uint64], queries: NDArray[np.uint64], first_row: int = 0) -> Hits:
+    """``scan(words, queries, 0, first_row)``, by sorting instead of one pass per query.
+
+    Removals search for exact codes, a batch at a time: sorting the rows on
+    their first word and binary-searching every query is O((n + q) log n)
+    where the scan is O(n * q) (30 ms for 1,000 removals against a delta of
+    1,000 rows). Hits come ordered by query index, then row.
+    """
+    if not len(words) or not len(queries):
+        return empty_hits()
+    order = np.argsort(words[:, 0], kind="stable")
+    first = words[order, 0]
+    lo = np.searchsorted(first, queries[:, 0], side="left")
+    hi = np.searchsorted(first, queries[:, 0], side="right")
+    counts = hi - lo
+    qidx = np.repeat(np.arange(len(queries), dtype=np.int64), counts)
+    # Every position in [lo, hi) of each query, flattened.
+    offsets = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(counts) - counts, counts
+    )
+    rows = order[np.repeat(lo, counts) + offsets].astype(np.int64)
+    ok = (words[rows] == queries[qidx]).all(axis=1)
+    qidx, rows = qidx[ok], rows[ok]
+    arrange = np.lexsort((rows, qidx))
+    return qidx[arrange], rows[arrange] + first_row, np.zeros(len(rows), dtype=np.int32)
+
+
 def concat_hits(
     qs: list[NDArray[np.int64]], rows: list[NDArray[np.int64]], dists: list[NDArray[np.int32]]
 ) -> Hits:

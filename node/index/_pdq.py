@@ -35,6 +35,7 @@ from node.index._hamming import (
     check_radius,
     check_refs,
     empty_hits,
+    equal_rows,
     order_hits,
     scan,
     within,
@@ -338,6 +339,8 @@ def _search_rows(snap: _Snapshot, qwords: NDArray[np.uint64], radius: int) -> Hi
 def _search_delta(snap: _Snapshot, qwords: NDArray[np.uint64], radius: int) -> Hits:
     """Hits among the delta rows ``[main, total)``."""
     main, delta = snap.main, snap.words[snap.main : snap.total]
+    if radius == 0:
+        return equal_rows(delta, qwords, first_row=main)
     if len(qwords) >= _DELTA_TABLE_BATCH and len(delta) >= _DELTA_TABLE_MIN:
         if not snap.cache:
             snap.cache.append(MihTables.build(delta))

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from node.index import PdqIndex, brute_force_pdq
+from node.index import _hamming as hamming_module
 from node.index import _mih as mih_module
 from node.index import _pdq as pdq_module
 from node.index._mih import MAX_RADIUS, TABLES, plan, radii
@@ -397,3 +398,20 @@ def test_a_huge_delta_merges_by_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     assert index._snap.main == 100
     assert not index.needs_merge
     same(index.search(codes[:5]), brute_force_pdq(codes, np.arange(100), codes[:5], 31))
+
+
+@given(st.data())
+@settings(max_examples=60, deadline=None)
+def test_exact_join_equals_a_radius_0_scan(data: st.DataObject) -> None:
+    # Few distinct first words and repeated codes: the join's ranges and
+    # duplicates must come out exactly as the scan's.
+    pool = data.draw(st.integers(1, 6))
+    n = data.draw(st.integers(0, 40))
+    q = data.draw(st.integers(0, 12))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    words = rng.integers(0, pool, (n, 4), dtype=np.uint64)
+    queries = rng.integers(0, pool, (q, 4), dtype=np.uint64)
+    first_row = data.draw(st.integers(0, 1000))
+    got = hamming_module.equal_rows(words, queries, first_row)
+    want = hamming_module.scan(words, queries, 0, first_row)
+    assert [a.tolist() for a in got] == [b.tolist() for b in want]
