@@ -13,6 +13,7 @@ objects or manifest request is audited (principal, label, count).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -177,35 +178,41 @@ def _resolve(state: StateDep, principal: Principal, cid: str) -> tuple[str, list
     raise UnknownFeedError(label=cid)
 
 
+@dataclass(frozen=True)
+class PageQuery:
+    """The paging and ``match[...]`` filters of one TAXII request (each endpoint takes some)."""
+
+    added_after: str | None = None
+    limit: int | None = None
+    next_: str | None = None
+    match_id: str | None = None
+    match_type: str | None = None
+    match_version: str | None = None
+    match_spec_version: str | None = None
+
+
 def _page(
     services: FeedServices,
     label: str,
     rows: list[ListRow],
+    query: PageQuery,
     *,
-    added_after: str | None,
-    limit: int | None,
-    next_: str | None,
-    match_id: str | None,
-    match_type: str | None,
-    match_version: str | None,
-    match_spec_version: str | None,
     version_default: str | None = None,
 ) -> Page:
     taxii = services.taxii
-    after = parse_timestamp(added_after, where="added_after") if added_after else -1
-    if next_:
-        after = max(after, taxii.open_next(label, next_))
-    versions = VersionFilter.parse(match_version or version_default)
-    if (match_type and "indicator" not in match_type.split(",")) or (
-        match_spec_version and "2.1" not in match_spec_version.split(",")
-    ):
+    after = parse_timestamp(query.added_after, where="added_after") if query.added_after else -1
+    if query.next_:
+        after = max(after, taxii.open_next(label, query.next_))
+    versions = VersionFilter.parse(query.match_version or version_default)
+    types, specs = query.match_type, query.match_spec_version
+    if (types and "indicator" not in types.split(",")) or (specs and "2.1" not in specs.split(",")):
         return Page([], False, None)  # only 2.1 indicators live here
-    ids = frozenset(i.strip() for i in match_id.split(",")[:100]) if match_id else None
+    ids = frozenset(i.strip() for i in query.match_id.split(",")[:100]) if query.match_id else None
     return taxii.page(
         label,
         rows,
         after_us=after,
-        limit=min(limit or MAX_LIMIT, MAX_LIMIT),
+        limit=min(query.limit or MAX_LIMIT, MAX_LIMIT),
         versions=versions,
         ids=ids,
     )
@@ -236,6 +243,24 @@ MatchId = Annotated[str | None, Query(alias="match[id]", max_length=8192)]
 MatchType = Annotated[str | None, Query(alias="match[type]", max_length=256)]
 MatchVersion = Annotated[str | None, Query(alias="match[version]", max_length=4096)]
 MatchSpec = Annotated[str | None, Query(alias="match[spec_version]", max_length=64)]
+
+
+def _all_filters(
+    added_after: AddedAfter = None,
+    limit: Limit = None,
+    next_: Next = None,
+    match_id: MatchId = None,
+    match_type: MatchType = None,
+    match_version: MatchVersion = None,
+    match_spec_version: MatchSpec = None,
+) -> PageQuery:
+    """What the objects and manifest endpoints accept (TAXII 2.1 §5.4, §5.6)."""
+    return PageQuery(
+        added_after, limit, next_, match_id, match_type, match_version, match_spec_version
+    )
+
+
+AllFilters = Annotated[PageQuery, Depends(_all_filters)]
 
 
 @router.get("/", response_model=Discovery)
@@ -286,28 +311,11 @@ def objects(
     state: StateDep,
     principal: PrincipalDep,
     services: ServicesDep,
-    added_after: AddedAfter = None,
-    limit: Limit = None,
-    next_: Next = None,
-    match_id: MatchId = None,
-    match_type: MatchType = None,
-    match_version: MatchVersion = None,
-    match_spec_version: MatchSpec = None,
+    query: AllFilters,
 ) -> Response:
     """Indicators in date_added order, ``limit`` (≤ 1000) at a time."""
     label, rows = _resolve(state, principal, cid)
-    page = _page(
-        services,
-        label,
-        rows,
-        added_after=added_after,
-        limit=limit,
-        next_=next_,
-        match_id=match_id,
-        match_type=match_type,
-        match_version=match_version,
-        match_spec_version=match_spec_version,
-    )
+    page = _page(services, label, rows, query)
     _audit(state, principal, "taxii.objects", label, len(page.items))
     return _taxii(_envelope(page), _headers(page))
 
@@ -318,28 +326,11 @@ def manifest(
     state: StateDep,
     principal: PrincipalDep,
     services: ServicesDep,
-    added_after: AddedAfter = None,
-    limit: Limit = None,
-    next_: Next = None,
-    match_id: MatchId = None,
-    match_type: MatchType = None,
-    match_version: MatchVersion = None,
-    match_spec_version: MatchSpec = None,
+    query: AllFilters,
 ) -> Response:
     """The objects' ids, versions and date_added, without their content."""
     label, rows = _resolve(state, principal, cid)
-    page = _page(
-        services,
-        label,
-        rows,
-        added_after=added_after,
-        limit=limit,
-        next_=next_,
-        match_id=match_id,
-        match_type=match_type,
-        match_version=match_version,
-        match_spec_version=match_spec_version,
-    )
+    page = _page(services, label, rows, query)
     _audit(state, principal, "taxii.manifest", label, len(page.items))
     body: dict[str, Any] = {"more": page.more}
     if page.next:
@@ -372,18 +363,8 @@ def get_object(
 ) -> Response:
     """One object's versions (the last by default), scanning the collection in bounded steps."""
     label, rows = _resolve(state, principal, cid)
-    page = _page(
-        services,
-        label,
-        rows,
-        added_after=added_after,
-        limit=limit,
-        next_=next_,
-        match_id=object_id,
-        match_type=None,
-        match_version=match_version,
-        match_spec_version=match_spec_version,
-    )
+    query = PageQuery(added_after, limit, next_, object_id, None, match_version, match_spec_version)
+    page = _page(services, label, rows, query)
     _audit(state, principal, "taxii.object", label, len(page.items))
     if not page.items and not page.more:
         raise HTTPException(404, "no such object in this collection")
@@ -406,19 +387,8 @@ def versions(
 ) -> Response:
     """Every version (``modified``) of one object."""
     label, rows = _resolve(state, principal, cid)
-    page = _page(
-        services,
-        label,
-        rows,
-        added_after=added_after,
-        limit=limit,
-        next_=next_,
-        match_id=object_id,
-        match_type=None,
-        match_version=None,
-        match_spec_version=match_spec_version,
-        version_default="all",
-    )
+    query = PageQuery(added_after, limit, next_, object_id, None, None, match_spec_version)
+    page = _page(services, label, rows, query, version_default="all")
     if not page.items and not page.more:
         raise HTTPException(404, "no such object in this collection")
     body: dict[str, Any] = {"more": page.more}
