@@ -23,10 +23,10 @@ from api.fast_match import FastMatchMiddleware
 from api.routes import feeds, health, lists, match, taxii
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
-from node.audit import AuditBuffer
-from node.matcher import Matcher
+from node.identity.audit import AuditBuffer
+from node.identity.principals import PRINCIPALS_MARKER
+from node.match.matcher import Matcher
 from node.node import Node
-from node.principals import PRINCIPALS_MARKER
 
 log = logging.getLogger("hashfed.api")
 Scope = MutableMapping[str, Any]

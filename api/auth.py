@@ -22,7 +22,7 @@ from starlette.requests import Request
 
 from crypto.errors import ForbiddenError, NotAuthenticatedError
 from crypto.pki import cert_fingerprint, node_id_from_certificate
-from node.principals import Principal, from_row, hash_token, resolve_token
+from node.identity.principals import Principal, from_row, hash_token, resolve_token
 from node.store import Store
 
 

@@ -74,9 +74,9 @@ def scan(
 ) -> None:
     """Hash every file under FOLDER with both cores and match the hashes; write reports."""
     from node.cli import open_node
-    from node.matcher import LocalScanMatcher
-    from node.report import write_csv_report, write_html_report
-    from node.scan import scan as run_scan
+    from node.local.report import write_csv_report, write_html_report
+    from node.local.scan import scan as run_scan
+    from node.match.matcher import LocalScanMatcher
 
     folder = folder.resolve()
     state_file = state or folder.parent / f".{folder.name}.hashfed-scan"

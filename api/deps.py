@@ -10,11 +10,11 @@ from fastapi import Depends, HTTPException, Request
 
 from api.auth import PrincipalCache, RateLimiter, authenticate, require_role
 from config import NodeSettings
-from node.audit import AuditBuffer
-from node.matcher import Matcher
+from node.identity.audit import AuditBuffer
+from node.identity.principals import Principal
+from node.log.proofs import ProofCache
+from node.match.matcher import Matcher
 from node.node import Node
-from node.principals import Principal
-from node.proofs import ProofCache
 
 
 @dataclass

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from api.deps import AppState, identify_caller
 from api.routes.match import HashQuery, run_match
 from crypto.errors import HashfedError
-from node.hashes import parse_hash
+from node.log.hashes import parse_hash
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from node.index import ExactIndex, PdqIndex, brute_force_pdq
-from node.index._hamming import as_words, scan
+from node.match.index import ExactIndex, PdqIndex, brute_force_pdq
+from node.match.index._hamming import as_words, scan
 
 RADIUS = 31
 QUERIES = 500  # per workload, for batches and recall

@@ -3,7 +3,7 @@
 Two folders are generated in a work directory:
 
 * ``small/``: N small JPEG images (textured, all different), scanned with
-  :func:`node.scan.scan` against a matcher that knows nothing, so the figure
+  :func:`node.local.scan.scan` against a matcher that knows nothing, so the figure
   is walking + MD5/SHA-1/SHA-256 + decoding + PDQ + batching, in files/s;
 * ``large/``: a few large files of random bytes, scanned the same way, in
   MB/s, next to ``sha256sum`` run on the same files (one process, as a user
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from node.scan import Hit, Query, ScanResult, scan
+from node.local.scan import Hit, Query, ScanResult, scan
 
 
 class NullMatcher:

@@ -39,8 +39,8 @@ from federation.client import AdminClient, PeerClient
 from federation.peers import register_peer
 from federation.sync import Syncer
 from node.datadir import init_data_dir
-from node.matcher import Matcher
-from node.matcher import Query as MatchQuery
+from node.match.matcher import Matcher
+from node.match.matcher import Query as MatchQuery
 from node.node import Node
 
 OWNER, PEER = "bench-owner", "bench-peer"

@@ -23,7 +23,7 @@ from federation.health import peer_status
 from federation.peers import add_trusted_owner, check_peer, register_peer, remove_peer
 from federation.sync import PullReport, Syncer
 from node.cli import DEFAULT_DATA, DataOpt, err, exit_code_for, open_node, out
-from node.principals import mark_changed
+from node.identity.principals import mark_changed
 from node.store import now_ms
 
 __all__ = ["peer_app", "register"]
@@ -80,7 +80,7 @@ def peer_add(
 ) -> None:
     """Add a peer to node.toml and register it as a principal (role peer)."""
     from crypto.pki import cert_fingerprint, load_certificate
-    from node.principals import check_labels
+    from node.identity.principals import check_labels
 
     if cert is not None:
         pinned = cert_fingerprint(load_certificate(cert))
@@ -155,7 +155,7 @@ def peer_unfreeze(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Take updates for a list frozen after a fork again (its evidence is kept)."""
-    from node.lists import get_list
+    from node.log.lists import get_list
 
     with open_node(data) as node:
         row = get_list(node.store, name)

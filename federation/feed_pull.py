@@ -65,7 +65,7 @@ from federation.client import (
     FEED_MAX_BYTES,
     FeedClient,
 )
-from node.hashes import REGISTRY, parse_category
+from node.log.hashes import REGISTRY, parse_category
 
 __all__ = [
     "STATE_FILE",
@@ -449,7 +449,7 @@ class FeedVerifier:
         self._last_changes = None
 
     def _entry_fast(self, raw: bytes) -> bool:
-        """The per-entry hot path: a line exactly as node/feeds.py writes it, else False.
+        """The per-entry hot path: a line exactly as node/feeds/feed.py writes it, else False.
 
         Each field is cut at the next fixed separator and checked so that the
         line can only be the canonical serialisation of the fields taken from
@@ -548,7 +548,7 @@ class FeedVerifier:
         cat_field: bytes,
         ts: int,
     ) -> None:
-        # node/entry.py's encode_leaf, inlined, behind RFC 6962's 0x00 leaf prefix.
+        # node/log/entry.py's encode_leaf, inlined, behind RFC 6962's 0x00 leaf prefix.
         head = _LEAF_HEAD.pack(0, 1, seq, 1 if add else 2, ts)
         self._leaves.append(
             _sha256(head + type_field + len(value).to_bytes(2, "big") + value + cat_field).digest()

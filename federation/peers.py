@@ -35,7 +35,7 @@ from config import NODE_TOML, NodeSettings, PeerSettings, TrustedOwner
 from crypto.errors import ConfigError, InputError
 from crypto.keys import NoteVerifier
 from federation.policy import parse_subscription
-from node.principals import add_principal, mark_changed
+from node.identity.principals import add_principal, mark_changed
 from node.store import Store
 
 __all__ = [

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from crypto.errors import ConfigError
-from node.principals import Principal
+from node.identity.principals import Principal
 from node.store import ListRow
 
 __all__ = [

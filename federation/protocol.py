@@ -13,7 +13,7 @@ An entry line is exactly::
 
 (on one line),
 
-with the fields of the leaf encoding (node/entry.py). Values must already be
+with the fields of the leaf encoding (node/log/entry.py). Values must already be
 in canonical form: the receiver refuses a line rather than repairing it, since
 the owner's signature covers the canonical bytes.
 """
@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from crypto.errors import InputError, PeerProtocolError
 from crypto.merkle import HASH_SIZE, MAX_CONSISTENCY_PROOF_HASHES, MAX_INCLUSION_PROOF_HASHES
 from crypto.note import MAX_NOTE_BYTES
-from node.hashes import REGISTRY, parse_category
+from node.log.hashes import REGISTRY, parse_category
 from node.store import EntryTuple
 
 __all__ = [
@@ -60,7 +60,7 @@ NDJSON = "application/x-ndjson"
 MAX_CATALOG_LISTS = 10_000
 # A node has one signing key, two while it rotates; 16 leaves room.
 MAX_SIGNING_KEYS = 16
-# An entry line: value ≤ 2048 printable ASCII characters (node/hashes.py),
+# An entry line: value ≤ 2048 printable ASCII characters (node/log/hashes.py),
 # which JSON escaping can at most double (" and \), a category of ≤ 255 UTF-8
 # bytes escaped as \uXXXX (6 bytes per character, 64 characters), and ~100
 # bytes of keys and numbers.

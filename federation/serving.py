@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from crypto.errors import InputError, UnknownListError
 from federation.policy import may_receive, offered
 from federation.protocol import Catalog, CatalogList, NodeInfo, encode_entry
+from node.identity.principals import Principal
 from node.node import Node
-from node.principals import Principal
 from node.store import CheckpointRow, ListRow
 
 __all__ = ["Served", "catalog", "entry_lines", "node_info", "resolve"]

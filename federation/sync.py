@@ -54,8 +54,8 @@ from federation.peers import find_peer, owner_verifiers
 from federation.policy import subscribed
 from federation.protocol import CatalogList
 from federation.trusted_state import Accepted, ListUpdate, Outcome
-from node.entry import encode_leaf
-from node.lists import ContentChange
+from node.log.entry import encode_leaf
+from node.log.lists import ContentChange
 from node.node import Node
 from node.store import ContentTuple, EntryTuple, ListRow, StateRow, now_ms
 
@@ -117,7 +117,7 @@ def fold_changes(
     existing: dict[tuple[str, str], tuple[str, int]],
     list_id: int,
 ) -> tuple[list[ContentTuple], list[tuple[str, str]], list[ContentChange]]:
-    """The effect of appending ``entries`` on a list's content, as ``node.lists.fold`` defines it.
+    """The effect of appending ``entries`` on a list's content, as ``lists.fold`` defines it.
 
     Args:
         entries: New entries in seq order.

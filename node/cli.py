@@ -31,10 +31,10 @@ from crypto.errors import (
     StoreError,
     VerificationError,
 )
-from node.audit import verify_audit_chain
 from node.datadir import init_data_dir
+from node.identity.audit import verify_audit_chain
+from node.identity.principals import mark_changed
 from node.node import Node
-from node.principals import mark_changed
 from node.store import Store, run_migrations
 
 app = typer.Typer(
@@ -356,7 +356,7 @@ def hash_files(
     """Print md5, sha1, sha256 and, for images, PDQ with its quality."""
     import dataclasses
 
-    from node.hashing import hash_file
+    from node.local.hashing import hash_file
 
     if fmt not in {"json", "csv"}:
         raise InputError("expected json or csv", where="--format")
@@ -446,7 +446,7 @@ def principal_add(
 ) -> None:
     """Register a caller; without --fingerprint/--cert, a CA-issued certificate for NAME."""
     from crypto.pki import cert_fingerprint, load_certificate
-    from node.principals import add_principal
+    from node.identity.principals import add_principal
 
     if cert is not None:
         fingerprint = cert_fingerprint(load_certificate(cert))
@@ -503,7 +503,7 @@ def token_create(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Issue an API token; it is shown once and stored only as a hash."""
-    from node.principals import create_token
+    from node.identity.principals import create_token
 
     with open_node(data) as node:
         token = create_token(

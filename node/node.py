@@ -13,13 +13,13 @@ from pathlib import Path
 
 from config import NodeSettings
 from crypto.keys import NoteSigner, NoteVerifier
-from node import lists
 from node.datadir import load_signer
-from node.hashes import parse_category, parse_hash
-from node.hashfile import read_hash_file
-from node.lists import AppendResult, ContentChange
+from node.log import lists
+from node.log.hashes import parse_category, parse_hash
+from node.log.hashfile import read_hash_file
+from node.log.lists import AppendResult, ContentChange
+from node.log.verify import PARALLEL_FROM, Verifier, VerifyResult
 from node.store import CheckpointRow, ListRow, Store
-from node.verify import PARALLEL_FROM, Verifier, VerifyResult
 
 ChangeListener = Callable[[Sequence[ContentChange]], None]
 
@@ -163,7 +163,7 @@ class Node:
     def verify(
         self, full_name: str | None = None, *, parallel_from: int = PARALLEL_FROM
     ) -> list[VerifyResult]:
-        """Verify one list, or every list; see :mod:`node.verify`."""
+        """Verify one list, or every list; see :mod:`node.log.verify`."""
         rows = [self.get_list(full_name)] if full_name else self.store.all_lists()
         with Verifier(self.store, parallel_from=parallel_from) as verifier:
             return [verifier.verify(r, self.verifiers_for(r.owner)) for r in rows]

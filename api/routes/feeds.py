@@ -20,7 +20,7 @@ from api.deps import PrincipalDep, StateDep
 from api.errors import ErrorBody, error_response
 from crypto.errors import InputError
 from federation.policy import offered
-from node.feeds import (
+from node.feeds.feed import (
     FEED_SECRET_FILE,
     BadRequestError,
     FeedList,
@@ -29,9 +29,9 @@ from node.feeds import (
     UnknownFeedError,
     load_feed_secret,
 )
-from node.hashes import REGISTRY
-from node.principals import Principal
-from node.stix import Taxii
+from node.feeds.stix import Taxii
+from node.identity.principals import Principal
+from node.log.hashes import REGISTRY
 
 NDJSON = "application/x-ndjson"
 CURSOR_HEADER = "X-Hashfed-Cursor"

@@ -18,10 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import AppState, PrincipalDep, StateDep
 from crypto.errors import InputError
-from node.hashes import parse_many
-from node.matcher import Query as MatchQuery
-from node.matcher import visible_lists
-from node.principals import Principal
+from node.identity.principals import Principal
+from node.log.hashes import parse_many
+from node.match.matcher import Query as MatchQuery
+from node.match.matcher import visible_lists
 from node.store import CheckpointRow
 
 router = APIRouter(prefix="/api/v1", tags=["match"])

@@ -2,7 +2,7 @@
 
 Discovery ``/taxii2/``, one API root ``/taxii2/hashfed/``, its collections,
 and per collection the objects, one object, its versions and the manifest.
-Objects are STIX 2.1 indicators (node/stix.py), dated and ordered so that
+Objects are STIX 2.1 indicators (node/feeds/stix.py), dated and ordered so that
 ``added_after`` (exclusive) and ``next`` never skip or repeat one. Writes
 are refused (``can_write`` is false). Requests must accept
 ``application/taxii+json;version=2.1`` (406 otherwise); HTTP Basic with a
@@ -25,9 +25,8 @@ from api.errors import ErrorBody
 from api.routes.feeds import FeedRoute, FeedServices, ServicesDep
 from crypto.errors import ForbiddenError
 from federation.policy import offered
-from node.feeds import UnknownFeedError
-from node.principals import Principal
-from node.stix import (
+from node.feeds.feed import UnknownFeedError
+from node.feeds.stix import (
     STIX_MEDIA_TYPE,
     Page,
     VersionFilter,
@@ -35,6 +34,7 @@ from node.stix import (
     format_date_added,
     parse_timestamp,
 )
+from node.identity.principals import Principal
 from node.store import ListRow
 
 TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"

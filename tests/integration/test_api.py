@@ -16,8 +16,8 @@ from _nodes import Identity, NodeProcess, free_port, make_identity
 from crypto.merkle import leaf_hash, verify_inclusion
 from crypto.pki import create_ca, issue_certificate, save_certificate
 from crypto.pki import save_private_key as save_tls_key
-from node.entry import encode_leaf
-from node.hashes import hamming
+from node.log.entry import encode_leaf
+from node.log.hashes import hamming
 
 pytestmark = pytest.mark.network
 

@@ -26,7 +26,7 @@ from api.app import create_app
 from api.deps import get_principal
 from config import load_settings
 from node.datadir import init_data_dir
-from node.principals import Principal
+from node.identity.principals import Principal
 
 # Built at import: schemathesis reads the schema while collecting.
 _DATA = Path(tempfile.mkdtemp(prefix="hashfed-fuzz-")) / "au-argos"

@@ -36,8 +36,9 @@ LIST = f"{NODE_ID}/series-2041"
 TIMEOUT = 120
 
 if not HASHFED.exists():  # pragma: no cover
-    pytest.skip("the hashfed entry point is not installed (pip install -e .)",
-                allow_module_level=True)
+    pytest.skip(
+        "the hashfed entry point is not installed (pip install -e .)", allow_module_level=True
+    )
 
 
 @dataclass
@@ -68,7 +69,11 @@ def _argv(args: Sequence[str], data: Path | None) -> list[str]:
 
 def hashfed(data: Data, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        _argv(args, data.path), capture_output=True, text=True, env=data.env, timeout=TIMEOUT,
+        _argv(args, data.path),
+        capture_output=True,
+        text=True,
+        env=data.env,
+        timeout=TIMEOUT,
         check=False,
     )
 
@@ -76,8 +81,16 @@ def hashfed(data: Data, *args: str) -> subprocess.CompletedProcess[str]:
 def hashfed_many(data: Data, *commands: Sequence[str]) -> list[subprocess.CompletedProcess[str]]:
     """Run independent commands at the same time; results in the given order."""
     procs = [
-        (cmd, subprocess.Popen(_argv(cmd, data.path), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=data.env))
+        (
+            cmd,
+            subprocess.Popen(
+                _argv(cmd, data.path),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=data.env,
+            ),
+        )
         for cmd in commands
     ]
     results = []
@@ -109,8 +122,12 @@ def initialised(
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
     path = tmp_path_factory.mktemp("template") / "data"
     r = subprocess.run(
-        _argv(["init", "--node-id", NODE_ID], path), capture_output=True, text=True,
-        env=_env(), timeout=TIMEOUT, check=False,
+        _argv(["init", "--node-id", NODE_ID], path),
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=TIMEOUT,
+        check=False,
     )
     return path, r
 
@@ -173,9 +190,13 @@ def _import_text_with_progress(data: Data, path: Path) -> tuple[int, str]:
     """Run a text import with stderr on a pseudo-terminal, so the progress bar is live."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        _argv(["list", "import", LIST, str(path), "--type", "sha256", "--category", "A1"],
-              data.path),
-        stdout=subprocess.PIPE, stderr=slave, text=True, env={**data.env, "TERM": "xterm"},
+        _argv(
+            ["list", "import", LIST, str(path), "--type", "sha256", "--category", "A1"], data.path
+        ),
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        text=True,
+        env={**data.env, "TERM": "xterm"},
     )
     os.close(slave)
     chunks = []
@@ -217,9 +238,10 @@ def test_list_lifecycle(data_any: Data, tmp_path: Path) -> None:
     code, out = _import_text_with_progress(d, txt_file)
     assert code == 0
     assert "7 added, 0 already present, size 13" in out
-    assert "added (size 14)" in ok(
-        hashfed(d, "list", "add", LIST, "md5", extra, "--category", "C")
-    ).stdout
+    assert (
+        "added (size 14)"
+        in ok(hashfed(d, "list", "add", LIST, "md5", extra, "--category", "C")).stdout
+    )
     assert "size 15" in ok(hashfed(d, "list", "remove", LIST, "md5", md5s[1])).stdout
     r = ok(hashfed(d, "list", "publish", LIST))
     assert "size 15" in r.stdout
@@ -227,8 +249,19 @@ def test_list_lifecycle(data_any: Data, tmp_path: Path) -> None:
     # Everything below changes no entry, so it runs at once.
     absent = _v("d", 9, 32)
     out_csv = tmp_path / "out.csv"
-    (show, ls, exp_csv, exp_ndjson, verify, keys, audit, upgrade, dup_create, dup_add,
-     remove_absent) = hashfed_many(
+    (
+        show,
+        ls,
+        exp_csv,
+        exp_ndjson,
+        verify,
+        keys,
+        audit,
+        upgrade,
+        dup_create,
+        dup_add,
+        remove_absent,
+    ) = hashfed_many(
         d,
         ["list", "show", LIST],
         ["list", "ls"],
@@ -299,13 +332,16 @@ def test_tampered_database_fails_list_verify_naming_the_list(data_any: Data) -> 
             for column, new in (("value", _v("f", 1, 32)), ("category", "B2"), ("op", "remove")):
                 changed = conn.execute(
                     # column comes from the fixed tuple above, never from input
-                    text(f"UPDATE log_entry SET {column} = :new "  # noqa: S608
-                         "WHERE list_id = :l AND seq = 2"),
+                    text(
+                        f"UPDATE log_entry SET {column} = :new "  # noqa: S608
+                        "WHERE list_id = :l AND seq = 2"
+                    ),
                     {"new": new, "l": ids[column]},
                 ).rowcount
                 assert changed == 1
-            conn.execute(text("DELETE FROM log_entry WHERE list_id = :l AND seq = 3"),
-                         {"l": ids["deleted"]})
+            conn.execute(
+                text("DELETE FROM log_entry WHERE list_id = :l AND seq = 3"), {"l": ids["deleted"]}
+            )
     finally:
         node.close()
 
@@ -392,11 +428,20 @@ def test_key_file_problems_are_clear_errors_at_start(data: Data, tmp_path: Path)
     shutil.copytree(garbage.path, missing.path)
     (missing.path / "keys" / "signing.key").unlink()
 
-    cases = [(garbage, "list", "ls"), (open_key, "keys", "show"), (binary, "list", "ls"),
-             (missing, "list", "publish", LIST)]
+    cases = [
+        (garbage, "list", "ls"),
+        (open_key, "keys", "show"),
+        (binary, "list", "ls"),
+        (missing, "list", "publish", LIST),
+    ]
     procs = [
-        subprocess.Popen(_argv(args, d.path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=d.env)
+        subprocess.Popen(
+            _argv(args, d.path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=d.env,
+        )
         for d, *args in cases
     ]
     for p, (d, *_args) in zip(procs, cases, strict=True):

@@ -26,7 +26,7 @@ from crypto.checkpoint import list_origin, verify_checkpoint
 from crypto.keys import NoteVerifier
 from crypto.merkle import TreeLevels, leaf_hash
 from federation.peers import register_peer
-from node.entry import encode_leaf
+from node.log.entry import encode_leaf
 from node.node import Node
 from node.store import Store
 

@@ -28,7 +28,7 @@ from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
 from crypto.keys import NoteSigner, generate_signing_key, load_private_key
 from crypto.merkle import TreeLevels, leaf_hash
 from federation.protocol import encode_entry
-from node.entry import encode_leaf
+from node.log.entry import encode_leaf
 from node.store import Store
 
 pytestmark = pytest.mark.network

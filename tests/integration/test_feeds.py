@@ -20,7 +20,7 @@ from _nodes import Identity, NodeProcess, free_port, make_identity
 from crypto.checkpoint import list_origin, verify_checkpoint
 from crypto.keys import NoteVerifier
 from crypto.merkle import CompactRange, leaf_hash
-from node.entry import encode_leaf
+from node.log.entry import encode_leaf
 from node.store import Store
 
 pytestmark = pytest.mark.network

@@ -52,7 +52,7 @@ from federation.feed_pull import (
     load_trust,
     pull,
 )
-from node.entry import encode_leaf
+from node.log.entry import encode_leaf
 from node.store import Store
 
 pytestmark = pytest.mark.network

@@ -2,7 +2,7 @@
 
 Every object received is checked with the OASIS ``stix2-validator`` (it must
 report no errors; its one warning, ``{103}`` "not a valid UUIDv4", is the
-deliberate deterministic UUIDv5 id of node/stix.py). The 10,000-object
+deliberate deterministic UUIDv5 id of node/feeds/stix.py). The 10,000-object
 collection is sampled in the default run and validated whole with -m slow.
 """
 
@@ -20,7 +20,7 @@ from _nodes import Identity, NodeProcess, free_port, make_identity
 from stix2validator import validate_instance
 from taxii2client.v21 import Collection, Server, as_pages
 
-from node.stix import indicator_id
+from node.feeds.stix import indicator_id
 from node.store import Store
 
 pytestmark = pytest.mark.network

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
-import node.models  # noqa: F401  (registers the tables)
+import node.store.models  # noqa: F401  (registers the tables)
 from node.store import MIGRATIONS_DIR, Store, run_migrations
 
 
@@ -67,5 +67,5 @@ def test_one_linear_history() -> None:
 def test_migration_files_do_not_import_the_models(path: Path) -> None:
     # A migration must describe the schema as it was, not import today's models.
     text = path.read_text(encoding="utf-8")
-    assert "node.models" not in text
+    assert "node.store.models" not in text
     assert "from node" not in text

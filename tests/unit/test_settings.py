@@ -108,13 +108,13 @@ def test_malformed_toml(tmp_path: Path) -> None:
         ("[limits]\nmax_batch = 1000000\n", "limits.max_batch"),
         ("[limits]\nnot_a_limit = 1\n", "limits.not_a_limit"),
         ('[[peers]]\nnode_id = "x"\n', "peers.0.url"),
-        ('[[peers]]\nnode_id = "x"\nurl = "https://x"\nfingerprnt = "sha256:00"\n',
-         "peers.0.fingerprnt"),
+        (
+            '[[peers]]\nnode_id = "x"\nurl = "https://x"\nfingerprnt = "sha256:00"\n',
+            "peers.0.fingerprnt",
+        ),
     ],
 )
-def test_invalid_values_name_the_key_and_the_file(
-    tmp_path: Path, toml_tail: str, key: str
-) -> None:
+def test_invalid_values_name_the_key_and_the_file(tmp_path: Path, toml_tail: str, key: str) -> None:
     data = _data(tmp_path, 'node_id = "au-argos"\n' + toml_tail)
     with pytest.raises(ConfigError) as info:
         load_settings(data)
@@ -160,8 +160,7 @@ def test_invalid_environment_values_are_config_errors(
 def test_proxy_header_is_refused_off_loopback(tmp_path: Path) -> None:
     data = _data(
         tmp_path,
-        'node_id = "au-argos"\nhost = "0.0.0.0"\n'
-        'trusted_proxy_cert_header = "X-Client-Cert"\n',
+        'node_id = "au-argos"\nhost = "0.0.0.0"\ntrusted_proxy_cert_header = "X-Client-Cert"\n',
     )
     with pytest.raises(ConfigError):
         load_settings(data)

@@ -19,7 +19,7 @@ import api.fast_match
 from api.app import create_app
 from config import load_settings
 from node.datadir import init_data_dir
-from node.principals import add_principal, create_token
+from node.identity.principals import add_principal, create_token
 
 BASE = "ab" * 32
 RESTRICTED = "cd" * 32

@@ -12,7 +12,7 @@ from api.app import create_app
 from api.auth import RateLimiter
 from config import load_settings
 from node.datadir import init_data_dir
-from node.principals import add_principal, create_token
+from node.identity.principals import add_principal, create_token
 
 
 @pytest.fixture

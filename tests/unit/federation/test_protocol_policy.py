@@ -19,8 +19,8 @@ from federation.policy import may_receive, offered, parse_subscription, subscrib
 from federation.protocol import MAX_ENTRY_LINE_BYTES, EntryParser, encode_entry
 from federation.scheduler import JITTER, max_backoff, next_delay
 from federation.sync import fold_changes
-from node.lists import fold
-from node.principals import Principal
+from node.identity.principals import Principal
+from node.log.lists import fold
 from node.store import ListRow
 
 SHA = "ab" * 32

@@ -18,10 +18,10 @@ from crypto.errors import PeerTimeoutError
 from federation import serving
 from federation.protocol import Catalog, CatalogList
 from federation.sync import Syncer
-from node.lists import ContentChange, fold
+from node.identity.principals import Principal
+from node.log.lists import ContentChange, fold
+from node.log.proofs import ProofCache
 from node.node import Node
-from node.principals import Principal
-from node.proofs import ProofCache
 from node.store import EntryTuple
 
 NodeFactory = Callable[..., Node]
@@ -366,7 +366,7 @@ def test_only_one_process_runs_the_scheduler(node_factory: NodeFactory) -> None:
 def test_registering_a_peer_is_all_or_nothing(node_factory: NodeFactory) -> None:
     from crypto.errors import InputError
     from federation.peers import register_peer
-    from node.principals import add_principal
+    from node.identity.principals import add_principal
 
     node = node_factory("nl-nca")
     toml = node.settings.data_dir / "node.toml"

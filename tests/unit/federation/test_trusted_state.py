@@ -25,7 +25,7 @@ from crypto.errors import (
 from crypto.keys import NoteSigner, generate_signing_key
 from crypto.merkle import CompactRange, TreeLevels, leaf_hash
 from federation.trusted_state import Accepted, ListUpdate, Outcome
-from node.entry import encode_leaf
+from node.log.entry import encode_leaf
 
 OWNER = NoteSigner("au-argos", generate_signing_key())
 RELAY = NoteSigner("be-fccu", generate_signing_key())

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from crypto.errors import NotInListError
-from node import audit
-from node.audit import check_chain, verify_audit_chain
+from node.identity import audit
+from node.identity.audit import check_chain, verify_audit_chain
 from node.node import Node
 from node.store import AUDIT_GENESIS, AuditRow
 
@@ -91,19 +91,35 @@ def test_empty_chain_verifies(node: Node) -> None:
 
 
 def test_record_helper_appends_to_the_chain(node: Node) -> None:
-    audit.record(node.store, actor="api:nl-politie", action="feed.pull", target="baseline",
-                 count=12, cursor=5)
+    audit.record(
+        node.store,
+        actor="api:nl-politie",
+        action="feed.pull",
+        target="baseline",
+        count=12,
+        cursor=5,
+    )
     [row] = _rows(node)
-    assert (row.actor, row.action, row.target, row.count) == ("api:nl-politie", "feed.pull",
-                                                              "baseline", 12)
+    assert (row.actor, row.action, row.target, row.count) == (
+        "api:nl-politie",
+        "feed.pull",
+        "baseline",
+        12,
+    )
     assert '"cursor":5' in row.detail
     assert verify_audit_chain(node.store).ok
 
 
 @pytest.mark.parametrize(
     ("column", "value"),
-    [("count", 999), ("actor", "mallory"), ("action", "list.nothing"), ("target", "x/y"),
-     ("detail", "{}"), ("ts_ms", 1)],
+    [
+        ("count", 999),
+        ("actor", "mallory"),
+        ("action", "list.nothing"),
+        ("target", "x/y"),
+        ("detail", "{}"),
+        ("ts_ms", 1),
+    ],
 )
 def test_edited_record_breaks_the_chain_at_that_record(
     node: Node, tmp_path: Path, column: str, value: object
@@ -113,8 +129,10 @@ def test_edited_record_breaks_the_chain_at_that_record(
     if getattr(victim, column) == value:
         value = "changed" if isinstance(value, str) else 12345
     with node.store.engine.begin() as conn:
-        conn.execute(text(f"UPDATE audit SET {column} = :v WHERE id = :id"),  # noqa: S608
-                     {"v": value, "id": victim.id})
+        conn.execute(
+            text(f"UPDATE audit SET {column} = :v WHERE id = :id"),  # noqa: S608
+            {"v": value, "id": victim.id},
+        )
     result = verify_audit_chain(node.store)
     assert not result.ok
     assert result.first_bad_id == victim.id
@@ -140,8 +158,10 @@ def test_rehashed_record_still_breaks_the_chain_at_the_next(node: Node, tmp_path
     v = rows[1]
     new_hash = audit_record_hash(v.prev_hash, v.ts_ms, v.actor, v.action, v.target, 0, v.detail)
     with node.store.engine.begin() as conn:
-        conn.execute(text("UPDATE audit SET count = 0, record_hash = :h WHERE id = :id"),
-                     {"h": new_hash, "id": v.id})
+        conn.execute(
+            text("UPDATE audit SET count = 0, record_hash = :h WHERE id = :id"),
+            {"h": new_hash, "id": v.id},
+        )
     result = verify_audit_chain(node.store)
     assert (result.ok, result.first_bad_id) == (False, rows[2].id)
 

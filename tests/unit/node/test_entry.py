@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crypto.merkle import leaf_hash
-from node.entry import LEAF_VERSION, Entry, decode_leaf, encode_leaf, leaf_hashes
-from node.hashes import HASH_TYPES
+from node.log.entry import LEAF_VERSION, Entry, decode_leaf, encode_leaf, leaf_hashes
+from node.log.hashes import HASH_TYPES
 
 VECTORS_DIR = Path(__file__).parents[2] / "vectors" / "leaves"
 VECTORS_FILE = VECTORS_DIR / "leaves.json"

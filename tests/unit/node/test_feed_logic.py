@@ -1,4 +1,4 @@
-"""Feeds (node/feeds.py) and their STIX 2.1 form (node/stix.py), on every configured backend.
+"""Feeds (node/feeds/feed.py) and their STIX 2.1 form (node/feeds/stix.py), on each backend.
 
 Cursor tests are named after what they stop: a tampered cursor, one from
 another node or feed, one that no longer fits the feed. STIX objects are
@@ -19,8 +19,7 @@ from stix2validator import validate_instance
 from crypto.checkpoint import list_origin, verify_checkpoint
 from crypto.errors import ConfigError
 from crypto.merkle import CompactRange, leaf_hash
-from node.entry import encode_leaf
-from node.feeds import (
+from node.feeds.feed import (
     Cursor,
     CursorError,
     FeedList,
@@ -32,8 +31,7 @@ from node.feeds import (
     encode_cursor,
     load_feed_secret,
 )
-from node.node import Node
-from node.stix import (
+from node.feeds.stix import (
     Page,
     Taxii,
     Timelines,
@@ -44,6 +42,8 @@ from node.stix import (
     parse_timestamp,
     stix_pattern,
 )
+from node.log.entry import encode_leaf
+from node.node import Node
 
 NodeFactory = Callable[..., Node]
 SECRET = bytes(range(32))
@@ -466,7 +466,7 @@ def test_parse_timestamp(text: str, us: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "yesterday", "1970-01-01T00:00:00", "1970-01-01T00:00:00.Z"])
 def test_malformed_timestamp_refused(text: str) -> None:
-    from node.feeds import BadRequestError
+    from node.feeds.feed import BadRequestError
 
     with pytest.raises(BadRequestError):
         parse_timestamp(text, where="t")

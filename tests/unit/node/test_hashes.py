@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crypto.errors import InputError
-from node.hashes import (
+from node.log.hashes import (
     HASH_TYPES,
     MAX_CATEGORY_LENGTH,
     REGISTRY,
@@ -198,7 +198,7 @@ def test_bad_categories_name_the_field(raw: str) -> None:
 
 def test_category_must_fit_the_one_byte_leaf_length() -> None:
     # 64 letters of four UTF-8 bytes each would need 256 bytes in the leaf,
-    # whose category length is one byte (node/entry.py).
+    # whose category length is one byte (node/log/entry.py).
     with pytest.raises(InputError):
         parse_category("\U0001d400" * MAX_CATEGORY_LENGTH)
 
@@ -280,7 +280,7 @@ _batch_values = st.lists(
 @given(values=_batch_values)
 def test_parse_many_agrees_with_parse_hash(htype: str, values: list[str]) -> None:
     """The batch fast path accepts and rejects exactly what one-by-one parsing does."""
-    from node.hashes import parse_many
+    from node.log.hashes import parse_many
 
     positions = [10 + i for i in range(len(values))]
     expected: list[str] = []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crypto.errors import InputError, UnknownListError
-from node.hashfile import MAX_REPORTED_ERRORS, detect_format, read_hash_file
+from node.log.hashfile import MAX_REPORTED_ERRORS, detect_format, read_hash_file
 from node.node import Node
 
 MD5 = "0123456789abcdef0123456789abcdef"
@@ -231,7 +231,11 @@ def test_import_adds_once_and_reports_progress(
     seen: list[int] = []
 
     result = node.import_file(
-        "au-argos/series", path, default_type="sha256", default_category="A1", actor="t",
+        "au-argos/series",
+        path,
+        default_type="sha256",
+        default_category="A1",
+        actor="t",
         progress=seen.append,
     )
 

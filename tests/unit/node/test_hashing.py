@@ -1,4 +1,4 @@
-"""node.hashing: exact hashes, PDQ equal to the reference binding, per-file errors."""
+"""node.local.hashing: exact hashes, PDQ equal to the reference binding, per-file errors."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pdqhash
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from node import hashing
-from node.hashing import (
+from node.local import hashing
+from node.local.hashing import (
     FileHashes,
     hash_file,
     pdq_bits_to_hex,

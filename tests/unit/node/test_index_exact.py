@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from node.index import ExactIndex
-from node.index import _exact as exact_module
+from node.match.index import ExactIndex
+from node.match.index import _exact as exact_module
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WIDTHS = st.sampled_from([1, 5, 8, 16, 20, 32])

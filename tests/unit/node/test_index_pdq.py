@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from node.index import PdqIndex, brute_force_pdq
-from node.index import _hamming as hamming_module
-from node.index import _mih as mih_module
-from node.index import _pdq as pdq_module
-from node.index._mih import MAX_RADIUS, TABLES, plan, radii
+from node.match.index import PdqIndex, brute_force_pdq
+from node.match.index import _hamming as hamming_module
+from node.match.index import _mih as mih_module
+from node.match.index import _pdq as pdq_module
+from node.match.index._mih import MAX_RADIUS, TABLES, plan, radii
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ZERO = np.zeros(32, dtype=np.uint8)

@@ -27,11 +27,11 @@ from crypto.errors import (
     UnknownListError,
 )
 from crypto.merkle import CompactRange
-from node import lists
-from node.entry import encode_leaf
+from node.log import lists
+from node.log.entry import encode_leaf
+from node.log.verify import VerifyResult
 from node.node import Node
 from node.store import Store
-from node.verify import VerifyResult
 
 NodeFactory = Callable[..., Node]
 LIST = "au-argos/series-2041"
@@ -83,8 +83,12 @@ def node(node_factory: NodeFactory) -> Node:
 
 def test_create_list(node: Node) -> None:
     row = node.get_list(LIST)
-    assert (row.owner, row.name, row.label, row.local) == ("au-argos", "series-2041", "baseline",
-                                                           True)
+    assert (row.owner, row.name, row.label, row.local) == (
+        "au-argos",
+        "series-2041",
+        "baseline",
+        True,
+    )
     state = node.store.get_state(list_id=row.id)
     assert (state.size, state.live_count) == (0, 0)
     assert CompactRange.from_bytes(state.compact_range).root() == naive_root([])
@@ -105,8 +109,18 @@ def test_create_list_for_another_owner_is_refused(node: Node) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["series", "au-argos/", "/series", "AU-argos/series", "au-argos/Series", "au-argos/a b",
-     "au-argos/a/b", "au-argos/" + "x" * 101, "au-argos/-x", "au-argos/x\n"],
+    [
+        "series",
+        "au-argos/",
+        "/series",
+        "AU-argos/series",
+        "au-argos/Series",
+        "au-argos/a b",
+        "au-argos/a/b",
+        "au-argos/" + "x" * 101,
+        "au-argos/-x",
+        "au-argos/x\n",
+    ],
 )
 def test_bad_list_names_are_refused(node: Node, name: str) -> None:
     with pytest.raises(InputError):
@@ -133,7 +147,8 @@ def test_unknown_list(node: Node) -> None:
 
 def test_duplicate_adds_within_a_batch_are_one_entry(node: Node) -> None:
     result = node.add_raw(
-        LIST, [("md5", md5(1), "A1"), ("MD5", md5(1).upper(), "B2"), ("md5", md5(2), "")],
+        LIST,
+        [("md5", md5(1), "A1"), ("MD5", md5(1).upper(), "B2"), ("md5", md5(2), "")],
         actor="tester",
     )
     assert (result.appended, result.skipped, result.size) == (2, 1, 2)
@@ -232,8 +247,11 @@ POOL = [md5(i) for i in range(6)]
 steps = st.lists(
     st.tuples(
         st.sampled_from(["add", "remove"]),
-        st.lists(st.tuples(st.sampled_from(POOL), st.sampled_from(["", "A1", "B2"])),
-                 min_size=1, max_size=4),
+        st.lists(
+            st.tuples(st.sampled_from(POOL), st.sampled_from(["", "A1", "B2"])),
+            min_size=1,
+            max_size=4,
+        ),
     ),
     min_size=1,
     max_size=8,
@@ -241,8 +259,9 @@ steps = st.lists(
 _counter = itertools.count()
 
 
-@settings(max_examples=20, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # a new list per example
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)  # a new list per example
 @given(ops=steps)
 def test_fold_of_log_equals_content_table(node: Node, ops: list[Any]) -> None:
     name = f"au-argos/fold-{next(_counter)}"
@@ -312,10 +331,22 @@ def test_publish_empty_list(node: Node) -> None:
 def test_republishing_unchanged_list_is_a_fresh_heartbeat(node: Node) -> None:
     node.add_raw(LIST, [("md5", md5(1), "")], actor="tester")
     row = node.get_list(LIST)
-    first = lists.publish(node.store, node_id=node.node_id, row=row, signer=node.signer,
-                          actor="tester", timestamp=1_800_000_000)
-    second = lists.publish(node.store, node_id=node.node_id, row=row, signer=node.signer,
-                           actor="tester", timestamp=1_800_000_060)
+    first = lists.publish(
+        node.store,
+        node_id=node.node_id,
+        row=row,
+        signer=node.signer,
+        actor="tester",
+        timestamp=1_800_000_000,
+    )
+    second = lists.publish(
+        node.store,
+        node_id=node.node_id,
+        row=row,
+        signer=node.signer,
+        actor="tester",
+        timestamp=1_800_000_060,
+    )
     assert (second.size, second.root_hash) == (first.size, first.root_hash)
     assert second.timestamp == 1_800_000_060
     assert second.note != first.note
@@ -327,8 +358,14 @@ def test_republishing_unchanged_list_is_a_fresh_heartbeat(node: Node) -> None:
 
 
 def test_publish_received_list_is_refused(node: Node) -> None:
-    row = node.store.create_list(owner="nl-politie", name="s", label="baseline", local=False,
-                                 source_peer="nl-politie", empty_range=CompactRange().to_bytes())
+    row = node.store.create_list(
+        owner="nl-politie",
+        name="s",
+        label="baseline",
+        local=False,
+        source_peer="nl-politie",
+        empty_range=CompactRange().to_bytes(),
+    )
     with pytest.raises(NotOwnerError):
         lists.publish(node.store, node_id=node.node_id, row=row, signer=node.signer, actor="t")
     with pytest.raises(NotOwnerError):
@@ -381,9 +418,13 @@ def test_tampered_entry_fails_verification(node: Node, column: str, new: Any) ->
     node.publish("au-argos/untouched", actor="tester")
     row = node.get_list(LIST)
 
-    changed = sql(node, f"UPDATE log_entry SET {column} = :new "  # noqa: S608  (fixed names)
-                  "WHERE list_id = :l AND seq = 2",
-                  new=new, l=row.id)
+    changed = sql(
+        node,
+        f"UPDATE log_entry SET {column} = :new "  # noqa: S608  (fixed names)
+        "WHERE list_id = :l AND seq = 2",
+        new=new,
+        l=row.id,
+    )
     assert changed == 1
 
     results = node.verify()
@@ -425,8 +466,14 @@ def test_checkpoint_signed_by_another_key_fails_verification(
     _published(node)
     other = node_factory("au-argos-2")
     row = node.get_list(LIST)
-    forged = lists.publish(node.store, node_id=node.node_id, row=row, signer=other.signer,
-                           actor="attacker", timestamp=2_000_000_000)
+    forged = lists.publish(
+        node.store,
+        node_id=node.node_id,
+        row=row,
+        signer=other.signer,
+        actor="attacker",
+        timestamp=2_000_000_000,
+    )
     assert node.store.latest_checkpoint(list_id=row.id) == forged
     assert not node.verify(LIST)[0].ok
 
@@ -435,14 +482,22 @@ def test_rewritten_history_with_matching_state_fails_against_checkpoint(node: No
     """An attacker who also recomputes list_state is still caught by the signature."""
     _published(node)
     row = node.get_list(LIST)
-    sql(node, "UPDATE log_entry SET value = :v WHERE list_id = :l AND seq = 1",
-        v=md5(1000), l=row.id)
+    sql(
+        node,
+        "UPDATE log_entry SET value = :v WHERE list_id = :l AND seq = 1",
+        v=md5(1000),
+        l=row.id,
+    )
     entries = list(node.store.iter_entries(list_id=row.id))
     cr = CompactRange()
     for e in entries:
         cr.append(hashlib.sha256(b"\x00" + encode_leaf(*e)).digest())
-    sql(node, "UPDATE list_state SET compact_range = :c WHERE list_id = :l",
-        c=cr.to_bytes(), l=row.id)
+    sql(
+        node,
+        "UPDATE list_state SET compact_range = :c WHERE list_id = :l",
+        c=cr.to_bytes(),
+        l=row.id,
+    )
     [result] = node.verify(LIST)
     assert not result.ok
 
@@ -450,8 +505,13 @@ def test_rewritten_history_with_matching_state_fails_against_checkpoint(node: No
 def test_hash_inserted_into_content_only_fails_verification(node: Node) -> None:
     _published(node)
     row = node.get_list(LIST)
-    sql(node, "INSERT INTO content (list_id, hash_type, value, category, seq) "
-        "VALUES (:l, 'md5', :v, '', 0)", l=row.id, v=md5(5000))
+    sql(
+        node,
+        "INSERT INTO content (list_id, hash_type, value, category, seq) "
+        "VALUES (:l, 'md5', :v, '', 0)",
+        l=row.id,
+        v=md5(5000),
+    )
     assert not node.verify(LIST)[0].ok
 
 
@@ -469,8 +529,9 @@ def test_stale_concurrent_append_is_refused(
     def race(**kwargs: Any) -> Any:
         # Between reading the list size and appending, someone else appends.
         row = lists.get_list(other, LIST)
-        lists.add_hashes(other, node_id="au-argos", row=row, items=[("md5", md5(2), "")],
-                         actor="other")
+        lists.add_hashes(
+            other, node_id="au-argos", row=row, items=[("md5", md5(2), "")], actor="other"
+        )
         return real(**kwargs)
 
     monkeypatch.setattr(node.store, "existing_content", race)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import random
 
-from node.hashes import hamming
-from node.lists import ContentChange
-from node.matcher import Matcher, Query
+from node.log.hashes import hamming
+from node.log.lists import ContentChange
+from node.match.matcher import Matcher, Query
 from node.node import Node
 
 

@@ -1,4 +1,4 @@
-"""node.report: the self-contained HTML report and the CSV, from hand-made scan results."""
+"""node.local.report: the self-contained HTML report and the CSV, from hand-made scan results."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from node import report as report_mod
-from node.hashing import FileHashes, Kind
-from node.report import (
+from node.local import report as report_mod
+from node.local.hashing import FileHashes, Kind
+from node.local.report import (
     CSV_FIELDS,
     group_hits,
     render_html_report,
@@ -22,7 +22,7 @@ from node.report import (
     write_csv_report,
     write_html_report,
 )
-from node.scan import FileProblem, FileResult, Hit, ScanResult
+from node.local.scan import FileProblem, FileResult, Hit, ScanResult
 
 HOSTILE = '<script>alert("x")</script>&amp;'
 

@@ -1,4 +1,4 @@
-"""node.scan: walking, hashing in workers, batched matching, resume, per-file problems.
+"""node.local.scan: walking, hashing in workers, batched matching, resume, per-file problems.
 
 The matcher here is an in-test fake backed by a dict: it stands for the
 remote node boundary. Files are generated at test time.
@@ -21,9 +21,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from crypto.errors import HashfedError
-from node import scan as scan_mod
-from node.hashing import FileHashes, hash_file
-from node.scan import (
+from node.local import scan as scan_mod
+from node.local.hashing import FileHashes, hash_file
+from node.local.scan import (
     FileProblem,
     Hit,
     MatcherError,

@@ -14,10 +14,10 @@ from sqlalchemy.exc import IntegrityError
 
 from crypto.errors import ListExistsError, StoreError
 from crypto.merkle import CompactRange, leaf_hash
-from node import store as store_module
-from node.audit import verify_audit_chain
-from node.entry import encode_leaf
-from node.store import EntryTuple, ListRow, StateRow, Store
+from node.identity.audit import verify_audit_chain
+from node.log.entry import encode_leaf
+from node.store import AUDIT_GENESIS, EntryTuple, ListRow, StateRow, Store
+from node.store import engine as store_module
 
 EMPTY = CompactRange().to_bytes()
 
@@ -85,10 +85,17 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(db: Store) -> None:
 
 
 def test_create_and_read_lists(db: Store, lst: ListRow) -> None:
-    other = db.create_list(owner="au-argos", name="a0", label="private", description="d",
-                           empty_range=EMPTY)
-    remote = db.create_list(owner="nl-politie", name="x", label="baseline", local=False,
-                            source_peer="nl-politie", empty_range=EMPTY)
+    other = db.create_list(
+        owner="au-argos", name="a0", label="private", description="d", empty_range=EMPTY
+    )
+    remote = db.create_list(
+        owner="nl-politie",
+        name="x",
+        label="baseline",
+        local=False,
+        source_peer="nl-politie",
+        empty_range=EMPTY,
+    )
     assert db.get_list(owner="au-argos", name="s1") == lst
     assert db.get_list_by_id(other.id) == other
     assert db.get_list(owner="au-argos", name="nope") is None
@@ -122,8 +129,14 @@ def test_append_then_read_entries_in_pages(db: Store, lst: ListRow) -> None:
         (i, "add" if i % 3 else "remove", "md5", _v(i), "A1" if i % 2 else "", 2**62 + i)
         for i in range(10)
     ]
-    db.append(list_id=lst.id, expected_size=0, entries=entries, adds=[], removes=(),
-              new_state=_state_after(entries, 0))
+    db.append(
+        list_id=lst.id,
+        expected_size=0,
+        entries=entries,
+        adds=[],
+        removes=(),
+        new_state=_state_after(entries, 0),
+    )
     assert list(db.iter_entries(list_id=lst.id)) == entries
     assert list(db.iter_entries(list_id=lst.id, page=3)) == entries
     assert list(db.iter_entries(list_id=lst.id, start=4, end=7, page=2)) == entries[4:7]
@@ -134,8 +147,14 @@ def test_append_then_read_entries_in_pages(db: Store, lst: ListRow) -> None:
 
 def test_large_seq_and_timestamps_fit(db: Store, lst: ListRow) -> None:
     entries: list[EntryTuple] = [(0, "add", "sha256", "ab" * 32, "", 2**63 - 1)]
-    db.append(list_id=lst.id, expected_size=0, entries=entries,
-              adds=[("sha256", "ab" * 32, "", 0)], removes=(), new_state=_state_after(entries, 1))
+    db.append(
+        list_id=lst.id,
+        expected_size=0,
+        entries=entries,
+        adds=[("sha256", "ab" * 32, "", 0)],
+        removes=(),
+        new_state=_state_after(entries, 1),
+    )
     assert list(db.iter_entries(list_id=lst.id)) == entries
 
 
@@ -189,9 +208,14 @@ def test_failed_append_rolls_back_everything(db: Store, lst: ListRow) -> None:
 def test_constraint_violation_in_append_is_a_store_error(db: Store, lst: ListRow) -> None:
     _add(db, lst, [_v(0)])
     with pytest.raises(StoreError):
-        db.append(list_id=lst.id, expected_size=1,
-                  entries=[(1, "add", "md5", _v(1), "", 1), (1, "add", "md5", _v(2), "", 1)],
-                  adds=[], removes=(), new_state=StateRow(2, b"x", 2))
+        db.append(
+            list_id=lst.id,
+            expected_size=1,
+            entries=[(1, "add", "md5", _v(1), "", 1), (1, "add", "md5", _v(2), "", 1)],
+            adds=[],
+            removes=(),
+            new_state=StateRow(2, b"x", 2),
+        )
 
 
 def test_append_reports_progress_in_batches(
@@ -200,9 +224,15 @@ def test_append_reports_progress_in_batches(
     monkeypatch.setattr(store_module, "_BATCH", 4)
     seen: list[int] = []
     entries: list[EntryTuple] = [(i, "add", "md5", _v(i), "", 1) for i in range(10)]
-    db.append(list_id=lst.id, expected_size=0, entries=entries,
-              adds=[("md5", _v(i), "", i) for i in range(10)], removes=(),
-              new_state=_state_after(entries, 10), progress=seen.append)
+    db.append(
+        list_id=lst.id,
+        expected_size=0,
+        entries=entries,
+        adds=[("md5", _v(i), "", i) for i in range(10)],
+        removes=(),
+        new_state=_state_after(entries, 10),
+        progress=seen.append,
+    )
     assert sum(seen) == 10
     assert max(seen) <= 4
     assert list(db.iter_entries(list_id=lst.id)) == entries
@@ -253,12 +283,17 @@ def test_latest_checkpoint_prefers_size_then_time(db: Store, lst: ListRow) -> No
     db.add_checkpoint(list_id=lst.id, size=2, root_hash=b"\x02" * 32, timestamp=100, note="n1")
     db.add_checkpoint(list_id=lst.id, size=3, root_hash=b"\x03" * 32, timestamp=90, note="n2")
     db.add_checkpoint(list_id=lst.id, size=3, root_hash=b"\x03" * 32, timestamp=95, note="n3")
-    db.add_checkpoint(list_id=lst.id, size=9, root_hash=b"\x09" * 32, timestamp=99, note="fork",
-                      status="evidence")
+    db.add_checkpoint(
+        list_id=lst.id, size=9, root_hash=b"\x09" * 32, timestamp=99, note="fork", status="evidence"
+    )
     latest = db.latest_checkpoint(list_id=lst.id)
     assert latest is not None
-    assert (latest.size, latest.timestamp, latest.note, latest.root_hash) == (3, 95, "n3",
-                                                                              b"\x03" * 32)
+    assert (latest.size, latest.timestamp, latest.note, latest.root_hash) == (
+        3,
+        95,
+        "n3",
+        b"\x03" * 32,
+    )
     at2 = db.checkpoint_at(list_id=lst.id, size=2)
     assert at2 is not None
     assert at2.note == "n1"
@@ -271,8 +306,15 @@ def test_checkpoint_written_with_append_is_atomic(db: Store, lst: ListRow) -> No
     entries: list[EntryTuple] = [(0, "add", "md5", _v(0), "", 1)]
     st = _state_after(entries, 1)
     root = CompactRange.from_bytes(st.compact_range).root()
-    db.append(list_id=lst.id, expected_size=0, entries=entries, adds=[("md5", _v(0), "", 0)],
-              removes=(), new_state=st, checkpoints=[(1, root, 1234, "note", "accepted")])
+    db.append(
+        list_id=lst.id,
+        expected_size=0,
+        entries=entries,
+        adds=[("md5", _v(0), "", 0)],
+        removes=(),
+        new_state=st,
+        checkpoints=[(1, root, 1234, "note", "accepted")],
+    )
     cp = db.latest_checkpoint(list_id=lst.id)
     assert cp is not None
     assert (cp.size, cp.root_hash, cp.timestamp) == (1, root, 1234)
@@ -286,7 +328,7 @@ def test_audit_records_chain_and_page(db: Store) -> None:
         db.append_audit(actor=f"a{i}", action="test", target="t", count=i, detail={"i": i})
     rows = db.audit_records()
     assert [r.count for r in rows] == [0, 1, 2, 3, 4]
-    assert rows[0].prev_hash == store_module.AUDIT_GENESIS
+    assert rows[0].prev_hash == AUDIT_GENESIS
     for prev, cur in itertools.pairwise(rows):
         assert cur.prev_hash == prev.record_hash
     assert [r.count for r in db.audit_records(after_id=rows[1].id, limit=2)] == [2, 3]
@@ -298,9 +340,12 @@ def test_audit_records_chain_and_page(db: Store) -> None:
 
 
 def test_principals_and_tokens(db: Store) -> None:
-    p = db.add_principal(name="nl-politie", role="peer", labels=["restricted", "baseline",
-                                                                   "baseline"],
-                         cert_fingerprint="sha256:" + "ab" * 32)
+    p = db.add_principal(
+        name="nl-politie",
+        role="peer",
+        labels=["restricted", "baseline", "baseline"],
+        cert_fingerprint="sha256:" + "ab" * 32,
+    )
     assert p.labels == frozenset({"baseline", "restricted"})
     assert db.get_principal(cert_fingerprint="sha256:" + "ab" * 32) == p
     with pytest.raises(StoreError):
@@ -308,8 +353,7 @@ def test_principals_and_tokens(db: Store) -> None:
     with pytest.raises(ValueError):  # noqa: PT011
         db.get_principal()
 
-    db.add_token(principal_id=p.id, token_hash="h1", prefix="hf_1", scopes="match",
-                 expires_ms=None)
+    db.add_token(principal_id=p.id, token_hash="h1", prefix="hf_1", scopes="match", expires_ms=None)
     db.add_token(principal_id=p.id, token_hash="h2", prefix="hf_2", scopes="feeds", expires_ms=1)
     found = db.principal_for_token(token_hash="h1")
     assert found is not None

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from node import lists
+from node.log import lists
+from node.log.verify import content_matches_log
 from node.node import Node
-from node.verify import content_matches_log
 
 NodeFactory = Callable[..., Node]
 LIST = "au-argos/series-2041"

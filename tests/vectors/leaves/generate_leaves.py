@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from crypto.merkle import leaf_hash
-from node.entry import LEAF_VERSION, Entry, encode_leaf
+from node.log.entry import LEAF_VERSION, Entry, encode_leaf
 
 OUT = Path(__file__).with_name("leaves.json")
 

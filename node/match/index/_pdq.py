@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from node.index._hamming import (
+from node.match.index._hamming import (
     HitParts,
     Hits,
     as_words,
@@ -40,7 +40,7 @@ from node.index._hamming import (
     scan,
     within,
 )
-from node.index._mih import (
+from node.match.index._mih import (
     MAX_RADIUS,
     MAX_ROWS,
     MihTables,

@@ -11,8 +11,8 @@ take adds and removes that are visible as soon as the call returns, and a
     brute_force_pdq()   the plain reference PdqIndex is tested against
 """
 
-from node.index._exact import ExactIndex
-from node.index._hamming import brute_force_pdq
-from node.index._pdq import PdqIndex
+from node.match.index._exact import ExactIndex
+from node.match.index._hamming import brute_force_pdq
+from node.match.index._pdq import PdqIndex
 
 __all__ = ["ExactIndex", "PdqIndex", "brute_force_pdq"]

@@ -48,7 +48,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from node.feeds import BadRequestError, CursorError, seal, unseal
+from node.feeds.feed import BadRequestError, CursorError, seal, unseal
 from node.store import ListRow, Store, now_ms
 
 __all__ = [

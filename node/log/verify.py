@@ -26,8 +26,8 @@ from crypto.checkpoint import list_origin, verify_checkpoint
 from crypto.errors import HashfedError, InputError, RootMismatchError, StoreError
 from crypto.keys import NoteVerifier
 from crypto.merkle import CompactRange
-from node.entry import leaf_hashes
-from node.lists import fold
+from node.log.entry import leaf_hashes
+from node.log.lists import fold
 from node.store import CheckpointRow, ListRow, StateRow, Store
 
 # Below this many entries a list is checked in one process: starting the

@@ -1,8 +1,8 @@
-"""SQLModel tables. Only node/store.py reads or writes them.
+"""SQLModel tables. Only node/store/ reads or writes them.
 
 Times are integers: ``*_ms`` are Unix milliseconds, ``timestamp`` on a
 checkpoint is Unix seconds as signed. Schema changes are Alembic migrations in
-node/migrations; a test checks that these models and the migrations agree.
+node/store/migrations; a test checks that these models and the migrations agree.
 """
 
 from __future__ import annotations

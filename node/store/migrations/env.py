@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection hashfed hands it (node/store.py)."""
+"""Alembic environment: runs on the connection hashfed hands it (node/store/engine.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-import node.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import node.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 target_metadata = SQLModel.metadata
 

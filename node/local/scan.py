@@ -2,14 +2,14 @@
 
 The folder is walked without following symbolic links and without leaving
 it; special files (fifos, sockets, devices) are listed as skipped and never
-opened. Files are hashed in worker processes (:func:`node.hashing.hash_file`)
+opened. Files are hashed in worker processes (:func:`node.local.hashing.hash_file`)
 in chunks, and each result is appended to a JSON-lines state file and
 flushed, so an interrupted scan continues with ``resume=True`` without
 hashing again a file whose size and modification time are unchanged.
 
 Only hashes go to the :class:`Matcher` (a local index or a remote node), in
 batches, each distinct value once per batch. PDQ hashes whose quality is
-below :data:`node.hashing.PDQ_MIN_QUALITY` are not sent: those files are
+below :data:`node.local.hashing.PDQ_MIN_QUALITY` are not sent: those files are
 matched on their exact hashes only, and the result says so.
 
 A matcher that fails stops the scan with :class:`MatcherError`; everything
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from crypto.errors import HashfedError
-from node.hashing import (
+from node.local.hashing import (
     PDQ_MIN_QUALITY,
     FileHashes,
     describe_os_error,
@@ -571,7 +571,7 @@ def scan(
 
     ``workers`` processes hash in parallel (1: hash in this process).
     ``batch_size`` files are matched per matcher call. ``hasher`` replaces
-    :func:`node.hashing.hash_file` (it must be picklable when ``workers > 1``).
+    :func:`node.local.hashing.hash_file` (it must be picklable when ``workers > 1``).
 
     Raises:
         ScanError: the folder or the state file is unusable.

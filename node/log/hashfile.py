@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from crypto.errors import InputError
-from node.hashes import HashType, get_type, parse_category
+from node.log.hashes import HashType, get_type, parse_category
 
 # How many line errors one refusal lists; the rest are counted.
 MAX_REPORTED_ERRORS = 10

@@ -1,4 +1,4 @@
-"""Owning lists: create, add, remove, publish (verify is :mod:`node.verify`).
+"""Owning lists: create, add, remove, publish (verify is :mod:`node.log.verify`).
 
 A list is an append-only log. Adding a hash the list already holds is a no-op;
 removing appends a tombstone entry, never an edit. The current content is the
@@ -23,7 +23,7 @@ from crypto.errors import (
 )
 from crypto.keys import NoteSigner
 from crypto.merkle import CompactRange
-from node.entry import leaf_hashes
+from node.log.entry import leaf_hashes
 from node.store import CheckpointRow, ContentTuple, EntryTuple, ListRow, StateRow, Store, now_ms
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")

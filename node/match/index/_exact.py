@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from node.index._hamming import check_refs, check_rows
+from node.match.index._hamming import check_refs, check_rows
 
 _PREFIX = 8
 # Past this many delta rows add() merges by itself: each add copies the delta

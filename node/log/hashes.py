@@ -129,7 +129,7 @@ def parse_many(
 def parse_category(raw: str, *, where: str = "category") -> str:
     """Categories are short labels such as ``A1`` or ``baseline``."""
     value = raw.strip()
-    # The leaf encoding gives the category a one-byte length (node/entry.py):
+    # The leaf encoding gives the category a one-byte length (node/log/entry.py):
     # 64 letters outside the BMP would need 256 bytes.
     if not _CATEGORY_RE.fullmatch(value) or len(value.encode("utf-8")) > MAX_CATEGORY_BYTES:
         raise InputError(

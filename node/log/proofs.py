@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 
 from crypto.merkle import TreeLevels, leaf_hash
-from node.entry import encode_leaf
+from node.log.entry import encode_leaf
 from node.store import Store
 
 

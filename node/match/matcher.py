@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from node.hashes import REGISTRY, HashType
-from node.index import ExactIndex, PdqIndex
-from node.lists import ContentChange
-from node.scan import Hit as ScanHit
-from node.scan import Query as ScanQuery
+from node.local.scan import Hit as ScanHit
+from node.local.scan import Query as ScanQuery
+from node.log.hashes import REGISTRY, HashType
+from node.log.lists import ContentChange
+from node.match.index import ExactIndex, PdqIndex
 from node.store import ListRow, Store
 
 _CATEGORY_BITS = 20  # ~1M distinct categories; list ids take the upper 43 bits
@@ -244,7 +244,7 @@ def visible_lists(rows: Iterable[ListRow], labels: frozenset[str] | None) -> dic
 
 
 class LocalScanMatcher:
-    """:class:`node.scan.Matcher` over this node's own lists, for ``hashfed scan``.
+    """:class:`node.local.scan.Matcher` over this node's own lists, for ``hashfed scan``.
 
     The operator of the node runs it on the node's machine, so every list is
     visible, as for the node's own administrator over the API.

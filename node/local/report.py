@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.scan import FileProblem, FileResult, Hit, ScanResult
+from node.local.scan import FileProblem, FileResult, Hit, ScanResult
 
 CSV_FIELDS = (
     "status",

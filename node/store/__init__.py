@@ -1,0 +1,56 @@
+"""All database access. Nothing else in hashfed talks to the database.
+
+The engine is SQLite (WAL) in the node's data folder by default, or
+PostgreSQL from a URL. Hot paths (appends, entry and content scans) use
+SQLAlchemy Core statements in batches, never one ORM object per row.
+
+The queries are split by what they store, one module each; :class:`Store`
+puts them together, so callers hold one object:
+
+- ``engine``: engine, migrations, transactions, the raw driver paths;
+- ``lists``: list rows and metadata;
+- ``log``: entries, content and list state (appends, scans);
+- ``checkpoints``: signed checkpoints, accepted and evidence;
+- ``audit``: the chained audit records;
+- ``principals``: principals and API tokens;
+- ``federation``: peer health, offers, evidence, the scheduler lock.
+"""
+
+from __future__ import annotations
+
+from node.store.audit import AUDIT_GENESIS, audit_record_hash
+from node.store.engine import MIGRATIONS_DIR, create_db_engine, now_ms, run_migrations
+from node.store.federation import FederationQueries
+from node.store.lists import ListQueries
+from node.store.log import LogQueries
+from node.store.principals import PrincipalQueries
+from node.store.rows import (
+    AuditRow,
+    CheckpointRow,
+    ContentTuple,
+    EntryTuple,
+    ListRow,
+    PrincipalRow,
+    StateRow,
+)
+
+__all__ = [
+    "AUDIT_GENESIS",
+    "MIGRATIONS_DIR",
+    "AuditRow",
+    "CheckpointRow",
+    "ContentTuple",
+    "EntryTuple",
+    "ListRow",
+    "PrincipalRow",
+    "StateRow",
+    "Store",
+    "audit_record_hash",
+    "create_db_engine",
+    "now_ms",
+    "run_migrations",
+]
+
+
+class Store(ListQueries, LogQueries, PrincipalQueries, FederationQueries):
+    """The node's database. Methods take keyword arguments; rows come back frozen."""
