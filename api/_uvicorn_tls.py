@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives import serialization
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from api._http_bounds import BoundedHttpTools, uvicorn_bounds
 from crypto.tls import uvicorn_ssl_kwargs
 
 __all__ = [
@@ -181,9 +182,10 @@ class MTLSH11Protocol(H11Protocol):
         super().connection_made(transport)
 
 
-class MTLSHttpToolsProtocol(HttpToolsProtocol):
+class MTLSHttpToolsProtocol(BoundedHttpTools):
     """uvicorn's httptools protocol (``http="auto"``'s choice when installed),
-    adding the ASGI ``"tls"`` extension to scopes."""
+    adding the ASGI ``"tls"`` extension to scopes; heads and stalls bounded
+    (:mod:`api._http_bounds`)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Record the connection's TLS facts, then let uvicorn set up the connection."""
@@ -261,6 +263,8 @@ def make_uvicorn_config(
         raise ValueError(f"make_uvicorn_config sets TLS itself; remove {clashing}")
     kw.setdefault("ws", "none")
     kw.setdefault("proxy_headers", False)
+    for option, value in uvicorn_bounds().items():
+        kw.setdefault(option, value)
     ssl_kwargs = uvicorn_ssl_kwargs(
         cert_file,
         key_file,

@@ -41,41 +41,80 @@ ExtraRouters = list[Any]
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over the configured size before they are read whole."""
+    """Refuse request bodies over a size before the app reads them.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    A declared ``content-length`` over the bound is refused at once; a
+    chunked body is read up to the bound and refused the moment it passes
+    it, so the app never sees a partial body (it would answer 400, not 413).
+    ``route_limits`` sets a smaller bound for a ``(method, path)``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        route_limits: dict[tuple[str, str], int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.route_limits = route_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = error_response(413, "too_large", f"request body over {self.max_bytes} bytes")
-            await response(scope, receive, send)
+        limit = self.route_limits.get((scope["method"], scope["path"]), self.max_bytes)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(limit)(scope, receive, send)
             return
+        if declared is not None or b"transfer-encoding" not in headers:
+            # A declared length is enforced by the server; nothing to buffer.
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > limit:
+                await _too_large(limit)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            response = error_response(413, "too_large", f"request body over {self.max_bytes} bytes")
-            await response(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
-class _TooLarge(Exception):
-    pass
+def _too_large(limit: int) -> ASGIApp:
+    return error_response(413, "too_large", f"request body over {limit} bytes")
+
+
+def _add_schemas(app: FastAPI, schemas: dict[str, Any]) -> None:
+    """Add component schemas that no route declares as a parameter."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            build().setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _merge_loop(matcher: Matcher, stop: threading.Event, every: float) -> None:
@@ -158,6 +197,11 @@ def create_app(
     builtin = (health, match, lists, feeds, taxii)
     for router in [m.router for m in builtin] + list(extra_routers or []):
         app.include_router(router, responses=ERROR_RESPONSES)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    _add_schemas(app, match.openapi_components())
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.limits.max_body_bytes,
+        route_limits={("POST", match.BATCH_PATH): match.batch_body_limit(settings.limits)},
+    )
     app.add_middleware(FastMatchMiddleware)
     return app
