@@ -20,7 +20,7 @@ from api.auth import PrincipalCache, RateLimiter
 from api.deps import AppState
 from api.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from api.fast_match import FastMatchMiddleware
-from api.routes import feeds, health, lists, match, taxii
+from api.routes import docs, feeds, health, lists, match, taxii
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
 from node.identity.audit import AuditBuffer
@@ -192,9 +192,13 @@ def create_app(
         version="0.1.0",
         summary="Signed hash lists, federated over mutual TLS; match queries answered locally.",
         lifespan=lifespan,
+        # Replaced by api/routes/docs.py: for principals only, assets served locally.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     install_error_handlers(app)
-    builtin = (health, match, lists, feeds, taxii)
+    builtin = (health, match, lists, feeds, taxii, docs)
     for router in [m.router for m in builtin] + list(extra_routers or []):
         app.include_router(router, responses=ERROR_RESPONSES)
     _add_schemas(app, match.openapi_components())
