@@ -177,6 +177,18 @@ class RateLimiter:
             self._buckets[key] = (tokens - cost, now)
             return True
 
+    def charge(self, key: str, cost: float) -> None:
+        """Debit work already done (proofs built, log entries scanned).
+
+        The bucket may go below zero, down to ``-burst``: the caller's next
+        requests wait until the work is paid for.
+        """
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            self._buckets[key] = (max(-self.burst, tokens - cost), now)
+
 
 def require_role(principal: Principal, *roles: str) -> None:
     if principal.role not in roles:

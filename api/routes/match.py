@@ -36,6 +36,8 @@ MAX_WIDE_BATCH = 100
 BATCH_PATH = "/api/v1/match"
 # A PhotoDNA hash in base64 with its JSON takes ~230 bytes; sha256 ~85.
 BATCH_BYTES_PER_HASH = 256
+# Inclusion proofs that cost as much as one request against the rate limit.
+PROOFS_PER_REQUEST = 50
 
 
 class HashQuery(BaseModel):
@@ -140,6 +142,7 @@ def run_match(
     checkpoints = {lid: store.latest_checkpoint(list_id=lid) for lid in by_list}
 
     results: dict[int, ResultOut] = {}
+    proofs = 0
     for h in hits:
         row = visible[h.list_id]
         found = seqs.get((h.list_id, h.hash_type, queries[h.query_index].value))
@@ -161,6 +164,7 @@ def run_match(
             leaf = found[1]
             entry = next(store.iter_entries(list_id=h.list_id, start=leaf, end=leaf + 1))
             path = state.proofs.inclusion(store, list_id=h.list_id, index=leaf, size=cp.size)
+            proofs += 1
             hit.proof = ProofOut(
                 leaf_index=leaf,
                 tree_size=cp.size,
@@ -169,6 +173,10 @@ def run_match(
             )
         results.setdefault(h.query_index, ResultOut(index=h.query_index, hits=[])).hits.append(hit)
 
+    if proofs:
+        # A proof is a tree walk and ~1 KB out: duplicates in one batch must not
+        # turn one request into megabytes of proofs for the price of one.
+        state.limiter.charge(principal.name, proofs / PROOFS_PER_REQUEST)
     # Queries that hit nothing are summed per flush (see AuditBuffer); each hit is kept.
     state.audit.add(
         actor=principal.name,

@@ -38,6 +38,8 @@ from node.identity.principals import Principal
 from node.store import ListRow
 
 TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"
+# Log entries read that cost as much as one request against the rate limit.
+ENTRIES_PER_REQUEST = 2_000
 API_ROOT = "hashfed"
 # Objects per page: TAXII lets the server cap ``limit``; 1,000 indicators are ~1 MB.
 MAX_LIMIT = 1000
@@ -316,7 +318,7 @@ def objects(
     """Indicators in date_added order, ``limit`` (≤ 1000) at a time."""
     label, rows = _resolve(state, principal, cid)
     page = _page(services, label, rows, query)
-    _audit(state, principal, "taxii.objects", label, len(page.items))
+    _audit(state, principal, "taxii.objects", label, page)
     return _taxii(_envelope(page), _headers(page))
 
 
@@ -331,7 +333,7 @@ def manifest(
     """The objects' ids, versions and date_added, without their content."""
     label, rows = _resolve(state, principal, cid)
     page = _page(services, label, rows, query)
-    _audit(state, principal, "taxii.manifest", label, len(page.items))
+    _audit(state, principal, "taxii.manifest", label, page)
     body: dict[str, Any] = {"more": page.more}
     if page.next:
         body["next"] = page.next
@@ -365,7 +367,7 @@ def get_object(
     label, rows = _resolve(state, principal, cid)
     query = PageQuery(added_after, limit, next_, object_id, None, match_version, match_spec_version)
     page = _page(services, label, rows, query)
-    _audit(state, principal, "taxii.object", label, len(page.items))
+    _audit(state, principal, "taxii.object", label, page)
     if not page.items and not page.more:
         raise HTTPException(404, "no such object in this collection")
     return _taxii(_envelope(page), _headers(page))
@@ -389,6 +391,7 @@ def versions(
     label, rows = _resolve(state, principal, cid)
     query = PageQuery(added_after, limit, next_, object_id, None, None, match_spec_version)
     page = _page(services, label, rows, query, version_default="all")
+    _audit(state, principal, "taxii.versions", label, page)
     if not page.items and not page.more:
         raise HTTPException(404, "no such object in this collection")
     body: dict[str, Any] = {"more": page.more}
@@ -415,7 +418,12 @@ def delete_object(
     raise ForbiddenError(reason="this collection is read only")
 
 
-def _audit(state: StateDep, principal: Principal, action: str, label: str, count: int) -> None:
+def _audit(state: StateDep, principal: Principal, action: str, label: str, page: Page) -> None:
+    """Audit a page served, and charge the caller for the log entries read to fill it."""
+    if page.scanned > ENTRIES_PER_REQUEST:
+        # A selective filter (match[id], match[version]) can read 100,000
+        # entries to fill a page of one object: that is paid for, not free.
+        state.limiter.charge(principal.name, page.scanned / ENTRIES_PER_REQUEST)
     state.audit.add(
-        actor=principal.name, action=action, target=label, count=count, via=principal.via
+        actor=principal.name, action=action, target=label, count=len(page.items), via=principal.via
     )

@@ -41,6 +41,7 @@ timeline but are not served, so freezing one list shifts no other object.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import threading
 import uuid
@@ -425,6 +426,7 @@ class Page:
     items: list[Item]
     more: bool
     next: str | None
+    scanned: int = 0  # log entries read to fill it: what the caller is charged for
 
 
 class Taxii:
@@ -490,7 +492,8 @@ class Taxii:
             seq = seg.start + max(0, after_us - seg.first_us + 1)
             while seq < seg.end:
                 if len(items) >= limit or scanned >= MAX_SCAN:
-                    return self._page(label, items, timeline, pos, served_ids)
+                    page = self._page(label, items, timeline, pos, served_ids)
+                    return dataclasses.replace(page, scanned=scanned)
                 upto = min(seg.end, seq + max(limit - len(items), 256))
                 for entry in self._entries(seg.list_id, seq, upto):
                     e_seq, op, htype, value, category, ts = entry
@@ -528,7 +531,7 @@ class Taxii:
                     )
                     if len(items) >= limit:
                         break
-        return Page(items, False, None)
+        return Page(items, False, None, scanned)
 
     def _entries(self, list_id: int, start: int, end: int) -> Iterator[tuple[Any, ...]]:
         return self.store.iter_entries(list_id=list_id, start=start, end=end, page=end - start)
