@@ -19,7 +19,6 @@ from fastapi import FastAPI
 from api.auth import PrincipalCache, RateLimiter
 from api.deps import AppState
 from api.errors import ERROR_RESPONSES, error_response, install_error_handlers
-from api.fast_match import FastMatchMiddleware
 from api.routes import docs, feeds, health, lists, match, taxii
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
@@ -201,11 +200,12 @@ def create_app(
     builtin = (health, match, lists, feeds, taxii, docs)
     for router in [m.router for m in builtin] + list(extra_routers or []):
         app.include_router(router, responses=ERROR_RESPONSES)
+    # The hottest request's plain form, first in the one router.
+    app.router.routes.insert(0, match.PlainMatchRoute())
     _add_schemas(app, match.openapi_components())
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.limits.max_body_bytes,
         route_limits={("POST", match.BATCH_PATH): match.batch_body_limit(settings.limits)},
     )
-    app.add_middleware(FastMatchMiddleware)
     return app

@@ -13,12 +13,14 @@ import json
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
-from api.deps import AppState, PrincipalDep, StateDep
+from api.deps import AppState, PrincipalDep, StateDep, identify_caller
 from config.settings import Limits
 from crypto.errors import InputError
 from node.identity.principals import Principal
@@ -245,10 +247,53 @@ async def match_batch(
     )
 
 
+MAX_TYPE_LENGTH = 16
+MAX_VALUE_LENGTH = 2048
+
+
+class PlainMatchRoute(Route):
+    """``GET /api/v1/match/{type}/{value}`` without a query string, answered directly.
+
+    Industry filters look up one hash at a time, thousands of times a second;
+    FastAPI's dependency resolution and response validation cost more than
+    the lookup (6 µs). This route stands first in the app's one router and
+    matches only the plain form within the route's bounds; anything else
+    (a query string, an over-long part) falls through to :func:`match_one`.
+    It authenticates, charges and matches through the same functions, and
+    its errors go through the app's exception handlers, so refusals are the
+    route's own.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"{router.prefix}/match/{{hash_type}}/{{value}}", _plain_match, methods=["GET"]
+        )
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope.get("query_string"):
+            return Match.NONE, {}
+        match, child = super().matches(scope)
+        params = child.get("path_params", {})
+        if match is Match.FULL and not (
+            0 < len(params["hash_type"]) <= MAX_TYPE_LENGTH
+            and 0 < len(params["value"]) <= MAX_VALUE_LENGTH
+        ):
+            return Match.NONE, {}
+        return match, child
+
+
+async def _plain_match(request: Request) -> Response:
+    state: AppState = request.app.state.hashfed
+    principal = identify_caller(request, state)
+    query = [HashQuery(type=request.path_params["hash_type"], value=request.path_params["value"])]
+    answer = run_match(state, principal, query, None, proof=False)
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
 @router.get("/match/{hash_type}/{value}")
 async def match_one(
-    hash_type: Annotated[str, Path(max_length=16)],
-    value: Annotated[str, Path(max_length=2048)],
+    hash_type: Annotated[str, Path(max_length=MAX_TYPE_LENGTH)],
+    value: Annotated[str, Path(max_length=MAX_VALUE_LENGTH)],
     principal: PrincipalDep,
     state: StateDep,
     max_distance: Annotated[int | None, Query(ge=0, le=64)] = None,

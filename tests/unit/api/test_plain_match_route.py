@@ -1,9 +1,9 @@
-"""The direct path for plain single-hash GETs gives exactly the route's answers.
+"""The plain route for single-hash GETs gives exactly the FastAPI route's answers.
 
-In-process (ASGI) with real token authentication. A spy around ``run_match``
-(the real function still runs) shows which requests the fast path answered;
-the same request with a neutral query string goes through FastAPI's route,
-so the two answers can be compared byte for byte.
+In-process (ASGI) with real token authentication. A spy around the plain
+route's ``identify_caller`` (the real function still runs) shows which
+requests it took; the same request with a neutral query string goes through
+FastAPI's route, so the two answers can be compared byte for byte.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-import api.fast_match
+import api.routes.match
 from api.app import create_app
 from config import load_settings
 from node.datadir import init_data_dir
@@ -53,15 +53,15 @@ def _token(client: TestClient, name: str, labels: list[str]) -> dict[str, str]:
 
 @pytest.fixture
 def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many requests the fast path answered (a spy: the real run_match runs)."""
+    """How many requests the plain route took (a spy: the real function runs)."""
     calls: list[int] = []
-    real = api.fast_match.run_match
+    real = api.routes.match.identify_caller
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(api.fast_match, "run_match", spy)
+    monkeypatch.setattr(api.routes.match, "identify_caller", spy)
     return calls
 
 
@@ -91,17 +91,31 @@ def test_fast_path_shows_a_partner_only_its_cleared_lists(
     assert hidden == {"queries": 1, "hits": 0, "results": []}
 
 
-def test_refusals_are_the_routes_own(client: TestClient, fast_calls: list[int]) -> None:
-    no_caller = client.get(f"/api/v1/match/sha256/{BASE}")
-    assert no_caller.status_code == 401
-    assert no_caller.json()["error"] == "not_authenticated"
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/v1/match/sha256/xyz", 422),  # malformed value
+        (f"/api/v1/match/sha999/{BASE}", 422),  # unknown type
+        (f"/api/v1/match/sha256/{BASE}", 401),  # no caller
+    ],
+)
+def test_refusals_are_the_routes_own(
+    client: TestClient, fast_calls: list[int], path: str, status: int
+) -> None:
+    auth = {} if status == 401 else _token(client, "acme", ["baseline"])
+    plain = client.get(path, headers=auth)
+    assert len(fast_calls) == 1
+    routed = client.get(f"{path}?proof=false", headers=auth)
+    assert len(fast_calls) == 1
+    assert plain.status_code == routed.status_code == status
+    assert plain.json() == routed.json()
+    assert "xyz" not in plain.text  # never echoed
+
+
+def test_over_long_parts_go_to_the_route(client: TestClient, fast_calls: list[int]) -> None:
     auth = _token(client, "acme", ["baseline"])
-    bad = client.get("/api/v1/match/sha256/xyz", headers=auth)
-    assert bad.status_code == 422
-    assert "value" in bad.json()["detail"]
-    assert "xyz" not in bad.text  # never echoed
-    unknown_type = client.get(f"/api/v1/match/sha999/{BASE}", headers=auth)
-    assert unknown_type.status_code == 422
+    r = client.get("/api/v1/match/sha256/" + "a" * 3000, headers=auth)
+    assert r.status_code == 422
     assert fast_calls == []
 
 
@@ -115,7 +129,7 @@ def test_a_refused_request_is_charged_once(tmp_path: Path) -> None:
             client.get(path, headers=auth).status_code
             for path in (
                 f"/api/v1/match/sha256/{UNKNOWN}",
-                "/api/v1/match/sha256/not-hex",  # the route charges it; the fast path must not
+                "/api/v1/match/sha256/not-hex",  # charged once, as any request
                 f"/api/v1/match/sha256/{UNKNOWN}",
                 f"/api/v1/match/sha256/{UNKNOWN}",
             )
