@@ -1,11 +1,11 @@
 """Sharing labels and subscriptions: what leaves this node, and what we take in.
 
-Outbound, one rule everywhere (catalog, entries, proofs): a caller receives a
-list only if its label is among the caller's labels, the label is not
-``private`` (which never leaves the node, whoever asks), the list is not
-frozen and has a signed checkpoint. A caller that is not cleared learns
-nothing, not even that the list exists: it gets the same 404 as for a list
-that does not exist.
+Outbound, one rule everywhere (catalog, entries, proofs, feeds, TAXII): a
+caller receives a list only if the visibility rule
+(:mod:`node.identity.visibility`) lets it see the list to keep it (so never
+a ``private`` one), the list is not frozen and has a signed checkpoint. A
+caller that is not cleared learns nothing, not even that the list exists: it
+gets the same 404 as for a list that does not exist.
 
 Inbound, a peer's ``subscribe`` patterns pick which of the lists it offers we
 pull: ``*`` (everything offered whose owner's keys we know), ``owner/*`` or
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from crypto.errors import ConfigError
 from node.identity.principals import Principal
+from node.identity.visibility import PRIVATE_LABEL, may_see
 from node.store import ListRow
 
 __all__ = [
@@ -31,7 +32,6 @@ __all__ = [
     "subscribed",
 ]
 
-PRIVATE_LABEL = "private"
 
 _OWNER = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -74,8 +74,12 @@ def subscribed(patterns: Sequence[str], owner: str, name: str) -> bool:
 
 
 def may_receive(principal: Principal, row: ListRow) -> bool:
-    """Whether ``principal`` may receive ``row`` over federation (checkpoint aside)."""
-    return row.label != PRIVATE_LABEL and row.frozen_reason is None and principal.may_see(row.label)
+    """Whether ``principal`` may receive ``row`` to keep (checkpoint aside).
+
+    Who sees what is :func:`node.identity.visibility.may_see`; a frozen list
+    is kept back as well, since its owner's signed history is in dispute.
+    """
+    return row.frozen_reason is None and may_see(principal, row, outbound=True)
 
 
 def offered(principal: Principal, rows: Iterable[ListRow]) -> list[ListRow]:

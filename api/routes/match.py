@@ -24,9 +24,9 @@ from api.deps import AppState, PrincipalDep, StateDep, identify_caller
 from config.settings import Limits
 from crypto.errors import InputError
 from node.identity.principals import Principal
+from node.identity.visibility import visible_lists
 from node.log.hashes import parse_many
 from node.match.matcher import Query as MatchQuery
-from node.match.matcher import visible_lists
 from node.store import CheckpointRow
 
 router = APIRouter(prefix="/api/v1", tags=["match"])
@@ -130,7 +130,7 @@ def run_match(
     raw_hits = state.matcher.match(queries, max_distance=distance)
     store = state.node.store
     # Most queries hit nothing: the database is read only for hits.
-    visible = visible_lists(store.all_lists(), principal.labels) if raw_hits else {}
+    visible = visible_lists(principal, store.all_lists()) if raw_hits else {}
     hits = [h for h in raw_hits if h.list_id in visible]
 
     # Which entry added each hit, to name the checkpoint that covers it.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crypto.errors import InputError
+from node.identity.visibility import check_grantable
 from node.store import PrincipalRow, Store, now_ms
 
 ROLES = ("admin", "peer", "partner")
@@ -46,9 +47,6 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
-
-    def may_see(self, label: str) -> bool:
-        return self.labels is None or label in self.labels
 
 
 def from_row(row: PrincipalRow, *, via: str) -> Principal:
@@ -84,9 +82,9 @@ def add_principal(
         fingerprint = fingerprint.strip().lower()
         if not _FPR_RE.fullmatch(fingerprint):
             raise InputError("expected sha256:<64 hex digits>", where="fingerprint")
-    row = store.add_principal(
-        name=name, role=role, labels=check_labels(labels), cert_fingerprint=fingerprint
-    )
+    labels = check_labels(labels)
+    check_grantable(role, labels)
+    row = store.add_principal(name=name, role=role, labels=labels, cert_fingerprint=fingerprint)
     store.append_audit(
         actor=actor,
         action="principal.add",

@@ -26,7 +26,7 @@ from node.local.scan import Query as ScanQuery
 from node.log.hashes import REGISTRY, HashType
 from node.log.lists import ContentChange
 from node.match.index import ExactIndex, PdqIndex
-from node.store import ListRow, Store
+from node.store import Store
 
 _CATEGORY_BITS = 20  # ~1M distinct categories; list ids take the upper 43 bits
 
@@ -236,11 +236,6 @@ class Matcher:
         """Fold every index's delta into its main arrays (background thread)."""
         for ix in self._indexes.values():
             ix.merge()
-
-
-def visible_lists(rows: Iterable[ListRow], labels: frozenset[str] | None) -> dict[int, ListRow]:
-    """The lists a caller cleared for ``labels`` may learn of (None: all)."""
-    return {r.id: r for r in rows if labels is None or r.label in labels}
 
 
 class LocalScanMatcher:
