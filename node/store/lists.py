@@ -11,7 +11,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from crypto.errors import ListExistsError
-from node.store.engine import StoreBase, now_ms
+from node.store.audit import AuditQueries
+from node.store.engine import now_ms
 from node.store.rows import (
     ListRow,
 )
@@ -21,7 +22,7 @@ from node.store.tables import (
 )
 
 
-class ListQueries(StoreBase):
+class ListQueries(AuditQueries):
     def create_list(
         self,
         *,
@@ -32,8 +33,9 @@ class ListQueries(StoreBase):
         local: bool = True,
         source_peer: str | None = None,
         empty_range: bytes,
+        audit: tuple[str, str, str, int, dict[str, Any]] | None = None,
     ) -> ListRow:
-        """Create a list with an empty log; raises ListExistsError if taken."""
+        """Create a list with an empty log, and its audit record; ListExistsError if taken."""
         created = now_ms()
         try:
             with self.write() as conn:
@@ -53,6 +55,8 @@ class ListQueries(StoreBase):
                         list_id=list_id, size=0, compact_range=empty_range, live_count=0
                     )
                 )
+                if audit is not None:
+                    self._append_audit(conn, *audit)
         except IntegrityError:
             raise ListExistsError(list_name=f"{owner}/{name}") from None
         row = self.get_list(owner=owner, name=name)
