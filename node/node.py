@@ -17,11 +17,16 @@ from crypto.errors import InputError
 from crypto.keys import NoteSigner, NoteVerifier
 from node.datadir import load_signer
 from node.log import lists, writer
+from node.log.add_queue import AddQueue
 from node.log.hashes import parse_category, parse_hash
 from node.log.hashfile import read_hash_file
 from node.log.lists import AppendResult, Committed
 from node.log.verify import PARALLEL_FROM, Verifier, VerifyResult
 from node.store import CheckpointRow, ListRow, Store
+
+# Adds up to this many hashes (one API batch is at most limits.max_batch)
+# may share a transaction with others; larger ones are imports and go alone.
+_GROUPED_ADD_MAX = 10_000
 
 # Called with each commit that appended entries, after it committed.
 ChangeListener = Callable[[Committed], None]
@@ -35,6 +40,7 @@ class Node:
         self.store = store
         self.signer = signer
         self._listeners: list[ChangeListener] = []
+        self._adds = AddQueue(store, node_id=settings.node_id)
 
     @classmethod
     def open(cls, settings: NodeSettings, *, migrate: bool = True) -> Node:
@@ -120,16 +126,24 @@ class Node:
         action: str = "list.add",
         progress: Callable[[int], None] | None = None,
     ) -> AppendResult:
-        """Add canonical ``(type, value, category)`` items (duplicates skipped)."""
-        result = writer.add_hashes(
-            self.store,
-            node_id=self.node_id,
-            row=self.get_list(full_name),
-            items=items,
-            actor=actor,
-            action=action,
-            progress=progress,
-        )
+        """Add canonical ``(type, value, category)`` items (duplicates skipped).
+
+        Small adds that arrive together share one transaction (group commit,
+        :mod:`node.log.add_queue`); imports with progress run on their own.
+        """
+        row = self.get_list(full_name)
+        if progress is None and len(items) <= _GROUPED_ADD_MAX:
+            result = self._adds.add(row, items, actor=actor, action=action)
+        else:
+            result = writer.add_hashes(
+                self.store,
+                node_id=self.node_id,
+                row=row,
+                items=items,
+                actor=actor,
+                action=action,
+                progress=progress,
+            )
         self.emit(result.committed)
         return result
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
 from crypto.errors import (
@@ -38,6 +38,7 @@ from node.log.lists import (
     parse_list_name,
 )
 from node.store import (
+    AuditTuple,
     CheckpointRow,
     EntryTuple,
     ListChange,
@@ -49,7 +50,9 @@ from node.store import (
 )
 
 __all__ = [
+    "AddRequest",
     "Verified",
+    "add_batch",
     "add_hashes",
     "apply_verified",
     "create_local",
@@ -128,6 +131,14 @@ def _unchanged(row: ListRow, state: StateRow, skipped: int) -> AppendResult:
     return AppendResult(row, 0, skipped, state.size, Committed(row.id, state.size, state.size, []))
 
 
+class AddRequest(NamedTuple):
+    """One caller's add: canonical ``(type, value, category)`` items, who, and the audit action."""
+
+    items: Sequence[tuple[str, str, str]]
+    actor: str
+    action: str = "list.add"
+
+
 def add_hashes(
     store: Store,
     *,
@@ -143,35 +154,69 @@ def add_hashes(
     ``items`` are canonical ``(type, value, category)``; duplicates, within
     the batch or against the list as it is inside the transaction, are skipped.
     """
-    _require_owned(row, node_id)
-    seen: set[tuple[str, str]] = set()
-    unique: list[tuple[str, str, str]] = []
-    for htype, value, category in items:
-        if (htype, value) not in seen:
-            seen.add((htype, value))
-            unique.append((htype, value, category))
+    return add_batch(
+        store,
+        node_id=node_id,
+        row=row,
+        requests=[AddRequest(items, actor, action)],
+        progress=progress,
+    )[0]
 
-    def plan(txn: ListTxn) -> tuple[ListChange | None, AppendResult]:
+
+def add_batch(
+    store: Store,
+    *,
+    node_id: str,
+    row: ListRow,
+    requests: Sequence[AddRequest],
+    progress: Callable[[int], None] | None = None,
+) -> list[AppendResult]:
+    """Several callers' adds to one list in one transaction, in order, each with its audit record.
+
+    Each request's entries are contiguous and its result says what it added;
+    a hash an earlier request of the batch added is skipped by a later one,
+    exactly as if they had committed one after the other. One commit for
+    many small adds is what lets concurrent writers to one list go fast
+    (:mod:`node.log.add_queue`); all of them commit, or none.
+    """
+    _require_owned(row, node_id)
+    keys = {(t, v) for req in requests for t, v, _c in req.items}
+
+    def plan(txn: ListTxn) -> tuple[ListChange | None, list[AppendResult]]:
         state = txn.state
-        todo = unique
-        if state.live_count:
-            present = txn.content_of(seen)
-            todo = [it for it in todo if (it[0], it[1]) not in present]
-        skipped = len(items) - len(todo)
-        if not todo:
-            return None, _unchanged(row, state, skipped)
+        held = set(txn.content_of(keys)) if state.live_count else set()
         ts = now_ms()
-        entries = [(state.size + i, "add", t, v, c, ts) for i, (t, v, c) in enumerate(todo)]
-        new_state = _extend(state, entries, len(entries))
+        entries: list[EntryTuple] = []
+        audits: list[AuditTuple] = []
+        spans: list[tuple[int, int, int]] = []  # (first entry, end entry, skipped)
+        for req in requests:
+            first = len(entries)
+            for t, v, c in req.items:
+                if (t, v) not in held:
+                    held.add((t, v))
+                    entries.append((state.size + len(entries), "add", t, v, c, ts))
+            added = len(entries) - first
+            skipped = len(req.items) - added
+            spans.append((first, len(entries), skipped))
+            if added:
+                audits.append((req.actor, req.action, row.full_name, added, {"skipped": skipped}))
+        new_state = _extend(state, entries, len(entries)) if entries else state
+        results = []
+        for first, end, skipped in spans:
+            changes = [
+                ContentChange("add", row.id, t, v, c) for _s, _o, t, v, c, _ts in entries[first:end]
+            ]
+            committed = Committed(row.id, state.size + first, state.size + end, changes)
+            results.append(AppendResult(row, end - first, skipped, state.size + end, committed))
+        if not entries:
+            return None, results
         change = ListChange(
             entries=entries,
             adds=[(t, v, c, s) for s, _o, t, v, c, _ts in entries],
             new_state=new_state,
-            audit=(actor, action, row.full_name, len(entries), {"skipped": skipped}),
+            audits=audits,
         )
-        changes = [ContentChange("add", row.id, t, v, c) for _s, _o, t, v, c, _ts in entries]
-        committed = Committed(row.id, state.size, new_state.size, changes)
-        return change, AppendResult(row, len(entries), skipped, new_state.size, committed)
+        return change, results
 
     return store.change_list(list_id=row.id, plan=plan, progress=progress)
 

@@ -40,6 +40,8 @@ from node.store.tables import _audit, _content, _entries, _lists
 # Rows per executemany / IN clause: SQLite allows 32,766 bound parameters.
 _BATCH = 5_000
 _IN_BATCH = 500
+# PostgreSQL: fewer rows than this are INSERTed, more are COPied.
+_COPY_FROM = 64
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # How long a writer waits for a list's lock unless the settings say otherwise.
 DEFAULT_WRITE_LOCK_TIMEOUT = 10.0
@@ -236,6 +238,19 @@ class StoreBase:
                     if progress is not None:
                         progress(len(chunk))
             else:
+                it = iter(rows)
+                head = list(itertools.islice(it, _COPY_FROM))
+                if len(head) < _COPY_FROM:
+                    # A few rows (one admin add): COPY's extra round trips cost
+                    # more than it saves, and they are made holding the list lock.
+                    marks = ", ".join(["%s"] * len(columns))
+                    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+                    for i in range(0, len(head), _BATCH):
+                        cur.executemany(sql, head[i : i + _BATCH])
+                        if progress is not None:
+                            progress(len(head[i : i + _BATCH]))
+                    return
+                rows = itertools.chain(head, it)
                 n = 0
                 with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                     for row in rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    bindparam,
     select,
     update,
 )
@@ -19,6 +20,12 @@ from node.store.rows import (
 from node.store.tables import (
     _lists,
     _state,
+)
+
+# Built once: every admin add looks its list up, and building the statement
+# cost more than running it.
+_LIST_BY_NAME = select(_lists).where(
+    _lists.c.owner == bindparam("owner"), _lists.c.name == bindparam("name")
 )
 
 
@@ -37,8 +44,8 @@ class ListQueries(AuditQueries):
     ) -> ListRow:
         """Create a list with an empty log, and its audit record; ListExistsError if taken."""
         created = now_ms()
-        try:
-            with self.write() as conn:
+        with self.write() as conn:
+            try:
                 list_id = conn.execute(
                     _lists.insert().values(
                         owner=owner,
@@ -50,24 +57,22 @@ class ListQueries(AuditQueries):
                         created_ms=created,
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
-                conn.execute(
-                    _state.insert().values(
-                        list_id=list_id, size=0, compact_range=empty_range, live_count=0
-                    )
+            except IntegrityError:
+                raise ListExistsError(list_name=f"{owner}/{name}") from None
+            conn.execute(
+                _state.insert().values(
+                    list_id=list_id, size=0, compact_range=empty_range, live_count=0
                 )
-                if audit is not None:
-                    self._append_audit(conn, *audit)
-        except IntegrityError:
-            raise ListExistsError(list_name=f"{owner}/{name}") from None
+            )
+            if audit is not None:
+                self._append_audit(conn, *audit)
         row = self.get_list(owner=owner, name=name)
         assert row is not None
         return row
 
     def get_list(self, *, owner: str, name: str) -> ListRow | None:
         with self.read() as conn:
-            r = conn.execute(
-                select(_lists).where(_lists.c.owner == owner, _lists.c.name == name)
-            ).first()
+            r = conn.execute(_LIST_BY_NAME, {"owner": owner, "name": name}).first()
         return ListRow(**r._mapping) if r else None
 
     def get_list_by_id(self, list_id: int) -> ListRow | None:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
+    bindparam,
     delete,
     select,
     update,
@@ -33,6 +34,29 @@ from node.store.tables import (
 )
 
 T = TypeVar("T")
+
+# Statements of the write path, built once (building one costs more than
+# running it on SQLite).
+_STATE = select(_state.c.size, _state.c.compact_range, _state.c.live_count).where(
+    _state.c.list_id == bindparam("list_id")
+)
+_STATE_FOR_UPDATE = _STATE.with_for_update()
+_CONTENT_OF = select(
+    _content.c.hash_type, _content.c.value, _content.c.category, _content.c.seq
+).where(
+    _content.c.list_id == bindparam("list_id"),
+    _content.c.hash_type == bindparam("hash_type"),
+    _content.c.value.in_(bindparam("values", expanding=True)),
+)
+_SET_STATE = (
+    update(_state)
+    .where(_state.c.list_id == bindparam("list_id_"))
+    .values(
+        size=bindparam("size"),
+        compact_range=bindparam("compact_range"),
+        live_count=bindparam("live_count"),
+    )
+)
 # (actor, action, target, count, detail)
 AuditTuple = tuple[str, str, str, int, dict[str, Any]]
 
@@ -53,6 +77,7 @@ class ListChange:
     checkpoints: Sequence[tuple[int, bytes, int, str, str]] = ()
     list_values: Mapping[str, Any] = field(default_factory=dict)
     audit: AuditTuple | None = None
+    audits: Sequence[AuditTuple] = ()  # several callers' records, chained in order
 
 
 class ListTxn:
@@ -111,12 +136,8 @@ class LogQueries(AuditQueries, CheckpointQueries):
         for the lock is bounded (:class:`~crypto.errors.WriteLockTimeoutError`).
         """
         with self.write() as conn:
-            lock = select(_state.c.size, _state.c.compact_range, _state.c.live_count).where(
-                _state.c.list_id == list_id
-            )
-            if not self.is_sqlite:
-                lock = lock.with_for_update()
-            r = conn.execute(lock).one_or_none()
+            lock = _STATE if self.is_sqlite else _STATE_FOR_UPDATE
+            r = conn.execute(lock, {"list_id": list_id}).one_or_none()
             if r is None:
                 raise StoreError(f"list {list_id} has no state row")
             state = StateRow(r.size, bytes(r.compact_range), r.live_count)
@@ -198,13 +219,13 @@ class LogQueries(AuditQueries, CheckpointQueries):
             )
         if change.new_state is not None:
             conn.execute(
-                update(_state)
-                .where(_state.c.list_id == list_id)
-                .values(
-                    size=change.new_state.size,
-                    compact_range=change.new_state.compact_range,
-                    live_count=change.new_state.live_count,
-                )
+                _SET_STATE,
+                {
+                    "list_id_": list_id,
+                    "size": change.new_state.size,
+                    "compact_range": change.new_state.compact_range,
+                    "live_count": change.new_state.live_count,
+                },
             )
         for cp in change.checkpoints:
             self._insert_checkpoint(conn, list_id, *cp)
@@ -215,6 +236,8 @@ class LogQueries(AuditQueries, CheckpointQueries):
             conn.execute(update(_lists).where(_lists.c.id == list_id).values(**change.list_values))
         if change.audit is not None:
             self._append_audit(conn, *change.audit)
+        if change.audits:
+            self._append_audit_chain(conn, change.audits)
 
     def iter_entries(
         self, *, list_id: int, start: int = 0, end: int | None = None, page: int = 50_000
@@ -321,15 +344,11 @@ class LogQueries(AuditQueries, CheckpointQueries):
     ) -> dict[tuple[str, str], tuple[str, int]]:
         by_type = _values_by_type(keys)
         found: dict[tuple[str, str], tuple[str, int]] = {}
-        cols = (_content.c.hash_type, _content.c.value, _content.c.category, _content.c.seq)
         for htype, values in by_type.items():
             for i in range(0, len(values), _IN_BATCH):
                 rows = conn.execute(
-                    select(*cols).where(
-                        _content.c.list_id == list_id,
-                        _content.c.hash_type == htype,
-                        _content.c.value.in_(values[i : i + _IN_BATCH]),
-                    )
+                    _CONTENT_OF,
+                    {"list_id": list_id, "hash_type": htype, "values": values[i : i + _IN_BATCH]},
                 )
                 for t, v, c, seq in rows:
                     found[(t, v)] = (c, seq)
