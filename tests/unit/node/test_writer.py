@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -354,3 +355,63 @@ def test_fold_is_defined_once() -> None:
                 if isinstance(n, ast.FunctionDef) and n.name.startswith("fold"):
                     defined.append(f"{path.relative_to(ROOT).as_posix()}:{n.name}")
     assert defined == ["node/log/lists.py:fold"]
+
+
+# --- group commit -------------------------------------------------------------------------------
+
+
+def test_concurrent_adds_in_one_process_share_transactions_and_keep_their_own_results(
+    node: Node,
+) -> None:
+    """32 callers at once, some adding the same hash: each gets what its own add did."""
+    results: dict[int, Any] = {}
+    barrier = threading.Barrier(32)
+
+    def add(k: int) -> None:
+        barrier.wait()
+        # Callers 0..15 add one hash each; 16..31 repeat the hash of k - 16 plus one new one.
+        items = [("md5", md5(200 + k % 16), "")] + ([("md5", md5(300 + k), "")] if k >= 16 else [])
+        results[k] = node.add(LIST, items, actor=f"caller-{k}")
+
+    audit_before = node.store.count_rows("audit")
+    threads = [threading.Thread(target=add, args=(k,)) for k in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 32
+    assert sum(r.appended for r in results.values()) == 16 + 16
+    for k in range(16):  # of each pair, exactly one added the shared hash
+        assert results[k].appended + results[k + 16].appended == 1 + 1
+    spans = sorted((r.committed.start, r.committed.end) for r in results.values() if r.appended)
+    assert spans[0][0] == 3
+    assert spans[-1][1] == 3 + 32
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))  # contiguous, disjoint
+    for r in results.values():
+        assert r.appended == r.committed.end - r.committed.start == len(r.changes)
+    writers = sum(1 for r in results.values() if r.appended)
+    assert node.store.count_rows("audit") == audit_before + writers
+    values = [e[3] for e in node.store.iter_entries(list_id=node.get_list(LIST).id)]
+    assert len(values) == len(set(values)) == 3 + 32
+
+
+def test_a_failed_group_commit_fails_every_caller_and_writes_nothing(node: Node) -> None:
+    before = _snapshot(node.store)
+    _refuse_audit(node)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def add(k: int) -> None:
+        barrier.wait()
+        try:
+            node.add(LIST, [("md5", md5(400 + k), "")], actor="t")
+        except (StoreError, DBAPIError) as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 8
+    assert _snapshot(node.store) == before
