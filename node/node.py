@@ -41,6 +41,9 @@ class Node:
         self.signer = signer
         self._listeners: list[ChangeListener] = []
         self._adds = AddQueue(store, node_id=settings.node_id)
+        # Lists this node owns, by name, for the write path: id, owner and
+        # name never change and lists are never deleted, so a hit is exact.
+        self._owned: dict[str, ListRow] = {}
 
     @classmethod
     def open(cls, settings: NodeSettings, *, migrate: bool = True) -> Node:
@@ -105,6 +108,15 @@ class Node:
     def get_list(self, full_name: str) -> ListRow:
         return lists.get_list(self.store, full_name)
 
+    def _owned_row(self, full_name: str) -> ListRow:
+        """The list to append to (its id, owner and name; other fields may be stale)."""
+        row = self._owned.get(full_name)
+        if row is None:
+            row = self.get_list(full_name)
+            if row.local and row.owner == self.node_id:
+                self._owned[full_name] = row
+        return row
+
     def create_list(
         self, full_name: str, *, label: str, description: str = "", actor: str
     ) -> ListRow:
@@ -131,7 +143,7 @@ class Node:
         Small adds that arrive together share one transaction (group commit,
         :mod:`node.log.add_queue`); imports with progress run on their own.
         """
-        row = self.get_list(full_name)
+        row = self._owned_row(full_name)
         if progress is None and len(items) <= _GROUPED_ADD_MAX:
             result = self._adds.add(row, items, actor=actor, action=action)
         else:
@@ -160,7 +172,11 @@ class Node:
     def remove(self, full_name: str, raw: Sequence[tuple[str, str]], *, actor: str) -> AppendResult:
         keys = [parse_hash(t, v, where=f"hashes[{i}]") for i, (t, v) in enumerate(raw)]
         result = writer.remove_hashes(
-            self.store, node_id=self.node_id, row=self.get_list(full_name), items=keys, actor=actor
+            self.store,
+            node_id=self.node_id,
+            row=self._owned_row(full_name),
+            items=keys,
+            actor=actor,
         )
         self.emit(result.committed)
         return result
