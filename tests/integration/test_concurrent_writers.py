@@ -103,7 +103,6 @@ def _assert_each_once(url: str, count: int, salt: str, node: NodeProcess) -> Non
 
 
 @needs_pg
-@pytest.mark.slow
 def test_64_concurrent_adds_through_three_processes_on_postgresql_none_refused(
     tmp_path: Path, pg_url: str
 ) -> None:
@@ -129,7 +128,6 @@ def test_64_concurrent_adds_through_three_processes_on_postgresql_none_refused(
         cleanup(nodes)
 
 
-@pytest.mark.slow
 def test_concurrent_adds_through_one_process_on_sqlite_none_refused(tmp_path: Path) -> None:
     node = NodeProcess("au-argos", tmp_path / "a", free_port()).init()
     try:
