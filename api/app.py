@@ -130,7 +130,7 @@ def build_state(settings: NodeSettings, node: Node) -> AppState:
     """Load indexes and wire change propagation for a node."""
     matcher = Matcher(pdq_min_quality=settings.pdq_min_quality)
     matcher.load(node.store)
-    node.on_change(matcher.apply)
+    node.on_change(lambda batch: matcher.apply(batch.changes))
     own = cert_fingerprint(load_certificate(settings.path(settings.tls_cert_file)))
     limiter = RateLimiter(settings.limits.rate_limit_per_second, settings.limits.rate_limit_burst)
     return AppState(

@@ -27,6 +27,7 @@ from crypto.errors import (
     StoreError,
     UnknownListError,
     VerificationError,
+    WriteLockTimeoutError,
 )
 
 # Most specific first.
@@ -84,7 +85,10 @@ def _field_path(loc: tuple[object, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HashfedError)
     async def _hashfed(_req: Request, exc: HashfedError) -> JSONResponse:
-        return error_response(status_for(exc), exc.code, exc.message)
+        headers = None
+        if isinstance(exc, WriteLockTimeoutError):  # busy, not broken: tell clients when to retry
+            headers = {"Retry-After": str(exc.retry_after)}
+        return error_response(status_for(exc), exc.code, exc.message, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -15,6 +15,7 @@ BENCHES: list[tuple[str, object]] = [
     ("index", lambda n: ["--scale", str(n)]),
     ("import", lambda n: ["--scale", str(min(n, 1_000_000))]),
     ("api", lambda n: ["--scale", str(n), "--seconds", "60"]),
+    ("writers", lambda n: ["--seconds", "20"]),
     ("sync", lambda n: ["--entries", str(min(n, 1_000_000))]),
     ("feeds", lambda n: ["--scale", str(min(n, 1_000_000))]),
     ("scan", lambda n: ["--images", "10000"]),

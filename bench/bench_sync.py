@@ -187,7 +187,7 @@ def catch_up(peer_dir: Path, entries: int) -> dict[str, float]:
         def apply(changes: Any) -> None:
             nonlocal index_s
             t = time.perf_counter()
-            matcher.apply(changes)
+            matcher.apply(changes.changes)
             index_s += time.perf_counter() - t
 
         node.on_change(apply)

@@ -52,6 +52,10 @@ class Limits(BaseModel):
     rate_limit_burst: int = Field(400, ge=1)
     # One pull of one peer may not take longer than this.
     pull_timeout_seconds: float = Field(300.0, gt=0)
+    # How long a writer queues for a list's lock (another add, import or pull
+    # holds it) before it gives up with 503 and Retry-After: longer than a
+    # normal add or page of a pull takes, short enough for a client to retry.
+    write_lock_timeout_seconds: float = Field(10.0, gt=0, le=600)
 
 
 class PeerSettings(BaseModel):

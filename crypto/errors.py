@@ -35,6 +35,7 @@ text. No field ever holds a hash value: hashes are sensitive.
     │   ├── NotAuthenticatedError
     │   └── ForbiddenError
     └── StoreError                    the database refused or is inconsistent
+        └── WriteLockTimeoutError     waited the configured time for a write lock
 """
 
 from __future__ import annotations
@@ -320,3 +321,17 @@ class ForbiddenError(AuthError):
 
 class StoreError(HashfedError):
     code = "store_error"
+
+
+class WriteLockTimeoutError(StoreError):
+    """Another writer held a lock (a list's, the audit chain's) past the configured wait."""
+
+    code = "write_lock_timeout"
+    # Seconds a client should wait before retrying (HTTP Retry-After).
+    retry_after = 1
+
+    def __init__(self, *, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"the database is busy: waited {seconds:g} s for a write lock; retry", seconds=seconds
+        )

@@ -126,9 +126,7 @@ def peer_rm(node_id: str, data: DataOpt = DEFAULT_DATA) -> None:
     with open_node(data) as node:
         had_principal = node.store.remove_principal(name=node_id)
         node.store.forget_peer(peer=node_id)
-        node.store.append_audit(
-            actor=_actor(node.node_id), action="peer.remove", target=node_id, detail={}
-        )
+        node.audit(actor=_actor(node.node_id), action="peer.remove", target=node_id, detail={})
     mark_changed(data)  # running API processes drop their cached principals: cut off now
     (data / PINNED_DIR / f"{node_id}.crt").unlink(missing_ok=True)
     if not found and not had_principal:
@@ -155,19 +153,8 @@ def peer_unfreeze(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Take updates for a list frozen after a fork again (its evidence is kept)."""
-    from node.log.lists import get_list
-
     with open_node(data) as node:
-        row = get_list(node.store, name)
-        if row.frozen_reason is None:
-            raise InputError(f"{name} is not frozen", where="name")
-        node.store.update_list(list_id=row.id, frozen_reason=None)
-        node.store.append_audit(
-            actor=_actor(node.node_id),
-            action="federation.unfreeze",
-            target=name,
-            detail={"was": row.frozen_reason[:300]},
-        )
+        node.unfreeze(name, actor=_actor(node.node_id))
     out.print(f"{name} takes updates again; the evidence checkpoints are kept")
 
 

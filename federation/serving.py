@@ -85,7 +85,7 @@ def resolve(node: Node, principal: Principal, owner: str, name: str) -> Served:
     cp = store.latest_checkpoint(list_id=row.id) if row is not None else None
     if row is None or cp is None or not may_receive(principal, row):
         if row is not None:
-            store.append_audit(
+            node.audit(
                 actor=principal.name,
                 action="federation.denied",
                 target=row.full_name,

@@ -9,14 +9,16 @@ verification (through ``federation.trusted_state``) and storage (through
         consistency proof (old → new)     before any entry is fetched
         entries from the local size on, page by page, each page bounded
         recompute the root from the stored right edge + the new leaves
-        fold the entries into content changes
-        store.append(entries, content, state, checkpoint, audit)   one transaction
-        node.emit(changes)                the index follows the commit
+        writer.apply_verified(entries, checkpoint, new right edge)
+                                          one transaction: fold, append, audit
+        node.emit(committed)              the index follows the commit
 
 A crash at any point leaves the list at its last applied checkpoint: nothing
-is written before the root matched, and the write is one transaction that
-re-checks the size it started from, so running the pull again resumes there
-and applying is idempotent. A refused list keeps what it had, the refusal is
+is written before the root matched, and the write is one transaction in
+which the writer re-reads the list under its lock (another process may have
+applied the same pull meanwhile), so running the pull again resumes there
+and applying is idempotent. This module never writes a list itself: every
+change goes through :mod:`node.log.writer`. A refused list keeps what it had, the refusal is
 recorded (audit, ``list_sync``, peer health) and the pull goes on with the
 peer's next list; a peer that times out, sends too much or breaks the protocol
 ends that peer's pull (nothing of the list in flight is applied), and the
@@ -29,7 +31,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,7 +42,6 @@ from crypto.errors import (
     HashfedError,
     InputError,
     LimitExceededError,
-    ListExistsError,
     PeerError,
     RollbackError,
     StaleError,
@@ -54,12 +55,12 @@ from federation.peers import find_peer, owner_verifiers
 from federation.policy import subscribed
 from federation.protocol import CatalogList
 from federation.trusted_state import Accepted, ListUpdate, Outcome
+from node.log import writer
 from node.log.entry import encode_leaf
-from node.log.lists import ContentChange
 from node.node import Node
-from node.store import ContentTuple, EntryTuple, ListRow, StateRow, now_ms
+from node.store import EntryTuple, ListRow, StateRow, now_ms
 
-__all__ = ["ClientFactory", "ListResult", "PullReport", "Syncer", "fold_changes"]
+__all__ = ["ClientFactory", "ListResult", "PullReport", "Syncer"]
 
 log = logging.getLogger("hashfed.sync")
 
@@ -110,49 +111,6 @@ class PullReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def fold_changes(
-    entries: Sequence[EntryTuple],
-    existing: dict[tuple[str, str], tuple[str, int]],
-    list_id: int,
-) -> tuple[list[ContentTuple], list[tuple[str, str]], list[ContentChange]]:
-    """The effect of appending ``entries`` on a list's content, as ``lists.fold`` defines it.
-
-    Args:
-        entries: New entries in seq order.
-        existing: ``(type, value) -> (category, seq)`` for those of the
-            entries' keys the list holds now.
-        list_id: The list, for the change records.
-
-    Returns:
-        Content rows to insert, keys to delete, and the index changes
-        (removals first, then additions; a key removed and added again is both).
-    """
-    after: dict[tuple[str, str], tuple[str, int] | None] = {}
-    for seq, op, htype, value, category, _ts in entries:
-        key = (htype, value)
-        present = after[key] if key in after else existing.get(key)
-        if op == "add":
-            if present is None:
-                after[key] = (category, seq)
-        elif present is not None:
-            after[key] = None
-    adds: list[ContentTuple] = []
-    removes: list[tuple[str, str]] = []
-    gone: list[ContentChange] = []
-    new: list[ContentChange] = []
-    for key, now in after.items():
-        before = existing.get(key)
-        if before == now:
-            continue
-        if before is not None:
-            removes.append(key)
-            gone.append(ContentChange("remove", list_id, key[0], key[1], before[0]))
-        if now is not None:
-            adds.append((key[0], key[1], now[0], now[1]))
-            new.append(ContentChange("add", list_id, key[0], key[1], now[0]))
-    return adds, removes, gone + new
 
 
 class Syncer:
@@ -358,52 +316,38 @@ class Syncer:
             self._refused(peer, row, update, exc, result, freeze=False, evidence=False)
             return
 
+        verified = (accepted.size, accepted.root_hash, accepted.timestamp, accepted.note)
         if outcome is Outcome.REFRESH:
             assert row is not None
-            store.add_checkpoint(
-                list_id=row.id,
-                size=accepted.size,
-                root_hash=accepted.root_hash,
-                timestamp=accepted.timestamp,
-                note=accepted.note,
-            )
+            writer.refresh(store, row=row, peer=peer.node_id, accepted=verified)
             result.outcome = REFRESHED
             self._follow_owner_metadata(peer, item, row)
             return
         if row is None:
-            row = self._create(peer, item)
+            # Only now, after every check passed: a refused offer creates nothing.
+            row = writer.create_received(
+                store,
+                owner=item.owner,
+                name=item.name,
+                label=item.label,
+                description=item.description,
+                peer=peer.node_id,
+            )
         else:
             self._follow_owner_metadata(peer, item, row)
-        existing = (
-            store.content_of(list_id=row.id, keys={(e[2], e[3]) for e in entries})
-            if state.live_count
-            else {}
-        )
-        adds, removes, changes = fold_changes(entries, existing, row.id)
-        live = state.live_count + len(adds) - len(removes)
-        store.append(
-            list_id=row.id,
-            expected_size=state.size,
+        applied = writer.apply_verified(
+            store,
+            row=row,
+            peer=peer.node_id,
             entries=entries,
-            adds=adds,
-            removes=removes,
-            new_state=StateRow(accepted.size, update.compact_range.to_bytes(), live),
-            checkpoints=[
-                (accepted.size, accepted.root_hash, accepted.timestamp, accepted.note, "accepted")
-            ],
-            audit=(
-                f"sync:{peer.node_id}",
-                "federation.apply",
-                full,
-                len(entries),
-                {"peer": peer.node_id, "size": accepted.size, "from": state.size},
-            ),
+            from_size=state.size,
+            from_range=state.compact_range,
+            accepted=verified,
+            compact_range=update.compact_range.to_bytes(),
         )
-        result.outcome, result.entries, result.size = APPLIED, len(entries), accepted.size
-        if row.source_peer != peer.node_id:
-            store.update_list(list_id=row.id, source_peer=peer.node_id)
+        result.outcome, result.entries, result.size = APPLIED, applied.appended, applied.size
         try:
-            self.node.emit(changes)
+            self.node.emit(applied.committed)
         except Exception:  # the commit stands; the index catches up on restart
             log.exception("index update after applying %s failed", full)
 
@@ -418,33 +362,13 @@ class Syncer:
         if row is None or peer.node_id != item.owner:
             return
         if (row.label, row.description) != (item.label, item.description):
-            self.node.store.update_list(
-                list_id=row.id, label=item.label, description=item.description
-            )
-            self.node.store.append_audit(
-                actor=f"sync:{peer.node_id}",
-                action="federation.relabel",
-                target=row.full_name,
-                detail={"label": item.label, "was": row.label},
-            )
-
-    def _create(self, peer: PeerSettings, item: CatalogList) -> ListRow:
-        # Only now, after every check passed: a refused offer creates nothing.
-        store = self.node.store
-        try:
-            return store.create_list(
-                owner=item.owner,
-                name=item.name,
+            writer.follow_metadata(
+                self.node.store,
+                row=row,
+                peer=peer.node_id,
                 label=item.label,
                 description=item.description,
-                local=False,
-                source_peer=peer.node_id,
-                empty_range=_EMPTY_RANGE,
             )
-        except ListExistsError:  # another process created it meanwhile
-            row = store.get_list(owner=item.owner, name=item.name)
-            assert row is not None
-            return row
 
     def _refused(
         self,
@@ -463,7 +387,7 @@ class Syncer:
         detail = {"peer": peer.node_id, "error": exc.code, "reason": exc.message[:500]}
         cp, note = update.offered, update.offered_note
         if row is None or not evidence or cp is None or note is None:
-            self.node.store.append_audit(
+            self.node.audit(
                 actor=f"sync:{peer.node_id}",
                 action="federation.refused",
                 target=full,
@@ -473,14 +397,14 @@ class Syncer:
             return
         when = dt.datetime.fromtimestamp(self._clock(), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         reason = f"{exc.code} seen via {peer.node_id} at {when}: {exc.message}"
-        self.node.store.record_evidence(
-            list_id=row.id,
+        writer.record_evidence(
+            self.node.store,
+            row=row,
             checkpoints=[(cp.size, cp.root_hash, cp.timestamp, note)],
             freeze_reason=reason if freeze else None,
             audit=(
                 f"sync:{peer.node_id}",
                 "federation.fork" if freeze else "federation.refused",
-                full,
                 cp.size,
                 detail,
             ),

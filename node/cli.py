@@ -317,7 +317,7 @@ def list_export(
         finally:
             if output:
                 fh.close()
-        node.store.append_audit(
+        node.audit(
             actor=_actor(node),
             action="list.export",
             target=name,
@@ -488,9 +488,7 @@ def principal_rm(name: str, data: DataOpt = DEFAULT_DATA) -> None:
         if not node.store.remove_principal(name=name):
             raise InputError(f"no principal named {name!r}", where="name")
         (data / PINNED_DIR / f"{name}.crt").unlink(missing_ok=True)
-        node.store.append_audit(
-            actor=_actor(node), action="principal.remove", target=name, detail={}
-        )
+        node.audit(actor=_actor(node), action="principal.remove", target=name, detail={})
     mark_changed(data)
     out.print(f"removed {name}")
 
@@ -518,7 +516,7 @@ def token_revoke(prefix: str, data: DataOpt = DEFAULT_DATA) -> None:
     """Revoke tokens by their prefix (the 8 hex digits after hf_)."""
     with open_node(data) as node:
         n = node.store.revoke_tokens(prefix=prefix)
-        node.store.append_audit(actor=_actor(node), action="token.revoke", target=prefix, detail={})
+        node.audit(actor=_actor(node), action="token.revoke", target=prefix, detail={})
     mark_changed(data)
     out.print(f"revoked {n} token(s)")
 

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from config import NodeSettings
+from crypto.errors import InputError
 from crypto.keys import NoteSigner, NoteVerifier
 from node.datadir import load_signer
-from node.log import lists
+from node.log import lists, writer
+from node.log.add_queue import AddQueue
 from node.log.hashes import parse_category, parse_hash
 from node.log.hashfile import read_hash_file
-from node.log.lists import AppendResult, ContentChange
+from node.log.lists import AppendResult, Committed
 from node.log.verify import PARALLEL_FROM, Verifier, VerifyResult
 from node.store import CheckpointRow, ListRow, Store
 
-ChangeListener = Callable[[Sequence[ContentChange]], None]
+# Adds up to this many hashes (one API batch is at most limits.max_batch)
+# may share a transaction with others; larger ones are imports and go alone.
+_GROUPED_ADD_MAX = 10_000
+
+# Called with each commit that appended entries, after it committed.
+ChangeListener = Callable[[Committed], None]
 
 
 class Node:
@@ -32,11 +40,19 @@ class Node:
         self.store = store
         self.signer = signer
         self._listeners: list[ChangeListener] = []
+        self._adds = AddQueue(store, node_id=settings.node_id)
+        # Lists this node owns, by name, for the write path: id, owner and
+        # name never change and lists are never deleted, so a hit is exact.
+        self._owned: dict[str, ListRow] = {}
 
     @classmethod
     def open(cls, settings: NodeSettings, *, migrate: bool = True) -> Node:
         signer = load_signer(settings)
-        store = Store.open(settings.effective_database_url, migrate=migrate)
+        store = Store.open(
+            settings.effective_database_url,
+            migrate=migrate,
+            write_lock_timeout=settings.limits.write_lock_timeout_seconds,
+        )
         return cls(settings, store, signer)
 
     def close(self) -> None:
@@ -49,13 +65,27 @@ class Node:
     # --- change propagation -----------------------------------------------------------
 
     def on_change(self, listener: ChangeListener) -> None:
-        """Call ``listener`` with every batch of content changes after it commits."""
+        """Call ``listener`` with every commit that appended entries, after it commits."""
         self._listeners.append(listener)
 
-    def emit(self, changes: Sequence[ContentChange]) -> None:
-        if changes:
+    def emit(self, batch: Committed) -> None:
+        """Tell this process's listeners (its matcher) of a commit the writer made."""
+        if batch.end > batch.start or batch.changes:
             for listener in self._listeners:
-                listener(changes)
+                listener(batch)
+
+    # --- audit of what is not a list change -------------------------------------------
+
+    def audit(
+        self, *, actor: str, action: str, target: str = "", count: int = 0, detail: dict[str, Any]
+    ) -> None:
+        """One audit record of an action that changes no list (refusals, principals, tokens).
+
+        List changes carry their own record, in their transaction (the writer).
+        """
+        self.store.append_audit(
+            actor=actor, action=action, target=target, count=count, detail=detail
+        )
 
     # --- keys -------------------------------------------------------------------------
 
@@ -78,20 +108,26 @@ class Node:
     def get_list(self, full_name: str) -> ListRow:
         return lists.get_list(self.store, full_name)
 
+    def _owned_row(self, full_name: str) -> ListRow:
+        """The list to append to (its id, owner and name; other fields may be stale)."""
+        row = self._owned.get(full_name)
+        if row is None:
+            row = self.get_list(full_name)
+            if row.local and row.owner == self.node_id:
+                self._owned[full_name] = row
+        return row
+
     def create_list(
         self, full_name: str, *, label: str, description: str = "", actor: str
     ) -> ListRow:
-        row = lists.create_list(
+        return writer.create_local(
             self.store,
             node_id=self.node_id,
             full_name=full_name,
             label=label,
             description=description,
+            actor=actor,
         )
-        self.store.append_audit(
-            actor=actor, action="list.create", target=full_name, detail={"label": label}
-        )
-        return row
 
     def add(
         self,
@@ -102,17 +138,25 @@ class Node:
         action: str = "list.add",
         progress: Callable[[int], None] | None = None,
     ) -> AppendResult:
-        """Add canonical ``(type, value, category)`` items (duplicates skipped)."""
-        result = lists.add_hashes(
-            self.store,
-            node_id=self.node_id,
-            row=self.get_list(full_name),
-            items=items,
-            actor=actor,
-            action=action,
-            progress=progress,
-        )
-        self.emit(result.changes)
+        """Add canonical ``(type, value, category)`` items (duplicates skipped).
+
+        Small adds that arrive together share one transaction (group commit,
+        :mod:`node.log.add_queue`); imports with progress run on their own.
+        """
+        row = self._owned_row(full_name)
+        if progress is None and len(items) <= _GROUPED_ADD_MAX:
+            result = self._adds.add(row, items, actor=actor, action=action)
+        else:
+            result = writer.add_hashes(
+                self.store,
+                node_id=self.node_id,
+                row=row,
+                items=items,
+                actor=actor,
+                action=action,
+                progress=progress,
+            )
+        self.emit(result.committed)
         return result
 
     def add_raw(
@@ -127,10 +171,14 @@ class Node:
 
     def remove(self, full_name: str, raw: Sequence[tuple[str, str]], *, actor: str) -> AppendResult:
         keys = [parse_hash(t, v, where=f"hashes[{i}]") for i, (t, v) in enumerate(raw)]
-        result = lists.remove_hashes(
-            self.store, node_id=self.node_id, row=self.get_list(full_name), items=keys, actor=actor
+        result = writer.remove_hashes(
+            self.store,
+            node_id=self.node_id,
+            row=self._owned_row(full_name),
+            items=keys,
+            actor=actor,
         )
-        self.emit(result.changes)
+        self.emit(result.committed)
         return result
 
     def import_file(
@@ -152,13 +200,42 @@ class Node:
         return self.add(full_name, items, actor=actor, action="list.import", progress=progress)
 
     def publish(self, full_name: str, *, actor: str) -> CheckpointRow:
-        return lists.publish(
+        return writer.publish(
             self.store,
             node_id=self.node_id,
             row=self.get_list(full_name),
             signer=self.signer,
             actor=actor,
         )
+
+    def heartbeat(self, *, now: int) -> list[str]:
+        """Re-sign every owned, published, unfrozen list whose newest checkpoint is due."""
+        done = []
+        for row in self.store.all_lists():
+            if not row.local or row.owner != self.node_id or row.frozen_reason is not None:
+                continue
+            if writer.heartbeat(
+                self.store,
+                node_id=self.node_id,
+                row=row,
+                signer=self.signer,
+                now=now,
+                every=self.settings.heartbeat_seconds,
+            ):
+                done.append(row.full_name)
+        return done
+
+    def unfreeze(self, full_name: str, *, actor: str) -> ListRow:
+        """Take updates for a list frozen after a fork again (its evidence is kept).
+
+        Raises:
+            InputError: the list is not frozen.
+        """
+        row = self.get_list(full_name)
+        if row.frozen_reason is None:
+            raise InputError(f"{full_name} is not frozen", where="name")
+        writer.set_frozen(self.store, row=row, reason=None, actor=actor)
+        return self.get_list(full_name)
 
     def verify(
         self, full_name: str | None = None, *, parallel_from: int = PARALLEL_FROM

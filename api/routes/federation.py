@@ -62,7 +62,7 @@ def build_routers(runtime: FederationRuntime | None = None) -> list[APIRouter]:
         """Entries ``[start, start+limit)`` in seq order as NDJSON, up to the checkpoint size."""
         served = serving.resolve(state.node, principal, owner, name)
         end = serving.check_range(served, start, limit, state.settings.limits.max_page_entries)
-        state.node.store.append_audit(
+        state.node.audit(
             actor=principal.name,
             action="federation.entries",
             target=served.row.full_name,
@@ -113,7 +113,7 @@ def build_routers(runtime: FederationRuntime | None = None) -> list[APIRouter]:
     def notify(body: NotifyRequest, state: StateDep, principal: PeerDep) -> NotifyResponse:
         """A peer has a new checkpoint: pull it now (coalesced, at most one pull queued)."""
         scheduled = runtime.trigger(principal.name) if runtime is not None else False
-        state.node.store.append_audit(
+        state.node.audit(
             actor=principal.name,
             action="federation.notify",
             target=f"{body.owner}/{body.name}",

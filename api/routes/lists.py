@@ -191,9 +191,7 @@ def export(
     """A list's current content, streamed as CSV or NDJSON."""
     full = f"{owner}/{name}"
     state.node.get_list(full)  # 404 before the stream starts
-    state.node.store.append_audit(
-        actor=admin.name, action="list.export", target=full, detail={"format": fmt}
-    )
+    state.node.audit(actor=admin.name, action="list.export", target=full, detail={"format": fmt})
 
     def rows() -> Iterator[str]:
         if fmt == "csv":

@@ -1,30 +1,21 @@
-"""Owning lists: create, add, remove, publish (verify is :mod:`node.log.verify`).
+"""What a list is, without changing one: names, labels, the fold, change records.
 
 A list is an append-only log. Adding a hash the list already holds is a no-op;
 removing appends a tombstone entry, never an edit. The current content is the
-fold of the log (:func:`fold`), kept materialised in the ``content`` table and
-updated in the same transaction as the entries.
+fold of the log (:func:`fold`, the one definition of it), kept materialised in
+the ``content`` table. Every change to a list is made by
+:mod:`node.log.writer`; verification is :mod:`node.log.verify`.
 """
 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
-from crypto.errors import (
-    InputError,
-    NotInListError,
-    NotOwnerError,
-    UnknownListError,
-)
-from crypto.keys import NoteSigner
-from crypto.merkle import CompactRange
-from node.log.entry import leaf_hashes
-from node.store import CheckpointRow, ContentTuple, EntryTuple, ListRow, StateRow, Store, now_ms
+from crypto.errors import InputError, UnknownListError
+from node.store import ContentTuple, EntryTuple, ListRow, Store
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _OWNER_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -45,15 +36,33 @@ class ContentChange(NamedTuple):
     category: str
 
 
+class Committed(NamedTuple):
+    """One committed change to a list's log, as the writer's callers emit it.
+
+    ``start``/``end`` are the log sizes before and after the commit (the
+    entries ``start <= seq < end`` are new); ``changes`` are its effect on
+    current content, in order.
+    """
+
+    list_id: int
+    start: int
+    end: int
+    changes: Sequence[ContentChange]
+
+
 @dataclass
 class AppendResult:
-    """What an add/remove/import did to one list."""
+    """What an add/remove/import/apply did to one list."""
 
     row: ListRow
     appended: int
     skipped: int
     size: int
-    changes: list[ContentChange] = field(default_factory=list)
+    committed: Committed
+
+    @property
+    def changes(self) -> Sequence[ContentChange]:
+        return self.committed.changes
 
 
 def parse_list_name(full: str, *, where: str = "list") -> tuple[str, str]:
@@ -72,9 +81,19 @@ def check_label(label: str) -> str:
     return label
 
 
-def fold(entries: Iterable[EntryTuple]) -> dict[tuple[str, str], tuple[str, int]]:
-    """The content a log describes: ``(type, value) -> (category, seq of the add)``."""
-    content: dict[tuple[str, str], tuple[str, int]] = {}
+Key = tuple[str, str]
+
+
+def fold(
+    entries: Iterable[EntryTuple], existing: Mapping[Key, tuple[str, int]] | None = None
+) -> dict[Key, tuple[str, int]]:
+    """The content a log describes: ``(type, value) -> (category, seq of the add)``.
+
+    ``existing`` is content held before ``entries`` (all of it, or just the
+    keys the entries touch); an add of a key held already and a remove of a
+    key not held change nothing.
+    """
+    content = dict(existing) if existing else {}
     for seq, op, htype, value, category, _ts in entries:
         if op == "add":
             content.setdefault((htype, value), (category, seq))
@@ -83,170 +102,43 @@ def fold(entries: Iterable[EntryTuple]) -> dict[tuple[str, str], tuple[str, int]
     return content
 
 
+def content_delta(
+    entries: Sequence[EntryTuple], existing: Mapping[Key, tuple[str, int]], list_id: int
+) -> tuple[list[ContentTuple], list[Key], list[ContentChange]]:
+    """What appending ``entries`` does to content, by :func:`fold`.
+
+    Args:
+        entries: New entries in seq order.
+        existing: ``(type, value) -> (category, seq)`` for those of the
+            entries' keys the list holds now.
+        list_id: The list, for the change records.
+
+    Returns:
+        Content rows to insert, keys to delete, and the index changes
+        (removals first, then additions; a key removed and added again is both).
+    """
+    after = fold(entries, existing)
+    keys = dict.fromkeys((e[2], e[3]) for e in entries)
+    adds: list[ContentTuple] = []
+    removes: list[Key] = []
+    gone: list[ContentChange] = []
+    new: list[ContentChange] = []
+    for key in keys:
+        before, now = existing.get(key), after.get(key)
+        if before == now:
+            continue
+        if before is not None:
+            removes.append(key)
+            gone.append(ContentChange("remove", list_id, key[0], key[1], before[0]))
+        if now is not None:
+            adds.append((key[0], key[1], now[0], now[1]))
+            new.append(ContentChange("add", list_id, key[0], key[1], now[0]))
+    return adds, removes, gone + new
+
+
 def get_list(store: Store, full_name: str) -> ListRow:
     owner, name = parse_list_name(full_name)
     row = store.get_list(owner=owner, name=name)
     if row is None:
         raise UnknownListError(list_name=full_name)
     return row
-
-
-def create_list(
-    store: Store, *, node_id: str, full_name: str, label: str, description: str = ""
-) -> ListRow:
-    """Create a list owned by this node."""
-    owner, name = parse_list_name(full_name)
-    if owner != node_id:
-        raise NotOwnerError(list_name=full_name, node_id=node_id)
-    return store.create_list(
-        owner=owner,
-        name=name,
-        label=check_label(label),
-        description=description[:1000],
-        empty_range=CompactRange().to_bytes(),
-    )
-
-
-def _require_owned(row: ListRow, node_id: str) -> None:
-    if not row.local or row.owner != node_id:
-        raise NotOwnerError(list_name=row.full_name, node_id=node_id)
-
-
-def _extend(state: StateRow, entries: Sequence[EntryTuple], live_delta: int) -> StateRow:
-    cr = CompactRange.from_bytes(state.compact_range)
-    cr.extend(leaf_hashes(entries))
-    return StateRow(cr.size, cr.to_bytes(), state.live_count + live_delta)
-
-
-def add_hashes(
-    store: Store,
-    *,
-    node_id: str,
-    row: ListRow,
-    items: Sequence[tuple[str, str, str]],
-    actor: str,
-    action: str = "list.add",
-    progress: Callable[[int], None] | None = None,
-) -> AppendResult:
-    """Append an add entry for every item the list does not hold yet.
-
-    ``items`` are canonical ``(type, value, category)``; duplicates, within
-    the batch or against the list, are skipped. One transaction.
-    """
-    _require_owned(row, node_id)
-    state = store.get_state(list_id=row.id)
-    seen: set[tuple[str, str]] = set()
-    unique: list[tuple[str, str, str]] = []
-    for htype, value, category in items:
-        if (htype, value) not in seen:
-            seen.add((htype, value))
-            unique.append((htype, value, category))
-    if state.live_count:
-        present = store.existing_content(list_id=row.id, keys=seen)
-        unique = [it for it in unique if (it[0], it[1]) not in present]
-    ts = now_ms()
-    entries: list[EntryTuple] = [
-        (state.size + i, "add", t, v, c, ts) for i, (t, v, c) in enumerate(unique)
-    ]
-    adds: list[ContentTuple] = [(t, v, c, s) for s, _o, t, v, c, _ts in entries]
-    new_state = _extend(state, entries, len(entries))
-    if entries:
-        store.append(
-            list_id=row.id,
-            expected_size=state.size,
-            entries=entries,
-            adds=adds,
-            removes=(),
-            new_state=new_state,
-            audit=(
-                actor,
-                action,
-                row.full_name,
-                len(entries),
-                {"skipped": len(items) - len(entries)},
-            ),
-            progress=progress,
-        )
-    return AppendResult(
-        row=row,
-        appended=len(entries),
-        skipped=len(items) - len(entries),
-        size=new_state.size,
-        changes=[ContentChange("add", row.id, t, v, c) for _s, _o, t, v, c, _ts in entries],
-    )
-
-
-def remove_hashes(
-    store: Store,
-    *,
-    node_id: str,
-    row: ListRow,
-    items: Sequence[tuple[str, str]],
-    actor: str,
-) -> AppendResult:
-    """Append a remove entry for each ``(type, value)``; all must be present."""
-    _require_owned(row, node_id)
-    state = store.get_state(list_id=row.id)
-    keys = list(dict.fromkeys(items))
-    present = store.existing_content(list_id=row.id, keys=keys)
-    for i, key in enumerate(keys):
-        if key not in present:
-            raise NotInListError(list_name=row.full_name, where=f"hashes[{i}]")
-    ts = now_ms()
-    # A remove entry carries the category of the add it undoes, so feeds and
-    # TAXII can say what was revoked without reading history.
-    entries: list[EntryTuple] = [
-        (state.size + i, "remove", t, v, present[(t, v)][0], ts) for i, (t, v) in enumerate(keys)
-    ]
-    new_state = _extend(state, entries, -len(entries))
-    store.append(
-        list_id=row.id,
-        expected_size=state.size,
-        entries=entries,
-        adds=(),
-        removes=keys,
-        new_state=new_state,
-        audit=(actor, "list.remove", row.full_name, len(entries), {}),
-    )
-    return AppendResult(
-        row=row,
-        appended=len(entries),
-        skipped=0,
-        size=new_state.size,
-        changes=[ContentChange("remove", row.id, t, v, c) for _s, _o, t, v, c, _ts in entries],
-    )
-
-
-def publish(
-    store: Store,
-    *,
-    node_id: str,
-    row: ListRow,
-    signer: NoteSigner,
-    actor: str,
-    timestamp: int | None = None,
-) -> CheckpointRow:
-    """Sign a checkpoint over the list's current size and root.
-
-    Publishing an unchanged list re-signs it with a fresh timestamp: that is
-    the heartbeat that tells receivers the list is alive.
-    """
-    _require_owned(row, node_id)
-    state = store.get_state(list_id=row.id)
-    cr = CompactRange.from_bytes(state.compact_range)
-    cp = Checkpoint(
-        origin=list_origin(row.owner, row.name),
-        size=cr.size,
-        root_hash=cr.root(),
-        timestamp=int(time.time()) if timestamp is None else timestamp,
-    )
-    note = sign_checkpoint(cp, signer)
-    store.add_checkpoint(
-        list_id=row.id, size=cp.size, root_hash=cp.root_hash, timestamp=cp.timestamp, note=note
-    )
-    store.append_audit(
-        actor=actor, action="list.publish", target=row.full_name, count=cp.size, detail={}
-    )
-    latest = store.latest_checkpoint(list_id=row.id)
-    assert latest is not None
-    return latest

@@ -22,7 +22,7 @@ from node.store.audit import AUDIT_GENESIS, audit_record_hash
 from node.store.engine import MIGRATIONS_DIR, create_db_engine, now_ms, run_migrations
 from node.store.federation import FederationQueries
 from node.store.lists import ListQueries
-from node.store.log import LogQueries
+from node.store.log import AuditTuple, ListChange, ListTxn, LogQueries
 from node.store.principals import PrincipalQueries
 from node.store.rows import (
     AuditRow,
@@ -38,10 +38,13 @@ __all__ = [
     "AUDIT_GENESIS",
     "MIGRATIONS_DIR",
     "AuditRow",
+    "AuditTuple",
     "CheckpointRow",
     "ContentTuple",
     "EntryTuple",
+    "ListChange",
     "ListRow",
+    "ListTxn",
     "PrincipalRow",
     "StateRow",
     "Store",

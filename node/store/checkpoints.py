@@ -57,16 +57,19 @@ class CheckpointQueries(StoreBase):
     def latest_checkpoint(self, *, list_id: int) -> CheckpointRow | None:
         """The newest accepted checkpoint: largest size, then newest timestamp."""
         with self.read() as conn:
-            r = conn.execute(
-                select(_checkpoints)
-                .where(_checkpoints.c.list_id == list_id, _checkpoints.c.status == "accepted")
-                .order_by(
-                    _checkpoints.c.size.desc(),
-                    _checkpoints.c.timestamp.desc(),
-                    _checkpoints.c.id.desc(),
-                )
-                .limit(1)
-            ).first()
+            return self._latest_checkpoint(conn, list_id)
+
+    def _latest_checkpoint(self, conn: Connection, list_id: int) -> CheckpointRow | None:
+        r = conn.execute(
+            select(_checkpoints)
+            .where(_checkpoints.c.list_id == list_id, _checkpoints.c.status == "accepted")
+            .order_by(
+                _checkpoints.c.size.desc(),
+                _checkpoints.c.timestamp.desc(),
+                _checkpoints.c.id.desc(),
+            )
+            .limit(1)
+        ).first()
         return _checkpoint_row(r) if r else None
 
     def checkpoints(self, *, list_id: int, status: str | None = None) -> list[CheckpointRow]:

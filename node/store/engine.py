@@ -4,15 +4,18 @@ The engine is SQLite (WAL) in the node's data folder by default, or
 PostgreSQL from a URL. Hot paths (appends, entry and content scans) use
 SQLAlchemy Core statements in batches, never one ORM object per row.
 
-Write transactions are serialised per list: SQLite takes the database write
-lock up front (``BEGIN IMMEDIATE``) and PostgreSQL locks the list's state row,
-and :meth:`Store.append` re-checks the size it was computed against, so two
-writers can never interleave entries."""
+Writers wait, they do not refuse: SQLite takes the database write lock up
+front (``BEGIN IMMEDIATE``; threads of one process queue on a gate before
+it), PostgreSQL locks the list's state row (``SELECT ... FOR UPDATE``), and a
+list's state is read only after that, inside the transaction. The wait is
+bounded by ``write_lock_timeout`` (SQLite ``busy_timeout``, PostgreSQL
+``lock_timeout``); past it the write raises :class:`WriteLockTimeoutError`."""
 
 from __future__ import annotations
 
 import itertools
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,30 +32,49 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from crypto.errors import StoreError
+from crypto.errors import StoreError, WriteLockTimeoutError
 from node.store.tables import _audit, _content, _entries, _lists
 
 # Rows per executemany / IN clause: SQLite allows 32,766 bound parameters.
 _BATCH = 5_000
 _IN_BATCH = 500
+# PostgreSQL: fewer rows than this are INSERTed, more are COPied.
+_COPY_FROM = 64
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# How long a writer waits for a list's lock unless the settings say otherwise.
+DEFAULT_WRITE_LOCK_TIMEOUT = 10.0
+# PostgreSQL's SQLSTATE for lock_timeout; SQLite's SQLITE_BUSY and SQLITE_LOCKED.
+_PG_LOCK_NOT_AVAILABLE = "55P03"
+_SQLITE_BUSY_CODES = (5, 6)
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # The driver's own transaction handling is off; we BEGIN ourselves (below).
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoint; WAL keeps it consistent
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # The driver's own transaction handling is off; we BEGIN ourselves (below).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoint; WAL keeps it consistent
+        cur.execute("PRAGMA foreign_keys=ON")
+        # The bounded wait for another process's write lock.
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.close()
+
+    return on_connect
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` (SQLAlchemy-wrapped or raw) is a lock wait that ran out."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(orig, sqlite3.OperationalError):
+        return (getattr(orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_BUSY_CODES
+    return getattr(orig, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -69,7 +91,7 @@ def _values_by_type(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     return by_type
 
 
-def create_db_engine(url: str) -> Engine:
+def create_db_engine(url: str, *, write_lock_timeout: float = DEFAULT_WRITE_LOCK_TIMEOUT) -> Engine:
     """An engine for ``url`` with hashfed's SQLite settings where it applies."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -79,7 +101,7 @@ def create_db_engine(url: str) -> Engine:
         engine = create_engine(
             url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(int(write_lock_timeout * 1000)))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
@@ -101,14 +123,27 @@ def run_migrations(engine: Engine) -> None:
 class StoreBase:
     """The engine, transactions and the raw driver paths every query module shares."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, *, write_lock_timeout: float = DEFAULT_WRITE_LOCK_TIMEOUT
+    ) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self.write_lock_timeout = write_lock_timeout
+        # SQLite's busy handler polls with sleeps of up to 100 ms: threads of
+        # one process queue here instead, in order, and only other processes
+        # are waited for by busy_timeout.
+        self._write_gate = threading.Lock()
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Self:
+    def open(
+        cls,
+        url: str,
+        *,
+        migrate: bool = True,
+        write_lock_timeout: float = DEFAULT_WRITE_LOCK_TIMEOUT,
+    ) -> Self:
         """Open the database at ``url``, upgrading its schema first."""
-        engine = create_db_engine(url)
+        engine = create_db_engine(url, write_lock_timeout=write_lock_timeout)
         try:
             if migrate:
                 run_migrations(engine)
@@ -118,7 +153,7 @@ class StoreBase:
         except OSError as exc:
             engine.dispose()
             raise StoreError(f"cannot open database: {exc}") from None
-        return cls(engine)
+        return cls(engine, write_lock_timeout=write_lock_timeout)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -138,12 +173,35 @@ class StoreBase:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
+        gated = self.is_sqlite
+        if gated and not self._write_gate.acquire(timeout=self.write_lock_timeout):
+            raise WriteLockTimeoutError(seconds=self.write_lock_timeout)
+        try:
+            with self._write_transaction() as conn:
+                yield conn
+        except DBAPIError as exc:
+            if _is_lock_timeout(exc):
+                raise WriteLockTimeoutError(seconds=self.write_lock_timeout) from None
+            raise
+        finally:
+            if gated:
+                self._write_gate.release()
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             conn.info["write"] = True
             try:
                 with conn.begin():
+                    if not self.is_sqlite:
+                        # Bounds every lock this transaction waits for: the
+                        # list's row lock and the audit chain's.
+                        ms = max(1, int(self.write_lock_timeout * 1000))
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
                     yield conn
             except (sqlite3.Error, psycopg.Error) as exc:
+                if _is_lock_timeout(exc):
+                    raise WriteLockTimeoutError(seconds=self.write_lock_timeout) from None
                 # Raw driver errors come from the bulk paths (_bulk_insert). Their
                 # text can quote row values (PostgreSQL's DETAIL does), and rows
                 # hold hashes: only the error class and SQLSTATE are kept.
@@ -180,6 +238,19 @@ class StoreBase:
                     if progress is not None:
                         progress(len(chunk))
             else:
+                it = iter(rows)
+                head = list(itertools.islice(it, _COPY_FROM))
+                if len(head) < _COPY_FROM:
+                    # A few rows (one admin add): COPY's extra round trips cost
+                    # more than it saves, and they are made holding the list lock.
+                    marks = ", ".join(["%s"] * len(columns))
+                    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+                    for i in range(0, len(head), _BATCH):
+                        cur.executemany(sql, head[i : i + _BATCH])
+                        if progress is not None:
+                            progress(len(head[i : i + _BATCH]))
+                    return
+                rows = itertools.chain(head, it)
                 n = 0
                 with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                     for row in rows:

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     delete,
     select,
-    update,
 )
 
 from crypto.errors import StoreError
 from node.store.audit import AuditQueries
 from node.store.checkpoints import CheckpointQueries
 from node.store.engine import now_ms
-from node.store.tables import (
-    _checkpoints,
-    _lists,
-)
 
 
 class FederationQueries(AuditQueries, CheckpointQueries):
@@ -121,40 +115,6 @@ class FederationQueries(AuditQueries, CheckpointQueries):
         with self.write() as conn:
             conn.execute(delete(health).where(health.c.peer == peer))
             conn.execute(delete(sync).where(sync.c.peer == peer))
-
-    def record_evidence(
-        self,
-        *,
-        list_id: int,
-        checkpoints: Sequence[tuple[int, bytes, int, str]],
-        freeze_reason: str | None,
-        audit: tuple[str, str, str, int, dict[str, Any]],
-    ) -> None:
-        """Keep refused signed checkpoints as evidence, maybe freeze the list; one transaction.
-
-        ``checkpoints`` are ``(size, root_hash, timestamp, note)``, stored with
-        status ``evidence`` unless the same note is stored already.
-        """
-        with self.write() as conn:
-            for size, root, ts, note in checkpoints:
-                seen = conn.execute(
-                    select(_checkpoints.c.id)
-                    .where(
-                        _checkpoints.c.list_id == list_id,
-                        _checkpoints.c.size == size,
-                        _checkpoints.c.note == note,
-                    )
-                    .limit(1)
-                ).first()
-                if seen is None:
-                    self._insert_checkpoint(conn, list_id, size, root, ts, note, "evidence")
-            if freeze_reason is not None:
-                conn.execute(
-                    update(_lists)
-                    .where(_lists.c.id == list_id)
-                    .values(frozen_reason=freeze_reason[:500])
-                )
-            self._append_audit(conn, *audit)
 
     def try_advisory_lock(self, *, key: int) -> Connection | None:
         """PostgreSQL: take a session advisory lock on a connection kept open.

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    bindparam,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
 from crypto.errors import ListExistsError
-from node.store.engine import StoreBase, now_ms
+from node.store.audit import AuditQueries
+from node.store.engine import now_ms
 from node.store.rows import (
     ListRow,
 )
@@ -20,8 +22,14 @@ from node.store.tables import (
     _state,
 )
 
+# Built once: every admin add looks its list up, and building the statement
+# cost more than running it.
+_LIST_BY_NAME = select(_lists).where(
+    _lists.c.owner == bindparam("owner"), _lists.c.name == bindparam("name")
+)
 
-class ListQueries(StoreBase):
+
+class ListQueries(AuditQueries):
     def create_list(
         self,
         *,
@@ -32,11 +40,12 @@ class ListQueries(StoreBase):
         local: bool = True,
         source_peer: str | None = None,
         empty_range: bytes,
+        audit: tuple[str, str, str, int, dict[str, Any]] | None = None,
     ) -> ListRow:
-        """Create a list with an empty log; raises ListExistsError if taken."""
+        """Create a list with an empty log, and its audit record; ListExistsError if taken."""
         created = now_ms()
-        try:
-            with self.write() as conn:
+        with self.write() as conn:
+            try:
                 list_id = conn.execute(
                     _lists.insert().values(
                         owner=owner,
@@ -48,22 +57,22 @@ class ListQueries(StoreBase):
                         created_ms=created,
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
-                conn.execute(
-                    _state.insert().values(
-                        list_id=list_id, size=0, compact_range=empty_range, live_count=0
-                    )
+            except IntegrityError:
+                raise ListExistsError(list_name=f"{owner}/{name}") from None
+            conn.execute(
+                _state.insert().values(
+                    list_id=list_id, size=0, compact_range=empty_range, live_count=0
                 )
-        except IntegrityError:
-            raise ListExistsError(list_name=f"{owner}/{name}") from None
+            )
+            if audit is not None:
+                self._append_audit(conn, *audit)
         row = self.get_list(owner=owner, name=name)
         assert row is not None
         return row
 
     def get_list(self, *, owner: str, name: str) -> ListRow | None:
         with self.read() as conn:
-            r = conn.execute(
-                select(_lists).where(_lists.c.owner == owner, _lists.c.name == name)
-            ).first()
+            r = conn.execute(_LIST_BY_NAME, {"owner": owner, "name": name}).first()
         return ListRow(**r._mapping) if r else None
 
     def get_list_by_id(self, list_id: int) -> ListRow | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
+    bindparam,
     delete,
     select,
     update,
@@ -17,15 +19,92 @@ from node.store.audit import AuditQueries
 from node.store.checkpoints import CheckpointQueries
 from node.store.engine import _IN_BATCH, _values_by_type
 from node.store.rows import (
+    CheckpointRow,
     ContentTuple,
     EntryTuple,
+    ListRow,
     StateRow,
 )
 from node.store.tables import (
+    _checkpoints,
     _content,
     _entries,
+    _lists,
     _state,
 )
+
+T = TypeVar("T")
+
+# Statements of the write path, built once (building one costs more than
+# running it on SQLite).
+_STATE = select(_state.c.size, _state.c.compact_range, _state.c.live_count).where(
+    _state.c.list_id == bindparam("list_id")
+)
+_STATE_FOR_UPDATE = _STATE.with_for_update()
+_CONTENT_OF = select(
+    _content.c.hash_type, _content.c.value, _content.c.category, _content.c.seq
+).where(
+    _content.c.list_id == bindparam("list_id"),
+    _content.c.hash_type == bindparam("hash_type"),
+    _content.c.value.in_(bindparam("values", expanding=True)),
+)
+_SET_STATE = (
+    update(_state)
+    .where(_state.c.list_id == bindparam("list_id_"))
+    .values(
+        size=bindparam("size"),
+        compact_range=bindparam("compact_range"),
+        live_count=bindparam("live_count"),
+    )
+)
+# (actor, action, target, count, detail)
+AuditTuple = tuple[str, str, str, int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ListChange:
+    """Everything one transaction writes to one list; empty fields write nothing.
+
+    ``checkpoints`` are ``(size, root_hash, timestamp, note, status)``;
+    ``list_values`` update the list's metadata (label, description,
+    source_peer, frozen_reason).
+    """
+
+    entries: Sequence[EntryTuple] = ()
+    adds: Sequence[ContentTuple] = ()
+    removes: Sequence[tuple[str, str]] = ()
+    new_state: StateRow | None = None
+    checkpoints: Sequence[tuple[int, bytes, int, str, str]] = ()
+    list_values: Mapping[str, Any] = field(default_factory=dict)
+    audit: AuditTuple | None = None
+    audits: Sequence[AuditTuple] = ()  # several callers' records, chained in order
+
+
+class ListTxn:
+    """One list as seen inside its write transaction, under its lock."""
+
+    def __init__(self, store: LogQueries, conn: Connection, list_id: int, state: StateRow):
+        self._store = store
+        self._conn = conn
+        self.list_id = list_id
+        self.state = state
+
+    def row(self) -> ListRow:
+        r = self._conn.execute(select(_lists).where(_lists.c.id == self.list_id)).one()
+        return ListRow(**r._mapping)
+
+    def content_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int]]:
+        """Which of ``keys`` the list holds: ``(category, seq of the add)`` each."""
+        return self._store._content_of(self._conn, self.list_id, keys)
+
+    def latest_checkpoint(self) -> CheckpointRow | None:
+        return self._store._latest_checkpoint(self._conn, self.list_id)
+
+    def has_checkpoint(self, *, size: int, note: str) -> bool:
+        """Whether this exact signed note is stored for this list (accepted or evidence)."""
+        c = _checkpoints.c
+        stmt = select(c.id).where(c.list_id == self.list_id, c.size == size, c.note == note)
+        return self._conn.execute(stmt.limit(1)).first() is not None
 
 
 class LogQueries(AuditQueries, CheckpointQueries):
@@ -40,6 +119,33 @@ class LogQueries(AuditQueries, CheckpointQueries):
                 r = c.execute(stmt).one()
         return StateRow(r.size, bytes(r.compact_range), r.live_count)
 
+    def change_list(
+        self,
+        *,
+        list_id: int,
+        plan: Callable[[ListTxn], tuple[ListChange | None, T]],
+        progress: Any = None,
+    ) -> T:
+        """Change one list in one transaction, deciding on its state read under its lock.
+
+        The list's lock is taken first (SQLite: the write lock at BEGIN;
+        PostgreSQL: ``FOR UPDATE`` on its state row), then ``plan`` is called
+        with the state and lookups inside the transaction; the
+        :class:`ListChange` it returns is written, audit record included, and
+        its second value returned. A ``None`` change writes nothing. Waiting
+        for the lock is bounded (:class:`~crypto.errors.WriteLockTimeoutError`).
+        """
+        with self.write() as conn:
+            lock = _STATE if self.is_sqlite else _STATE_FOR_UPDATE
+            r = conn.execute(lock, {"list_id": list_id}).one_or_none()
+            if r is None:
+                raise StoreError(f"list {list_id} has no state row")
+            state = StateRow(r.size, bytes(r.compact_range), r.live_count)
+            change, result = plan(ListTxn(self, conn, list_id, state))
+            if change is not None:
+                self._write_change(conn, list_id, change, progress)
+            return result
+
     def append(
         self,
         *,
@@ -50,65 +156,88 @@ class LogQueries(AuditQueries, CheckpointQueries):
         removes: Sequence[tuple[str, str]],
         new_state: StateRow,
         checkpoints: Sequence[tuple[int, bytes, int, str, str]] = (),
-        audit: tuple[str, str, str, int, dict[str, Any]] | None = None,
+        audit: AuditTuple | None = None,
         progress: Any = None,
     ) -> None:
-        """Append entries and their effect on content, state and checkpoints atomically.
+        """Append precomputed entries if the list still has ``expected_size`` entries.
 
-        ``checkpoints`` are ``(size, root_hash, timestamp, note, status)``;
-        ``audit`` is ``(actor, action, target, count, detail)``. Raises
-        StoreError if the list grew since ``expected_size`` was read.
+        A compare-and-append for callers that computed the change outside the
+        transaction; the writer decides inside it instead (:meth:`change_list`).
+
+        Raises:
+            StoreError: the list's size is not ``expected_size``; nothing written.
         """
-        with self.write() as conn:
-            lock = select(_state.c.size).where(_state.c.list_id == list_id)
-            if not self.is_sqlite:
-                lock = lock.with_for_update()
-            size = conn.execute(lock).scalar_one()
-            if size != expected_size:
+
+        def plan(txn: ListTxn) -> tuple[ListChange | None, None]:
+            if txn.state.size != expected_size:
                 raise StoreError(
-                    f"list {list_id} changed concurrently: expected size {expected_size}, "
-                    f"found {size}; retry"
+                    f"list {list_id}: expected size {expected_size}, found {txn.state.size}"
                 )
+            change = ListChange(
+                entries=entries,
+                adds=adds,
+                removes=removes,
+                new_state=new_state,
+                checkpoints=checkpoints,
+                audit=audit,
+            )
+            return change, None
+
+        self.change_list(list_id=list_id, plan=plan, progress=progress)
+
+    def _write_change(
+        self, conn: Connection, list_id: int, change: ListChange, progress: Any
+    ) -> None:
+        if change.entries:
             self._bulk_insert(
                 conn,
                 "log_entry",
                 ("list_id", "seq", "op", "hash_type", "value", "category", "timestamp_ms"),
-                ((list_id, *e) for e in entries),
+                ((list_id, *e) for e in change.entries),
                 progress=progress,
             )
-            # Per type, ``value IN (...)``: SQLite answers a row-value IN of
-            # (type, value) pairs with a scan of the whole list (8 s for 1,000
-            # removals at 10M), this with primary-key searches.
-            for htype, values in _values_by_type(removes).items():
-                for i in range(0, len(values), _IN_BATCH):
-                    conn.execute(
-                        delete(_content).where(
-                            _content.c.list_id == list_id,
-                            _content.c.hash_type == htype,
-                            _content.c.value.in_(values[i : i + _IN_BATCH]),
-                        )
+        # Per type, ``value IN (...)``: SQLite answers a row-value IN of
+        # (type, value) pairs with a scan of the whole list (8 s for 1,000
+        # removals at 10M), this with primary-key searches.
+        for htype, values in _values_by_type(change.removes).items():
+            for i in range(0, len(values), _IN_BATCH):
+                conn.execute(
+                    delete(_content).where(
+                        _content.c.list_id == list_id,
+                        _content.c.hash_type == htype,
+                        _content.c.value.in_(values[i : i + _IN_BATCH]),
                     )
+                )
+        if change.adds:
             # Key order turns B-tree inserts into appends: several times faster
             # for large imports on both backends.
             self._bulk_insert(
                 conn,
                 "content",
                 ("list_id", "hash_type", "value", "category", "seq"),
-                ((list_id, *a) for a in sorted(adds)),
+                ((list_id, *a) for a in sorted(change.adds)),
             )
+        if change.new_state is not None:
             conn.execute(
-                update(_state)
-                .where(_state.c.list_id == list_id)
-                .values(
-                    size=new_state.size,
-                    compact_range=new_state.compact_range,
-                    live_count=new_state.live_count,
-                )
+                _SET_STATE,
+                {
+                    "list_id_": list_id,
+                    "size": change.new_state.size,
+                    "compact_range": change.new_state.compact_range,
+                    "live_count": change.new_state.live_count,
+                },
             )
-            for cp in checkpoints:
-                self._insert_checkpoint(conn, list_id, *cp)
-            if audit is not None:
-                self._append_audit(conn, *audit)
+        for cp in change.checkpoints:
+            self._insert_checkpoint(conn, list_id, *cp)
+        if change.list_values:
+            allowed = {"label", "description", "source_peer", "frozen_reason"}
+            if not set(change.list_values) <= allowed:
+                raise ValueError(f"cannot update {set(change.list_values) - allowed}")
+            conn.execute(update(_lists).where(_lists.c.id == list_id).values(**change.list_values))
+        if change.audit is not None:
+            self._append_audit(conn, *change.audit)
+        if change.audits:
+            self._append_audit_chain(conn, change.audits)
 
     def iter_entries(
         self, *, list_id: int, start: int = 0, end: int | None = None, page: int = 50_000
@@ -207,19 +336,20 @@ class LogQueries(AuditQueries, CheckpointQueries):
         batch of 500 scans the whole list (~0.3 s at 400k hashes). Per type,
         the lookup is a primary-key search: ~100x faster on large lists.
         """
+        with self.read() as conn:
+            return self._content_of(conn, list_id, keys)
+
+    def _content_of(
+        self, conn: Connection, list_id: int, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, int]]:
         by_type = _values_by_type(keys)
         found: dict[tuple[str, str], tuple[str, int]] = {}
-        cols = (_content.c.hash_type, _content.c.value, _content.c.category, _content.c.seq)
-        with self.read() as conn:
-            for htype, values in by_type.items():
-                for i in range(0, len(values), _IN_BATCH):
-                    rows = conn.execute(
-                        select(*cols).where(
-                            _content.c.list_id == list_id,
-                            _content.c.hash_type == htype,
-                            _content.c.value.in_(values[i : i + _IN_BATCH]),
-                        )
-                    )
-                    for t, v, c, seq in rows:
-                        found[(t, v)] = (c, seq)
+        for htype, values in by_type.items():
+            for i in range(0, len(values), _IN_BATCH):
+                rows = conn.execute(
+                    _CONTENT_OF,
+                    {"list_id": list_id, "hash_type": htype, "values": values[i : i + _IN_BATCH]},
+                )
+                for t, v, c, seq in rows:
+                    found[(t, v)] = (c, seq)
         return found

@@ -1,5 +1,9 @@
 """Dependencies flow one way: api -> federation -> node -> crypto; config is read by all.
 
+And one writer: only node/log/writer.py (and the store itself) calls the
+store's list-writing methods, so every list change carries its audit record
+and reads the list's state under its lock.
+
 Imports are read with ``ast``, so a lazy import inside a function counts too;
 imports under ``if TYPE_CHECKING:`` do not (they never run). Packages that do
 not exist yet are skipped. The checker itself is tested on a fake tree, so a
@@ -52,6 +56,18 @@ MODELS_ALLOWED_MODULES = {"sqlalchemy", "sqlmodel"}
 # Only the federation client opens outbound connections.
 NET_MODULES = ("httpx", "requests", "urllib3", "aiohttp", "urllib.request", "http.client")
 NET_ALLOWED = ("federation/client.py",)
+
+
+# The store's methods that change a list, and the only modules that may call them.
+LIST_WRITES = {
+    "append",
+    "add_checkpoint",
+    "change_list",
+    "create_list",
+    "record_evidence",
+    "update_list",
+}
+LIST_WRITES_ALLOWED = ("node/log/writer.py", "node/store/")
 
 
 @dataclass(frozen=True)
@@ -139,6 +155,35 @@ def violations(root: Path) -> list[str]:
     return found
 
 
+def _names_a_store(expr: ast.expr) -> bool:
+    """``store``, ``self.store``, ``node.store``, ``other_store``: a receiver that is a Store."""
+    name = expr.id if isinstance(expr, ast.Name) else getattr(expr, "attr", "")
+    return name == "store" or name.endswith("_store")
+
+
+def list_write_violations(root: Path) -> list[str]:
+    """Every call of a list-writing store method outside the writer, as ``path:line: call``."""
+    found: list[str] = []
+    for package in OURS:
+        pkg_dir = root / package
+        if not pkg_dir.is_dir():
+            continue
+        for path in sorted(pkg_dir.rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel.startswith(LIST_WRITES_ALLOWED):
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in LIST_WRITES
+                    and _names_a_store(node.func.value)
+                ):
+                    found.append(f"{rel}:{node.lineno}: store.{node.func.attr} outside the writer")
+    return found
+
+
 # --- the real tree ---------------------------------------------------------------------------
 
 
@@ -153,6 +198,24 @@ def test_layering(package: str) -> None:
         pytest.skip(f"{package}/ does not exist yet")
     found = [v for v in violations(ROOT) if v.startswith(f"{package}/")]
     assert found == []
+
+
+def test_only_the_writer_changes_lists() -> None:
+    assert list_write_violations(ROOT) == []
+
+
+def test_the_writer_really_writes_through_the_store() -> None:
+    # Guards the guard: the rule above must be looking at calls that exist.
+    rel = "node/log/writer.py"
+    tree = ast.parse((ROOT / rel).read_text(encoding="utf-8"))
+    called = {
+        n.func.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and _names_a_store(n.func.value)
+    }
+    assert {"change_list", "create_list"} <= called
 
 
 def test_store_really_is_where_the_database_is() -> None:
@@ -225,3 +288,34 @@ def test_checker_catches(tmp_path: Path, rel: str, source: str) -> None:
 def test_checker_allows(tmp_path: Path, rel: str, source: str) -> None:
     root = _tree(tmp_path, {rel: source})
     assert violations(root) == []
+
+
+@pytest.mark.parametrize(
+    ("rel", "source"),
+    [
+        ("federation/heartbeat.py", "def f(node):\n    node.store.add_checkpoint(list_id=1)\n"),
+        ("federation/sync.py", "def f(self):\n    self.node.store.append(list_id=1)\n"),
+        ("federation/cli.py", "def f(store):\n    store.update_list(list_id=1)\n"),
+        ("api/routes/lists.py", "def f(s):\n    s.node.store.change_list(list_id=1, plan=p)\n"),
+        ("node/cli.py", "def f(other_store):\n    other_store.record_evidence(list_id=1)\n"),
+        ("node/node.py", "def f(self):\n    self.store.create_list(owner='a')\n"),
+    ],
+)
+def test_list_write_checker_catches(tmp_path: Path, rel: str, source: str) -> None:
+    root = _tree(tmp_path, {rel: source})
+    assert len(list_write_violations(root)) == 1
+
+
+@pytest.mark.parametrize(
+    ("rel", "source"),
+    [
+        ("node/log/writer.py", "def f(store):\n    store.change_list(list_id=1, plan=p)\n"),
+        ("node/store/log.py", "def f(self):\n    self.change_list(list_id=1, plan=p)\n"),
+        ("api/routes/lists.py", "def f(state):\n    state.node.create_list('a/b')\n"),
+        ("federation/sync.py", "def f(items):\n    items.append(1)\n"),
+        ("federation/sync.py", "def f(node):\n    node.store.latest_checkpoint(list_id=1)\n"),
+    ],
+)
+def test_list_write_checker_allows(tmp_path: Path, rel: str, source: str) -> None:
+    root = _tree(tmp_path, {rel: source})
+    assert list_write_violations(root) == []

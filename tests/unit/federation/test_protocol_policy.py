@@ -18,9 +18,8 @@ from federation.peers import add_peer, add_trusted_owner, owner_verifiers, remov
 from federation.policy import may_receive, offered, parse_subscription, subscribed
 from federation.protocol import MAX_ENTRY_LINE_BYTES, EntryParser, encode_entry
 from federation.scheduler import JITTER, max_backoff, next_delay
-from federation.sync import fold_changes
 from node.identity.principals import Principal
-from node.log.lists import fold
+from node.log.lists import content_delta, fold
 from node.store import ListRow
 
 SHA = "ab" * 32
@@ -116,7 +115,7 @@ def test_folding_in_two_batches_equals_folding_the_whole_log(
     log = [(i, op, "md5", f"{v:032x}", cat, 0) for i, (op, v, cat) in enumerate(ops)]
     first, second = log[:cut], log[cut:]
     content = fold(first)
-    adds, removes, changes = fold_changes(second, content, list_id=1)
+    adds, removes, changes = content_delta(second, content, list_id=1)
     for key in removes:
         content.pop(key)
     for t, v, c, s in adds:

@@ -100,7 +100,7 @@ def snapshot(node: Node, full: str) -> tuple[int, bytes | None, dict[tuple[str, 
 def test_pull_applies_and_matches_the_owner(pair: tuple[Node, Node]) -> None:
     receiver, owner = pair
     seen: list[ContentChange] = []
-    receiver.on_change(seen.extend)
+    receiver.on_change(lambda batch: seen.extend(batch.changes))
     report = syncer(receiver, Loopback(owner)).pull("au-argos")
     assert report.ok, report
     assert [(r.full_name, r.outcome, r.entries) for r in report.lists] == [(BASE, "applied", 50)]
@@ -121,7 +121,7 @@ def test_growth_and_removals_follow_with_a_consistency_proof(pair: tuple[Node, N
     owner.remove(BASE, [("sha256", sha(3)), ("sha256", sha(60))], actor="t")
     owner.publish(BASE, actor="t")
     seen: list[ContentChange] = []
-    receiver.on_change(seen.extend)
+    receiver.on_change(lambda batch: seen.extend(batch.changes))
     client = Loopback(owner)
     report = syncer(receiver, client).pull("au-argos")
     assert report.ok, report

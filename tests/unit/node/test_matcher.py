@@ -56,7 +56,7 @@ def test_loaded_then_incremental_matcher_equals_brute_force(node_factory: object
 
     m = Matcher()
     assert m.load(node.store) == len(content)
-    node.on_change(m.apply)
+    node.on_change(lambda batch: m.apply(batch.changes))
 
     # Changes after the load: removals and additions are visible at once.
     gone = [k for k in content if k[0] == "au-argos/a" and k[1] == "pdq"][:10]
