@@ -186,9 +186,7 @@ class Matcher:
             else:
                 self._indexes[htype].remove(codes, refs)
 
-    def categories_of(
-        self, list_id: int, hash_type: str, values: Sequence[str]
-    ) -> list[list[str]]:
+    def categories_of(self, list_id: int, hash_type: str, values: Sequence[str]) -> list[list[str]]:
         """For each value, the categories under which ``list_id`` holds it in the index.
 
         One category when the list holds the value, none when it does not;

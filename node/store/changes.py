@@ -153,9 +153,10 @@ class _PostgresWatch:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                for n in driver.notifies(timeout=min(_PG_SLICE_SECONDS, left), stop_after=64):
+                for n in driver.notifies(timeout=min(_PG_SLICE_SECONDS, left)):
                     if n.payload == self._schema:
                         seen = True
+                        break  # at once: the generator would wait out its timeout
         except Exception:
             log.warning("change watch: LISTEN connection lost; reconnecting")
             self._drop()
