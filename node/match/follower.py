@@ -126,6 +126,7 @@ class LogFollower:
         self._stats = FollowerStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watch: ChangeWatch | None = None  # the thread's, while it runs
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -268,7 +269,7 @@ class LogFollower:
         while not self._stop.is_set():
             try:
                 if watch is None:
-                    watch = self.store.watch_changes()
+                    watch = self._watch = self.store.watch_changes()
                     changed = True  # what was committed before the watch began
                 else:
                     changed = watch.wait(min(_WAIT_SLICE, self.poll_seconds))
@@ -283,10 +284,11 @@ class LogFollower:
                 if watch is not None:
                     with contextlib.suppress(Exception):  # already broken
                         watch.close()
-                    watch = None
+                    watch = self._watch = None
                 self._stop.wait(0.5)
         if watch is not None:
             watch.close()
+        self._watch = None
 
     # --- status ------------------------------------------------------------------------
 

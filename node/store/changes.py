@@ -118,6 +118,7 @@ class _PostgresWatch:
         self._conn: Any = None
         self._schema = ""
         self._retry_at = 0.0
+        self.backend_pid: int | None = None  # of the LISTEN connection, for operators
 
     def _connect(self) -> Any:
         raw = self._store.engine.raw_connection()
@@ -127,6 +128,7 @@ class _PostgresWatch:
             driver.autocommit = True
             self._schema = str(driver.execute("SELECT current_schema()").fetchone()[0])
             driver.execute(f"LISTEN {CHANGE_CHANNEL}")
+            self.backend_pid = int(driver.info.backend_pid)
         except Exception:
             raw.invalidate()
             raise

@@ -8,7 +8,9 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -309,3 +311,48 @@ def test_a_list_with_a_broken_log_does_not_hold_back_the_others(db_url: str) -> 
         follower.stop()
         reader.close()
         writer.close()
+
+
+def test_a_lost_listen_connection_is_reconnected_and_nothing_is_missed(db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("LISTEN is PostgreSQL's")
+    writer, reader = Store.open(db_url), Store.open(db_url, migrate=False)
+    follower = LogFollower(reader, Matcher(), poll_seconds=30.0)  # the watch only
+    try:
+        log = _Log(writer, "relisten")
+        follower.load()
+        follower.start()
+        lid = log.row.id
+
+        def has(k: int) -> bool:
+            return _POOL[k] in _index_view(follower.matcher, [lid])[lid]
+
+        log.commit([("add", 0, 0)])
+        _wait_until(lambda: has(0), 1.0)
+        pids = [w.backend_pid for w in _watches(follower)]
+        assert pids
+        assert pids[0] is not None
+        # The database ends the LISTEN session (a restart, a failover, an admin).
+        with writer.engine.begin() as conn:
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pids[0])})")
+        log.commit([("add", 1, 0)])
+        _wait_until(lambda: has(1), 3.0)
+        # Listening again: the next commit arrives by notification, not the 30 s poll.
+        _wait_until(
+            lambda: (
+                bool(_watches(follower))
+                and _watches(follower)[0].backend_pid not in (None, pids[0])
+            ),
+            3.0,
+        )
+        log.commit([("remove", 0, 0)])
+        assert _wait_until(lambda: not has(0), 1.0) < 1.0
+    finally:
+        follower.stop()
+        reader.close()
+        writer.close()
+
+
+def _watches(follower: LogFollower) -> list[Any]:
+    w = follower._watch
+    return [w] if w is not None else []
