@@ -1,8 +1,9 @@
 """The FastAPI application factory. Nothing is built at import time.
 
 ``create_app(settings)`` returns an app whose lifespan opens the node, loads
-the indexes from the database, subscribes them to every committed change,
-and runs the background index merge; the routers are included per area.
+the indexes from the database, starts the log follower that applies every
+commit to them (from this process or any other on the same database), and
+runs the background index merge; the routers are included per area.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
 from node.identity.audit import AuditBuffer
 from node.identity.principals import PRINCIPALS_MARKER
+from node.match.follower import LogFollower
 from node.match.matcher import Matcher
 from node.node import Node
 
@@ -129,14 +131,18 @@ def _merge_loop(matcher: Matcher, stop: threading.Event, every: float) -> None:
 def build_state(settings: NodeSettings, node: Node) -> AppState:
     """Load indexes and wire change propagation for a node."""
     matcher = Matcher(pdq_min_quality=settings.pdq_min_quality)
-    matcher.load(node.store)
-    node.on_change(lambda batch: matcher.apply(batch.changes))
+    follower = LogFollower(node.store, matcher)
+    follower.load()
+    # This process's own commits apply before the request returns; the
+    # follower's thread (started by the lifespan) picks up everyone else's.
+    node.on_change(lambda c: follower.note_commit(c.list_id, c.start, c.end, c.changes))
     own = cert_fingerprint(load_certificate(settings.path(settings.tls_cert_file)))
     limiter = RateLimiter(settings.limits.rate_limit_per_second, settings.limits.rate_limit_burst)
     return AppState(
         settings=settings,
         node=node,
         matcher=matcher,
+        follower=follower,
         own_fingerprint=own,
         limiter=limiter,
         audit=AuditBuffer(node.store).start(),
@@ -168,6 +174,7 @@ def create_app(
             target=_merge_loop, args=(state.matcher, stop, 1.0), name="index-merge", daemon=True
         )
         merger.start()
+        state.follower.start()
         stop_hook = on_start(state) if on_start else None
         # What start-up built lives as long as the process: moved out of the
         # collector's reach, a full collection no longer walks it. Without this,
@@ -181,6 +188,7 @@ def create_app(
             if stop_hook:
                 stop_hook()
             stop.set()
+            state.follower.stop()
             merger.join(timeout=5)
             state.audit.close()
             if owned:

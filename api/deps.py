@@ -13,6 +13,7 @@ from config import NodeSettings
 from node.identity.audit import AuditBuffer
 from node.identity.principals import Principal
 from node.log.proofs import ProofCache
+from node.match.follower import LogFollower
 from node.match.matcher import Matcher
 from node.node import Node
 
@@ -24,6 +25,7 @@ class AppState:
     settings: NodeSettings
     node: Node
     matcher: Matcher
+    follower: LogFollower
     own_fingerprint: str
     limiter: RateLimiter
     audit: AuditBuffer

@@ -19,6 +19,7 @@ BENCHES: list[tuple[str, object]] = [
     ("sync", lambda n: ["--entries", str(min(n, 1_000_000))]),
     ("feeds", lambda n: ["--scale", str(min(n, 1_000_000))]),
     ("scan", lambda n: ["--images", "10000"]),
+    ("change_feed", lambda n: ["--scale", str(min(n, 1_000_000)), "--changes", "200"]),
 ]
 
 

@@ -26,6 +26,10 @@ class Status(BaseModel):
         description="Committed changes applied to the indexes: calls, changes, "
         "last_us and max_us (commit to matchable)"
     )
+    follower: dict[str, Any] = Field(
+        description="The log follower: per list the applied and database log sizes, "
+        "lag_entries, last_check_ms, apply times and commit-to-applied ms"
+    )
     lists: list[ListOut]
     peers: list[dict[str, Any]]
 
@@ -46,6 +50,7 @@ def status(state: StateDep, _admin: AdminDep) -> Status:
         index_loaded=state.matcher.loaded,
         index=state.matcher.stats(),
         index_apply=state.matcher.apply_stats(),
+        follower=state.follower.status(),
         lists=[list_out(state, r) for r in state.node.store.all_lists()],
         peers=peers,
     )

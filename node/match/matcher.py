@@ -3,9 +3,9 @@
 One index per hash type (node/index). Each stored code carries an int64
 ``ref`` packing the list id and an interned category, so a hit names its
 list and category without touching the database. Indexes start from the
-``content`` table and then follow every committed change (:meth:`apply`),
-so a hash is matchable as soon as the transaction that added it commits and
-stops matching as soon as its removal commits.
+``content`` table and then follow the log of every list, whoever committed
+to it (:mod:`node.match.follower` calls :meth:`apply`), so a hash is
+matchable, or stops matching, within a second of the commit in any process.
 
 Label filtering happens after the search, over every list alike, so the
 work done does not depend on what the caller may see.
@@ -29,6 +29,7 @@ from node.match.index import ExactIndex, PdqIndex
 from node.store import Store
 
 _CATEGORY_BITS = 20  # ~1M distinct categories; list ids take the upper 43 bits
+_CATEGORY_MASK = (1 << _CATEGORY_BITS) - 1
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,12 @@ class Matcher:
         keys: dict[str, list[NDArray[np.uint8]]] = {}
         refs: dict[str, list[NDArray[np.int64]]] = {}
         total = 0
+        # Built aside and swapped in whole, so a rebuild of a running matcher
+        # never answers from a half-loaded index.
+        indexes: dict[str, ExactIndex | PdqIndex] = {
+            t.name: PdqIndex() if t.match == "hamming" else ExactIndex(t.key_width)
+            for t in REGISTRY.values()
+        }
         for page in store.iter_content():
             start = 0
             while start < len(page):
@@ -120,11 +127,12 @@ class Matcher:
         for htype_name, parts in keys.items():
             codes, ref = np.concatenate(parts), np.concatenate(refs[htype_name])
             if REGISTRY[htype_name].match == "hamming":
-                self._indexes[htype_name] = PdqIndex.from_arrays(codes, ref)
+                indexes[htype_name] = PdqIndex.from_arrays(codes, ref)
             else:
-                self._indexes[htype_name] = ExactIndex.from_arrays(
+                indexes[htype_name] = ExactIndex.from_arrays(
                     REGISTRY[htype_name].key_width, codes, ref
                 )
+        self._indexes = indexes
         self.loaded = True
         return total
 
@@ -177,6 +185,30 @@ class Matcher:
                 self._indexes[htype].add(codes, refs)
             else:
                 self._indexes[htype].remove(codes, refs)
+
+    def categories_of(self, list_id: int, hash_type: str, values: Sequence[str]) -> list[list[str]]:
+        """For each value, the categories under which ``list_id`` holds it in the index.
+
+        One category when the list holds the value, none when it does not;
+        the follower reads the index's own state through this.
+        """
+        out: list[list[str]] = [[] for _ in values]
+        if not values:
+            return out
+        htype = REGISTRY[hash_type]
+        codes = np.frombuffer(b"".join(htype.key(v) for v in values), dtype=np.uint8).reshape(
+            len(values), htype.key_width
+        )
+        index = self._indexes[hash_type]
+        if isinstance(index, PdqIndex):
+            qpos, refs, _d = index.search(codes, 0)
+        else:
+            qpos, refs = index.lookup(codes)
+        mask = _CATEGORY_MASK
+        for qp, ref in zip(qpos.tolist(), refs.tolist(), strict=True):
+            if ref >> _CATEGORY_BITS == list_id:
+                out[qp].append(self._category_names[ref & mask])
+        return out
 
     def drop_list(self, list_id: int, rows: Sequence[tuple[str, str, str]]) -> None:
         """Remove a list's ``(type, value, category)`` rows, e.g. when it is frozen."""

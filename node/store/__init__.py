@@ -13,12 +13,14 @@ puts them together, so callers hold one object:
 - ``checkpoints``: signed checkpoints, accepted and evidence;
 - ``audit``: the chained audit records;
 - ``principals``: principals and API tokens;
-- ``federation``: peer health, offers, evidence, the scheduler lock.
+- ``federation``: peer health, offers, evidence, the scheduler lock;
+- ``changes``: list sizes and a wake-up on any commit (the change feed).
 """
 
 from __future__ import annotations
 
 from node.store.audit import AUDIT_GENESIS, audit_record_hash
+from node.store.changes import ChangeQueries, ChangeWatch
 from node.store.engine import MIGRATIONS_DIR, create_db_engine, now_ms, run_migrations
 from node.store.federation import FederationQueries
 from node.store.lists import ListQueries
@@ -39,6 +41,7 @@ __all__ = [
     "MIGRATIONS_DIR",
     "AuditRow",
     "AuditTuple",
+    "ChangeWatch",
     "CheckpointRow",
     "ContentTuple",
     "EntryTuple",
@@ -55,5 +58,5 @@ __all__ = [
 ]
 
 
-class Store(ListQueries, LogQueries, PrincipalQueries, FederationQueries):
+class Store(ListQueries, LogQueries, PrincipalQueries, FederationQueries, ChangeQueries):
     """The node's database. Methods take keyword arguments; rows come back frozen."""

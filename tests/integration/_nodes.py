@@ -77,6 +77,8 @@ class NodeProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    # Several processes of one node share its data folder: one log file each.
+    log_name: str = "serve.log"
 
     @property
     def url(self) -> str:
@@ -100,7 +102,7 @@ class NodeProcess:
         return self
 
     def start(self, timeout: float = 30.0) -> NodeProcess:
-        self.log = self.data / "serve.log"
+        self.log = self.data / self.log_name
         fh = self.log.open("ab")
         self.proc = subprocess.Popen(
             [HASHFED, "serve", "--data", str(self.data)],
