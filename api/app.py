@@ -18,12 +18,17 @@ from fastapi import FastAPI
 
 from api.auth import PrincipalCache, RateLimiter
 from api.deps import AppState
-from api.errors import ERROR_RESPONSES, error_response, install_error_handlers
+from api.errors import (
+    ERROR_RESPONSES,
+    CatchAllMiddleware,
+    error_response,
+    install_error_handlers,
+)
 from api.fast_match import FastMatchMiddleware
 from api.routes import feeds, health, lists, match, taxii
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
-from node.identity.audit import AuditBuffer
+from node.identity.audit import LOST_FILE, AuditBuffer
 from node.identity.principals import PRINCIPALS_MARKER
 from node.match.matcher import Matcher
 from node.node import Node
@@ -101,7 +106,7 @@ def build_state(settings: NodeSettings, node: Node) -> AppState:
         matcher=matcher,
         own_fingerprint=own,
         limiter=limiter,
-        audit=AuditBuffer(node.store).start(),
+        audit=AuditBuffer(node.store, lost_file=settings.data_dir / LOST_FILE).start(),
         principals=PrincipalCache(settings.path(PRINCIPALS_MARKER)),
     )
 
@@ -160,4 +165,5 @@ def create_app(
         app.include_router(router, responses=ERROR_RESPONSES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(FastMatchMiddleware)
+    app.add_middleware(CatchAllMiddleware)  # added last: the outermost
     return app

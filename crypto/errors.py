@@ -35,6 +35,8 @@ text. No field ever holds a hash value: hashes are sensitive.
     │   ├── NotAuthenticatedError
     │   └── ForbiddenError
     └── StoreError                    the database refused or is inconsistent
+        ├── StorageFullError          the disk (or the database's quota) is full
+        └── DatabaseUnavailableError  cannot connect, connection lost, I/O error
 """
 
 from __future__ import annotations
@@ -320,3 +322,30 @@ class ForbiddenError(AuthError):
 
 class StoreError(HashfedError):
     code = "store_error"
+
+
+class StorageFullError(StoreError):
+    """The database could not write: its disk or quota is full. Nothing was changed."""
+
+    code = "storage_full"
+
+    def __init__(self, *, operation: str, reason: str) -> None:
+        super().__init__(
+            f"the database's disk is full ({reason}) during {operation}: "
+            "nothing was changed; free space and retry",
+            operation=operation,
+            reason=reason,
+        )
+
+
+class DatabaseUnavailableError(StoreError):
+    """The database cannot be reached or lost the connection. Nothing was changed."""
+
+    code = "database_unavailable"
+
+    def __init__(self, *, operation: str, reason: str) -> None:
+        super().__init__(
+            f"the database is unavailable ({reason}) during {operation}; retry when it is back",
+            operation=operation,
+            reason=reason,
+        )

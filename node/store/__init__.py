@@ -19,7 +19,15 @@ puts them together, so callers hold one object:
 from __future__ import annotations
 
 from node.store.audit import AUDIT_GENESIS, audit_record_hash
-from node.store.engine import MIGRATIONS_DIR, create_db_engine, now_ms, run_migrations
+from node.store.engine import (
+    ANY_DB_ERROR,
+    DB_ERRORS,
+    MIGRATIONS_DIR,
+    create_db_engine,
+    now_ms,
+    run_migrations,
+    translate_db_error,
+)
 from node.store.federation import FederationQueries
 from node.store.lists import ListQueries
 from node.store.log import LogQueries
@@ -35,7 +43,9 @@ from node.store.rows import (
 )
 
 __all__ = [
+    "ANY_DB_ERROR",
     "AUDIT_GENESIS",
+    "DB_ERRORS",
     "MIGRATIONS_DIR",
     "AuditRow",
     "CheckpointRow",
@@ -49,6 +59,7 @@ __all__ = [
     "create_db_engine",
     "now_ms",
     "run_migrations",
+    "translate_db_error",
 ]
 
 

@@ -11,6 +11,7 @@ writers can never interleave entries."""
 
 from __future__ import annotations
 
+import errno
 import itertools
 import sqlite3
 import time
@@ -29,15 +30,77 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from crypto.errors import StoreError
+from crypto.errors import DatabaseUnavailableError, StorageFullError, StoreError
 from node.store.tables import _audit, _content, _entries, _lists
 
 # Rows per executemany / IN clause: SQLite allows 32,766 bound parameters.
 _BATCH = 5_000
 _IN_BATCH = 500
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+# SQLite primary result codes (extended codes carry them in the low byte).
+_SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN = 10, 13, 14
+# PostgreSQL SQLSTATEs: disk_full; connection exceptions; operator intervention
+# (admin_shutdown when a backend is terminated, crash_shutdown, cannot_connect_now).
+_PG_DISK_FULL = "53100"
+_PG_UNAVAILABLE_CLASSES = ("08", "57P")
+# What a database failure arrives as: wrapped by SQLAlchemy, or raw from the
+# driver paths below. Not OSError: inside a transaction it may be the caller's
+# own file (an import); only ENOSPC is translated wherever it arrives.
+DB_ERRORS = (DBAPIError, sqlite3.Error, psycopg.Error)
+# Everything the database layer can raise, for last-resort handlers (the CLI's main).
+ANY_DB_ERROR = (SQLAlchemyError, sqlite3.Error, psycopg.Error)
+
+
+def translate_db_error(exc: BaseException, *, operation: str) -> BaseException:
+    """The hashfed error for a database failure; the one place that classifies them.
+
+    Disk full becomes :class:`StorageFullError`, a database that cannot be
+    reached or dropped the connection :class:`DatabaseUnavailableError`, any
+    other refusal a plain :class:`StoreError`. Messages name only the error
+    class, code or SQLSTATE: a driver's text can quote row values (PostgreSQL's
+    DETAIL does), and rows hold hashes. Constraint violations are returned
+    unchanged, because the query modules turn them into their own errors
+    (a list or principal that exists already); so is anything that is not a
+    database error.
+    """
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return StorageFullError(operation=operation, reason="no space left on device")
+    if not isinstance(exc, DB_ERRORS) or isinstance(exc, IntegrityError):
+        return exc
+    orig: BaseException | None = exc
+    invalidated = False
+    if isinstance(exc, DBAPIError):
+        orig, invalidated = exc.orig, exc.connection_invalidated
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        name = getattr(orig, "sqlite_errorname", "") or type(orig).__name__
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary == _SQLITE_FULL or "database or disk is full" in str(orig):
+            return StorageFullError(operation=operation, reason=name)
+        if primary in (_SQLITE_IOERR, _SQLITE_CANTOPEN):
+            return DatabaseUnavailableError(operation=operation, reason=name)
+        return StoreError(f"the database refused the {operation}: {name}")
+    if isinstance(orig, psycopg.Error):
+        state = orig.sqlstate or ""
+        if state == _PG_DISK_FULL:
+            return StorageFullError(operation=operation, reason=f"SQLSTATE {state}")
+        if state.startswith(_PG_UNAVAILABLE_CLASSES) or invalidated:
+            return DatabaseUnavailableError(
+                operation=operation, reason=f"{type(orig).__name__} {state}".rstrip()
+            )
+        if type(orig) is psycopg.OperationalError:
+            # The bare class is libpq's own failure (connect, lost connection),
+            # never a statement's: its first line names host and reason, no rows.
+            first = (str(orig).strip().splitlines() or ["connection failed"])[0][:200]
+            return DatabaseUnavailableError(operation=operation, reason=first)
+        return StoreError(f"the database refused the {operation}: {type(orig).__name__} {state}")
+    if invalidated:
+        return DatabaseUnavailableError(operation=operation, reason="connection lost")
+    return StoreError(f"the database refused the {operation}: {type(orig).__name__}")
 
 
 def now_ms() -> int:
@@ -108,16 +171,23 @@ class StoreBase:
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Self:
         """Open the database at ``url``, upgrading its schema first."""
-        engine = create_db_engine(url)
+        engine: Engine | None = None
         try:
+            engine = create_db_engine(url)
             if migrate:
                 run_migrations(engine)
-        except OperationalError as exc:
-            engine.dispose()
-            raise StoreError(f"cannot open database: {exc.orig}") from None
-        except OSError as exc:
-            engine.dispose()
-            raise StoreError(f"cannot open database: {exc}") from None
+        except DB_ERRORS as exc:
+            if engine is not None:
+                engine.dispose()
+            raise translate_db_error(exc, operation="open") from None
+        except OSError as exc:  # the folder or file itself (permissions, a missing mount)
+            if engine is not None:
+                engine.dispose()
+            if exc.errno == errno.ENOSPC:
+                raise translate_db_error(exc, operation="open") from None
+            raise DatabaseUnavailableError(
+                operation="open", reason=exc.strerror or type(exc).__name__
+            ) from None
         return cls(engine)
 
     def close(self) -> None:
@@ -133,8 +203,11 @@ class StoreBase:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except DB_ERRORS as exc:
+            raise translate_db_error(exc, operation="read") from None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -143,14 +216,8 @@ class StoreBase:
             try:
                 with conn.begin():
                     yield conn
-            except (sqlite3.Error, psycopg.Error) as exc:
-                # Raw driver errors come from the bulk paths (_bulk_insert). Their
-                # text can quote row values (PostgreSQL's DETAIL does), and rows
-                # hold hashes: only the error class and SQLSTATE are kept.
-                state = getattr(exc, "sqlstate", None) or getattr(exc, "sqlite_errorname", "")
-                raise StoreError(
-                    f"the database refused the write: {type(exc).__name__} {state}".rstrip()
-                ) from None
+            except DB_ERRORS as exc:
+                raise translate_db_error(exc, operation="write") from None
             finally:
                 conn.info.pop("write", None)
 
@@ -170,27 +237,40 @@ class StoreBase:
         """
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            if self.is_sqlite:
-                # Table and column names are this module's constants, never input.
-                marks = ", ".join("?" * len(columns))
-                sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-                it = iter(rows)
-                while chunk := list(itertools.islice(it, _BATCH)):
-                    cur.executemany(sql, chunk)
-                    if progress is not None:
-                        progress(len(chunk))
-            else:
-                n = 0
-                with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                        n += 1
-                        if progress is not None and n % _BATCH == 0:
-                            progress(_BATCH)
-                if progress is not None and n % _BATCH:
-                    progress(n % _BATCH)  # the last, partial batch
+            self._bulk_rows(cur, table, columns, rows, progress)
+        except (sqlite3.Error, psycopg.Error) as exc:
+            raise translate_db_error(exc, operation="write") from None
         finally:
             cur.close()
+
+    def _bulk_rows(
+        self,
+        cur: Any,
+        table: str,
+        columns: tuple[str, ...],
+        rows: Iterable[tuple[Any, ...]],
+        progress: Any,
+    ) -> None:
+        """The driver calls of :meth:`_bulk_insert`, whose errors it translates."""
+        if self.is_sqlite:
+            # Table and column names are this module's constants, never input.
+            marks = ", ".join("?" * len(columns))
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+            it = iter(rows)
+            while chunk := list(itertools.islice(it, _BATCH)):
+                cur.executemany(sql, chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        else:
+            n = 0
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    n += 1
+                    if progress is not None and n % _BATCH == 0:
+                        progress(_BATCH)
+            if progress is not None and n % _BATCH:
+                progress(n % _BATCH)  # the last, partial batch
 
     def _driver_pages(self, stmt: Select[Any], page: int) -> Iterator[list[Any]]:
         """Run ``stmt`` on a raw driver cursor and yield pages of plain tuples.
@@ -198,6 +278,12 @@ class StoreBase:
         Index loads, feeds and verification read millions of rows: driver
         tuples, a page at a time, skip SQLAlchemy's per-row Row objects.
         """
+        try:
+            yield from self._driver_pages_raw(stmt, page)
+        except DB_ERRORS as exc:
+            raise translate_db_error(exc, operation="read") from None
+
+    def _driver_pages_raw(self, stmt: Select[Any], page: int) -> Iterator[list[Any]]:
         with self.engine.connect() as conn:
             compiled = stmt.compile(conn, compile_kwargs={"render_postcompile": True})
             cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
