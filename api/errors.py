@@ -68,6 +68,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 # (a restart, a failover, space freed): clients back off this long, then retry.
 RETRY_AFTER_SECONDS = 5
 log = logging.getLogger("hashfed.api")
+PUBLIC_DETAIL = {
+    StorageFullError.code: "the node's storage is full: nothing was changed; retry later",
+    DatabaseUnavailableError.code: "the node's database is unavailable; retry later",
+}
 
 
 def status_for(exc: HashfedError) -> int:
@@ -95,9 +99,7 @@ def _field_path(loc: tuple[object, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HashfedError)
     async def _hashfed(_req: Request, exc: HashfedError) -> JSONResponse:
-        status = status_for(exc)
-        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-        return error_response(status, exc.code, exc.message, headers=retry)
+        return hashfed_error_response(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
@@ -119,6 +121,18 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
+def hashfed_error_response(exc: HashfedError) -> JSONResponse:
+    status = status_for(exc)
+    detail = exc.message
+    if isinstance(exc, StorageFullError | DatabaseUnavailableError):
+        # The operator reads the cause in the log; callers (partners, peers)
+        # learn nothing of the database's host or name.
+        log.warning("%s: %s", exc.code, exc.message)
+        detail = PUBLIC_DETAIL[exc.code]
+    retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return error_response(status, exc.code, detail, headers=retry)
+
+
 def unexpected_error_response(exc: BaseException) -> JSONResponse:
     """The answer to an error no handler expected: a database failure or a JSON 500.
 
@@ -128,9 +142,7 @@ def unexpected_error_response(exc: BaseException) -> JSONResponse:
     """
     translated = translate_db_error(exc, operation="request")
     if isinstance(translated, HashfedError):
-        status = status_for(translated)
-        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-        return error_response(status, translated.code, translated.message, headers=retry)
+        return hashfed_error_response(translated)
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next

@@ -34,7 +34,7 @@ from crypto.errors import (
     VerificationError,
 )
 from node.datadir import init_data_dir
-from node.identity.audit import LOST_FILE, verify_audit_chain
+from node.identity.audit import LOST_FILE, lost_on_file, verify_audit_chain
 from node.identity.principals import mark_changed
 from node.node import Node
 from node.store import ANY_DB_ERROR, Store, run_migrations, translate_db_error
@@ -182,12 +182,13 @@ def audit_verify(
             f"[yellow]but {result.lost} records were lost in {result.gaps} gap(s): "
             "see the audit.gap records[/]"
         )
-    if (data / LOST_FILE).exists():
+    unrecorded = lost_on_file(data / LOST_FILE)
+    if unrecorded:
         out.print(
-            f"[yellow]{data / LOST_FILE}: records lost at the last shutdown, "
-            "recorded as a gap when the node next serves[/]"
+            f"[yellow]and {unrecorded} records lost at the last shutdown, "
+            f"recorded as a gap when the node next serves ({LOST_FILE})[/]"
         )
-    if strict and (result.gaps or (data / LOST_FILE).exists()):
+    if strict and (result.gaps or unrecorded):
         raise typer.Exit(EXIT_AUDIT_GAPS)
 
 

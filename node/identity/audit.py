@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,8 +138,9 @@ class AuditBuffer:
     are held: beyond that the oldest are dropped and counted, and the next
     successful flush writes a chained ``audit.gap`` record (count, time range)
     before the records that were kept. If the flush at :meth:`close` fails, the
-    number lost is logged and saved to ``lost_file``, which the next buffer on
-    that data folder turns into a gap record. Records still in the buffer when
+    number lost is logged and saved to ``lost_file`` (space for it is reserved
+    at :meth:`start`, so a full disk does not stop it), which the next buffer
+    on that data folder turns into a gap record. Records still in the buffer when
     the process is killed are lost without a trace: at most ``interval``
     seconds' worth while the database accepts writes.
     """
@@ -168,6 +170,9 @@ class AuditBuffer:
         self._load_lost_file()
 
     def start(self) -> AuditBuffer:
+        """Start the writer; reserve ``lost_file``'s space for a shutdown on a full disk."""
+        if self.lost_file is not None and not self.lost_file.exists():
+            self._save_lost_file(_Lost())
         self._thread.start()
         return self
 
@@ -239,8 +244,8 @@ class AuditBuffer:
                 raise
             with self._lock:
                 self._failing = False
-            if lost and self.lost_file is not None:
-                self.lost_file.unlink(missing_ok=True)  # now a gap record in the chain
+            if lost:
+                self._save_lost_file(_Lost())  # now a gap record in the chain
 
     def _requeue(
         self,
@@ -312,30 +317,56 @@ class AuditBuffer:
     def _save_lost_file(self, lost: _Lost) -> None:
         if self.lost_file is None:
             return
-        body = {
-            "count": lost.count,
-            "first_ms": lost.first_ms,
-            "last_ms": lost.last_ms,
-            "reasons": sorted(lost.reasons),
-        }
         try:
-            tmp = self.lost_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(body))
-            tmp.replace(self.lost_file)
-        except OSError as exc:  # a full disk may refuse this small file too
+            _write_lost_file(self.lost_file, lost)
+        except OSError as exc:
             log.error("audit: could not save the count of lost records (%s)", exc.strerror)
         else:
-            log.error("audit: the count is saved in %s for a gap record", self.lost_file)
+            if lost:
+                log.error("audit: the count is saved in %s for a gap record", self.lost_file)
 
     def _load_lost_file(self) -> None:
         if self.lost_file is None or not self.lost_file.exists():
             return
         try:
-            body = json.loads(self.lost_file.read_text())
+            body = json.loads(self.lost_file.read_bytes().strip() or b"{}")
             count, first, last = int(body["count"]), int(body["first_ms"]), int(body["last_ms"])
-            reasons = [str(r) for r in body.get("reasons", [])] or ["not written at shutdown"]
+            reasons = [str(r) for r in body.get("reasons", [])]
         except (OSError, ValueError, KeyError, TypeError):
             log.error("audit: %s is unreadable; recording a gap of unknown size", self.lost_file)
             count, first, last, reasons = 0, 0, 0, ["lost records, count unreadable"]
-        self._lost.add(count, first, last)
-        self._lost.reasons.update(reasons)
+        if count or reasons:
+            self._lost.add(count, first, last)
+            self._lost.reasons.update(reasons or ["not written at shutdown"])
+
+
+# The lost-records file keeps this many bytes allocated while the node runs, so
+# that the count can be written at shutdown even when the disk is full.
+_LOST_FILE_RESERVE = 512
+
+
+def _write_lost_file(path: Path, lost: _Lost) -> None:
+    body = {
+        "count": lost.count,
+        "first_ms": lost.first_ms,
+        "last_ms": lost.last_ms,
+        "reasons": sorted(lost.reasons),
+    }
+    data = json.dumps(body).encode().ljust(_LOST_FILE_RESERVE)
+    # In place when it exists: its blocks are allocated already, a full disk allows that.
+    with path.open("r+b" if path.exists() else "wb") as fh:
+        fh.write(data)
+        fh.truncate()
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def lost_on_file(path: Path) -> int:
+    """Records a node lost at its last shutdown and has not yet written a gap record for."""
+    try:
+        body = json.loads(path.read_bytes().strip() or b"{}")
+        return int(body.get("count", 0)) or (1 if body.get("reasons") else 0)
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, TypeError):
+        return 1  # unreadable: something was lost

@@ -100,7 +100,8 @@ class NodeProcess:
         return self
 
     def start(self, timeout: float = 30.0) -> NodeProcess:
-        self.log = self.data / "serve.log"
+        if self.log is None:  # set it beforehand to keep the log out of the data folder
+            self.log = self.data / "serve.log"
         fh = self.log.open("ab")
         self.proc = subprocess.Popen(
             [HASHFED, "serve", "--data", str(self.data)],

@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 
 from crypto.errors import StorageFullError
-from node.identity.audit import GAP_ACTION, LOST_FILE, AuditBuffer, verify_audit_chain
+from node.identity.audit import (
+    GAP_ACTION,
+    LOST_FILE,
+    AuditBuffer,
+    lost_on_file,
+    verify_audit_chain,
+)
 from node.store import AuditRow, Store
 
 PAD = "x" * 200  # records big enough that a batch needs new database pages
@@ -122,14 +128,14 @@ def test_close_while_refused_saves_the_count_and_the_next_start_records_the_gap(
         buffer.close()
     assert "101 records could not be written and are lost" in caplog.text
     assert PAD not in caplog.text
-    assert json.loads(lost_file.read_text())["count"] == 101
+    assert lost_on_file(lost_file) == 101
     assert len(_rows(store)) == 1
 
     AuditBuffer(store, lost_file=lost_file).flush()  # the next start
     [gap] = [r for r in _rows(store) if r.action == GAP_ACTION]
     assert gap.count == 101
     assert "shutdown" in json.loads(gap.detail)["reason"]
-    assert not lost_file.exists()
+    assert lost_on_file(lost_file) == 0  # recorded; the file stays as the reserve
     result = verify_audit_chain(store)
     assert (result.ok, result.gaps, result.lost) == (True, 1, 101)
 
@@ -149,3 +155,19 @@ def test_adding_never_raises_and_the_writer_retries_by_itself(store: Store, full
     result = verify_audit_chain(store)
     assert (result.ok, result.gaps, result.lost) == (True, 1, 60)
     assert _numbers(_rows(store)) == list(range(60, 100))
+
+
+def test_count_of_lost_records_is_saved_even_when_the_disk_is_full(
+    store: Store, full_disk: Any, tmp_path: Path
+) -> None:
+    # The file's space is reserved at start; at shutdown it is rewritten in place.
+    lost_file = tmp_path / LOST_FILE
+    buffer = AuditBuffer(store, lost_file=lost_file).start()
+    reserved = lost_file.stat().st_size
+    assert reserved > 0
+    assert lost_on_file(lost_file) == 0
+    with full_disk(store):
+        _add(buffer, 0, 100)
+        buffer.close()
+    assert lost_on_file(lost_file) == 100
+    assert lost_file.stat().st_size <= reserved
