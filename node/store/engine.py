@@ -209,9 +209,16 @@ class StoreBase:
         except DB_ERRORS as exc:
             raise translate_db_error(exc, operation="read") from None
 
+    def _connect(self, operation: str) -> Connection:
+        """A pooled connection; failing to get one is a translated error too."""
+        try:
+            return self.engine.connect()
+        except DB_ERRORS as exc:
+            raise translate_db_error(exc, operation=operation) from None
+
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._connect("write") as conn:
             conn.info["write"] = True
             try:
                 with conn.begin():

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import PG_URL
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from crypto.errors import DatabaseUnavailableError, StorageFullError, StoreError
 from node.identity.audit import verify_audit_chain
@@ -23,6 +23,8 @@ from node.store import Store, translate_db_error
 NodeFactory = Callable[..., Node]
 LIST = "au-argos/series-7"
 # Enough rows that the write needs new pages, whatever free space the last page has.
+# Nothing listens on port 1: connection refused, as when the server is down.
+UNREACHABLE = "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"
 MANY = [("sha256", f"{i:064x}", "A1") for i in range(1, 2001)]
 
 
@@ -89,10 +91,24 @@ def test_reads_go_on_while_the_disk_is_full(node_factory: NodeFactory, full_disk
 
 
 def test_unreachable_database_is_unavailable_at_open() -> None:
-    # Nothing listens on port 1: connection refused, as when the server is down.
     with pytest.raises(DatabaseUnavailableError) as caught:
-        Store.open("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+        Store.open(UNREACHABLE)
     assert caught.value.code == "database_unavailable"
+
+
+def test_database_gone_after_open_is_unavailable_for_reads_and_writes() -> None:
+    from node.store import create_db_engine
+
+    store = Store(create_db_engine(UNREACHABLE))
+    try:
+        with pytest.raises(DatabaseUnavailableError):
+            store.append_audit(actor="a", action="x", detail={})
+        with pytest.raises(DatabaseUnavailableError):
+            store.count_rows("audit")
+        with pytest.raises(DatabaseUnavailableError):
+            list(store._driver_pages(select(1), 10))
+    finally:
+        store.close()
 
 
 def test_sqlite_file_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> None:
