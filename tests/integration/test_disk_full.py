@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _nodes import NodeProcess, free_port
+from _nodes import NodeProcess, free_port, run_cli
 from sqlalchemy import create_engine, text
 
 pytestmark = pytest.mark.network
@@ -308,3 +308,12 @@ def test_database_gone_gives_503_and_one_line_and_the_node_carries_on(
         assert "audit chain intact" in node.cli("audit", "verify").stdout
     finally:
         node.stop()
+
+
+def test_database_error_escaping_the_store_is_still_one_line(tmp_path: Path) -> None:
+    # `db upgrade` runs the migrations on the raw engine, outside the store's
+    # translation: the CLI's last resort must still print one line, exit 9.
+    node = NodeProcess(NODE_ID, tmp_path / NODE_ID, free_port()).init()
+    gone = "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"
+    proc = run_cli("db", "upgrade", data=node.data, env={"HASHFED_DATABASE_URL": gone}, check=False)
+    _one_clean_line(proc, EXIT_DATABASE_UNAVAILABLE, "db upgrade", "database is unavailable")
