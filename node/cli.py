@@ -185,8 +185,8 @@ def audit_verify(
     unrecorded = lost_on_file(data / LOST_FILE)
     if unrecorded:
         out.print(
-            f"[yellow]and {unrecorded} records lost at the last shutdown, "
-            f"recorded as a gap when the node next serves ({LOST_FILE})[/]"
+            f"[yellow]{unrecorded} records lost at the last shutdown are not in the chain yet: "
+            f"the node records them as a gap when it next serves ({LOST_FILE})[/]"
         )
     if strict and (result.gaps or unrecorded):
         raise typer.Exit(EXIT_AUDIT_GAPS)

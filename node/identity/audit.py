@@ -163,6 +163,8 @@ class AuditBuffer:
         self._aggregated: dict[AggregateKey, list[int]] = {}
         self._lost = _Lost()
         self._failing = False
+        # (separate, aggregated, lost) records taken by a flush that has not finished
+        self._in_flight = (0, 0, 0)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time keeps the order
         self._stop = threading.Event()
@@ -180,13 +182,13 @@ class AuditBuffer:
     def pending(self) -> int:
         """Records waiting to be written (aggregated ones count once each)."""
         with self._lock:
-            return len(self._pending) + len(self._aggregated)
+            return len(self._pending) + len(self._aggregated) + sum(self._in_flight[:2])
 
     @property
     def lost(self) -> int:
         """Records given up on and not yet reported by a gap record."""
         with self._lock:
-            return self._lost.count
+            return self._lost.count + self._in_flight[2]
 
     def add(
         self,
@@ -211,7 +213,7 @@ class AuditBuffer:
                     totals[1] += 1
             else:
                 self._pending.append((ts, (actor, action, target, count, dict(detail))))
-            full = len(self._pending) >= self.max_pending
+            full = len(self._pending) + self._in_flight[0] >= self.max_pending
             if full and self._failing:
                 self._trim()  # the database refuses writes: bounded memory, losses counted
                 full = False
@@ -228,21 +230,23 @@ class AuditBuffer:
                 batch, self._pending = self._pending, []
                 aggregated, self._aggregated = self._aggregated, {}
                 lost, self._lost = self._lost, _Lost()
+                self._in_flight = (len(batch), len(aggregated), lost.count)
             records: list[Record] = [lost.record()] if lost else []
             records += [r for _, r in batch]
             for (actor, action, target, items), (count, requests, _ts) in aggregated.items():
                 detail = {**dict(items), "requests": requests}
                 records.append((actor, action, target, count, detail))
-            if not records:
-                return
             try:
-                self.store.append_audit_many(records)
+                if records:
+                    self.store.append_audit_many(records)
             except Exception:
                 with self._lock:
+                    self._in_flight = (0, 0, 0)
                     self._requeue(batch, aggregated, lost)
                     self._failing = True
                 raise
             with self._lock:
+                self._in_flight = (0, 0, 0)
                 self._failing = False
             if lost:
                 self._save_lost_file(_Lost())  # now a gap record in the chain
@@ -269,7 +273,8 @@ class AuditBuffer:
 
     def _trim(self) -> None:
         """Drop the oldest separate records beyond ``max_pending``, counting them (lock held)."""
-        over = len(self._pending) - self.max_pending
+        # Records being written count towards the bound; only queued ones can go.
+        over = min(len(self._pending) + self._in_flight[0] - self.max_pending, len(self._pending))
         if over > 0:
             dropped = self._pending[:over]
             del self._pending[:over]

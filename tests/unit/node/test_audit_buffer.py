@@ -27,7 +27,7 @@ from node.identity.audit import (
 )
 from node.store import AuditRow, Store
 
-PAD = "x" * 200  # records big enough that a batch needs new database pages
+PAD = "x" * 5000  # bigger than a database page: every record needs new pages
 
 
 @pytest.fixture
