@@ -19,11 +19,16 @@ from fastapi import FastAPI
 
 from api.auth import PrincipalCache, RateLimiter
 from api.deps import AppState
-from api.errors import ERROR_RESPONSES, error_response, install_error_handlers
+from api.errors import (
+    ERROR_RESPONSES,
+    CatchAllMiddleware,
+    error_response,
+    install_error_handlers,
+)
 from api.routes import docs, feeds, health, lists, match, taxii
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
-from node.identity.audit import AuditBuffer
+from node.identity.audit import LOST_FILE, AuditBuffer
 from node.identity.principals import PRINCIPALS_MARKER
 from node.match.follower import LogFollower
 from node.match.matcher import Matcher
@@ -145,7 +150,7 @@ def build_state(settings: NodeSettings, node: Node) -> AppState:
         follower=follower,
         own_fingerprint=own,
         limiter=limiter,
-        audit=AuditBuffer(node.store).start(),
+        audit=AuditBuffer(node.store, lost_file=settings.data_dir / LOST_FILE).start(),
         principals=PrincipalCache(settings.path(PRINCIPALS_MARKER)),
     )
 
@@ -216,4 +221,5 @@ def create_app(
         max_bytes=settings.limits.max_body_bytes,
         route_limits={("POST", match.BATCH_PATH): match.batch_body_limit(settings.limits)},
     )
+    app.add_middleware(CatchAllMiddleware)  # added last: the outermost
     return app

@@ -6,6 +6,7 @@ input: a rejected value may be a hash, and hashes are sensitive.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crypto.errors import (
     AuthError,
+    DatabaseUnavailableError,
     ForbiddenError,
     HashfedError,
     InputError,
@@ -24,11 +26,13 @@ from crypto.errors import (
     NotAuthenticatedError,
     NotOwnerError,
     PeerError,
+    StorageFullError,
     StoreError,
     UnknownListError,
     VerificationError,
     WriteLockTimeoutError,
 )
+from node.store import translate_db_error
 
 # Most specific first.
 STATUS_CODES: list[tuple[type[HashfedError], int]] = [
@@ -42,6 +46,8 @@ STATUS_CODES: list[tuple[type[HashfedError], int]] = [
     (AuthError, 403),
     (VerificationError, 422),
     (PeerError, 502),
+    (StorageFullError, 507),
+    (DatabaseUnavailableError, 503),
     (StoreError, 503),
     (HashfedError, 500),
 ]
@@ -56,7 +62,16 @@ class ErrorBody(BaseModel):
 
 # Documented on every router so clients (and schemathesis) know the shape.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+    status: {"model": ErrorBody}
+    for status in (400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 507)
+}
+# A database that is down or refusing writes usually recovers within seconds
+# (a restart, a failover, space freed): clients back off this long, then retry.
+RETRY_AFTER_SECONDS = 5
+log = logging.getLogger("hashfed.api")
+PUBLIC_DETAIL = {
+    StorageFullError.code: "the node's storage is full: nothing was changed; retry later",
+    DatabaseUnavailableError.code: "the node's database is unavailable; retry later",
 }
 
 
@@ -85,10 +100,11 @@ def _field_path(loc: tuple[object, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HashfedError)
     async def _hashfed(_req: Request, exc: HashfedError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, WriteLockTimeoutError):  # busy, not broken: tell clients when to retry
-            headers = {"Retry-After": str(exc.retry_after)}
-        return error_response(status_for(exc), exc.code, exc.message, headers=headers)
+        return hashfed_error_response(exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
+        return unexpected_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -104,3 +120,65 @@ def install_error_handlers(app: FastAPI) -> None:
             str(exc.detail),
             headers=getattr(exc, "headers", None),
         )
+
+
+def hashfed_error_response(exc: HashfedError) -> JSONResponse:
+    status = status_for(exc)
+    detail = exc.message
+    if isinstance(exc, StorageFullError | DatabaseUnavailableError):
+        # The operator reads the cause in the log; callers (partners, peers)
+        # learn nothing of the database's host or name.
+        log.warning("%s: %s", exc.code, exc.message)
+        detail = PUBLIC_DETAIL[exc.code]
+    seconds = exc.retry_after if isinstance(exc, WriteLockTimeoutError) else RETRY_AFTER_SECONDS
+    retry = {"Retry-After": str(seconds)} if status == 503 else None
+    return error_response(status, exc.code, detail, headers=retry)
+
+
+def unexpected_error_response(exc: BaseException) -> JSONResponse:
+    """The answer to an error no handler expected: a database failure or a JSON 500.
+
+    Never plain text, and no detail: an unexpected error's text can hold
+    anything, hashes included (SQLAlchemy quotes statement parameters). The
+    log names the class and where it was raised, not the message.
+    """
+    translated = translate_db_error(exc, operation="request")
+    if isinstance(translated, HashfedError):
+        return hashfed_error_response(translated)
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
+    log.error("unexpected error answering a request: %s at %s", type(exc).__name__, where)
+    return error_response(500, "internal_error", "internal error; see the node's log")
+
+
+class CatchAllMiddleware:
+    """Outermost of the app's middleware: whatever escapes becomes a JSON error.
+
+    Starlette's own last resort answers plain text and re-raises, and the
+    server then logs the exception's full text.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # the last resort, by design
+            if started:  # too late for another answer; the server drops the connection
+                log.error("error after the response started: %s", type(exc).__name__)
+                return
+            await unexpected_error_response(exc)(scope, receive, send)

@@ -35,7 +35,9 @@ text. No field ever holds a hash value: hashes are sensitive.
     │   ├── NotAuthenticatedError
     │   └── ForbiddenError
     └── StoreError                    the database refused or is inconsistent
-        └── WriteLockTimeoutError     waited the configured time for a write lock
+        ├── WriteLockTimeoutError     waited the configured time for a write lock
+        ├── StorageFullError          the disk (or the database's quota) is full
+        └── DatabaseUnavailableError  cannot connect, connection lost, I/O error
 """
 
 from __future__ import annotations
@@ -334,4 +336,31 @@ class WriteLockTimeoutError(StoreError):
         self.seconds = seconds
         super().__init__(
             f"the database is busy: waited {seconds:g} s for a write lock; retry", seconds=seconds
+        )
+
+
+class StorageFullError(StoreError):
+    """The database could not write: its disk or quota is full. Nothing was changed."""
+
+    code = "storage_full"
+
+    def __init__(self, *, operation: str, reason: str) -> None:
+        super().__init__(
+            f"the database's disk is full ({reason}) during {operation}: "
+            "nothing was changed; free space and retry",
+            operation=operation,
+            reason=reason,
+        )
+
+
+class DatabaseUnavailableError(StoreError):
+    """The database cannot be reached or lost the connection. Nothing was changed."""
+
+    code = "database_unavailable"
+
+    def __init__(self, *, operation: str, reason: str) -> None:
+        super().__init__(
+            f"the database is unavailable ({reason}) during {operation}; retry when it is back",
+            operation=operation,
+            reason=reason,
         )

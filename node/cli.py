@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,17 +25,19 @@ from config import load_settings
 from crypto.errors import (
     AuthError,
     ConfigError,
+    DatabaseUnavailableError,
     HashfedError,
     InputError,
     PeerError,
+    StorageFullError,
     StoreError,
     VerificationError,
 )
 from node.datadir import init_data_dir
-from node.identity.audit import verify_audit_chain
+from node.identity.audit import LOST_FILE, lost_on_file, verify_audit_chain
 from node.identity.principals import mark_changed
 from node.node import Node
-from node.store import Store, run_migrations
+from node.store import ANY_DB_ERROR, Store, run_migrations, translate_db_error
 
 app = typer.Typer(
     help="hashfed: a node of a federation that shares signed hash lists.",
@@ -74,9 +76,13 @@ EXIT_CODES: list[tuple[type[HashfedError], int]] = [
     (VerificationError, 4),
     (PeerError, 5),
     (AuthError, 6),
+    (StorageFullError, 8),
+    (DatabaseUnavailableError, 9),
     (StoreError, 7),
     (HashfedError, 1),
 ]
+# ``audit verify``: the chain is intact but gap records say records were lost.
+EXIT_AUDIT_GAPS = 10
 
 
 def exit_code_for(exc: HashfedError) -> int:
@@ -154,14 +160,36 @@ def db_upgrade(data: DataOpt = DEFAULT_DATA) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify(data: DataOpt = DEFAULT_DATA) -> None:
-    """Check every link of the audit log's hash chain."""
+def audit_verify(
+    data: DataOpt = DEFAULT_DATA,
+    strict: Annotated[
+        bool, typer.Option(help=f"Exit {EXIT_AUDIT_GAPS} if records were lost (gap records).")
+    ] = False,
+) -> None:
+    """Check every link of the audit log's hash chain and report gaps (records lost).
+
+    Exit 0: intact (gaps, if any, are reported); 4: broken; with --strict, 10:
+    intact but gap records say records were lost.
+    """
     with open_node(data) as node:
         result = verify_audit_chain(node.store)
     if not result.ok:
         err.print(f"[red]audit chain broken at record {result.first_bad_id}[/]")
         raise typer.Exit(4)
     out.print(f"audit chain intact: {result.records} records, head {result.head.hex()[:16]}…")
+    if result.gaps:
+        out.print(
+            f"[yellow]but {result.lost} records were lost in {result.gaps} gap(s): "
+            "see the audit.gap records[/]"
+        )
+    unrecorded = lost_on_file(data / LOST_FILE)
+    if unrecorded:
+        out.print(
+            f"[yellow]{unrecorded} records lost at the last shutdown are not in the chain yet: "
+            f"the node records them as a gap when it next serves ({LOST_FILE})[/]"
+        )
+    if strict and (result.gaps or unrecorded):
+        raise typer.Exit(EXIT_AUDIT_GAPS)
 
 
 # --- lists ------------------------------------------------------------------------------------
@@ -521,10 +549,41 @@ def token_revoke(prefix: str, data: DataOpt = DEFAULT_DATA) -> None:
     out.print(f"revoked {n} token(s)")
 
 
+def _command_name(argv: list[str]) -> str:
+    """The command being run (``list add``), from known command names only:
+    arguments can be hash values, and those are never printed."""
+    cmd: Any = typer.main.get_command(app)
+    names = []
+    for token in argv:
+        subcommands = getattr(cmd, "commands", None) or {}
+        if token not in subcommands:
+            break
+        names.append(token)
+        cmd = subcommands[token]
+    return " ".join(names) or "hashfed"
+
+
 def main() -> None:
-    """Console entry point: run the app, present hashfed errors without a traceback."""
+    """Console entry point: run the app, present hashfed errors without a traceback.
+
+    Database errors that escaped the store's translation (a bug, or a failure
+    outside a transaction) are translated here as a last resort, so a full
+    disk or a lost database never ends in a traceback.
+    """
     try:
         app()
+    except (*ANY_DB_ERROR, OSError) as raw:
+        exc = translate_db_error(raw, operation=_command_name(sys.argv[1:]))
+        if not isinstance(exc, HashfedError):
+            if isinstance(raw, OSError):
+                raise
+            exc = StoreError(f"unexpected database error: {type(raw).__name__}")
+        _fail(exc)
     except HashfedError as exc:
-        err.print(f"error: {exc.message}", style="red", markup=False, soft_wrap=True)
-        sys.exit(exit_code_for(exc))
+        _fail(exc)
+
+
+def _fail(exc: HashfedError) -> None:
+    name = _command_name(sys.argv[1:])
+    err.print(f"error: {name}: {exc.message}", style="red", markup=False, soft_wrap=True)
+    sys.exit(exit_code_for(exc))

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 PG_URL = os.environ.get("HASHFED_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -80,3 +82,32 @@ def node_factory(tmp_path: Path, db_url: str) -> Iterator[object]:
     yield make
     for n in opened:
         n.close()
+
+
+@contextmanager
+def sqlite_full(store: Any) -> Iterator[None]:
+    """A full disk for a SQLite store: new connections may not grow the database file.
+
+    ``PRAGMA max_page_count`` at the current size makes SQLite answer exactly
+    what a full disk answers (SQLITE_FULL) on the real database; pooled
+    connections are dropped so that every connection gets the cap.
+    """
+    with store.engine.connect() as conn:
+        pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar())
+
+    def cap(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA max_page_count={pages}")
+
+    event.listen(store.engine, "connect", cap)
+    store.engine.dispose()
+    try:
+        yield
+    finally:
+        event.remove(store.engine, "connect", cap)
+        store.engine.dispose()
+
+
+@pytest.fixture
+def full_disk() -> Any:
+    """:func:`sqlite_full`, for tests: ``with full_disk(store): ...``."""
+    return sqlite_full

@@ -22,6 +22,7 @@ from __future__ import annotations
 from node.store.audit import AUDIT_GENESIS, audit_record_hash
 from node.store.changes import ChangeQueries, ChangeWatch
 from node.store.engine import MIGRATIONS_DIR, create_db_engine, now_ms, run_migrations
+from node.store.errors import ANY_DB_ERROR, DB_ERRORS, translate_db_error
 from node.store.federation import FederationQueries
 from node.store.lists import ListQueries
 from node.store.log import AuditTuple, ListChange, ListTxn, LogQueries
@@ -37,7 +38,9 @@ from node.store.rows import (
 )
 
 __all__ = [
+    "ANY_DB_ERROR",
     "AUDIT_GENESIS",
+    "DB_ERRORS",
     "MIGRATIONS_DIR",
     "AuditRow",
     "AuditTuple",
@@ -55,6 +58,7 @@ __all__ = [
     "create_db_engine",
     "now_ms",
     "run_migrations",
+    "translate_db_error",
 ]
 
 

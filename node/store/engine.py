@@ -13,6 +13,7 @@ bounded by ``write_lock_timeout`` (SQLite ``busy_timeout``, PostgreSQL
 
 from __future__ import annotations
 
+import errno
 import itertools
 import sqlite3
 import threading
@@ -32,9 +33,9 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.exc import DBAPIError, OperationalError
 
-from crypto.errors import StoreError, WriteLockTimeoutError
+from crypto.errors import DatabaseUnavailableError, WriteLockTimeoutError
+from node.store.errors import DB_ERRORS, is_lock_timeout, translate_db_error
 from node.store.tables import _audit, _content, _entries, _lists
 
 # Rows per executemany / IN clause: SQLite allows 32,766 bound parameters.
@@ -45,9 +46,6 @@ _COPY_FROM = 64
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # How long a writer waits for a list's lock unless the settings say otherwise.
 DEFAULT_WRITE_LOCK_TIMEOUT = 10.0
-# PostgreSQL's SQLSTATE for lock_timeout; SQLite's SQLITE_BUSY and SQLITE_LOCKED.
-_PG_LOCK_NOT_AVAILABLE = "55P03"
-_SQLITE_BUSY_CODES = (5, 6)
 
 
 def now_ms() -> int:
@@ -67,14 +65,6 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
         cur.close()
 
     return on_connect
-
-
-def _is_lock_timeout(exc: BaseException) -> bool:
-    """Whether ``exc`` (SQLAlchemy-wrapped or raw) is a lock wait that ran out."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    if isinstance(orig, sqlite3.OperationalError):
-        return (getattr(orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_BUSY_CODES
-    return getattr(orig, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -143,16 +133,23 @@ class StoreBase:
         write_lock_timeout: float = DEFAULT_WRITE_LOCK_TIMEOUT,
     ) -> Self:
         """Open the database at ``url``, upgrading its schema first."""
-        engine = create_db_engine(url, write_lock_timeout=write_lock_timeout)
+        engine: Engine | None = None
         try:
+            engine = create_db_engine(url, write_lock_timeout=write_lock_timeout)
             if migrate:
                 run_migrations(engine)
-        except OperationalError as exc:
-            engine.dispose()
-            raise StoreError(f"cannot open database: {exc.orig}") from None
-        except OSError as exc:
-            engine.dispose()
-            raise StoreError(f"cannot open database: {exc}") from None
+        except DB_ERRORS as exc:
+            if engine is not None:
+                engine.dispose()
+            raise translate_db_error(exc, operation="open") from None
+        except OSError as exc:  # the folder or file itself (permissions, a missing mount)
+            if engine is not None:
+                engine.dispose()
+            if exc.errno == errno.ENOSPC:
+                raise translate_db_error(exc, operation="open") from None
+            raise DatabaseUnavailableError(
+                operation="open", reason=exc.strerror or type(exc).__name__
+            ) from None
         return cls(engine, write_lock_timeout=write_lock_timeout)
 
     def close(self) -> None:
@@ -168,8 +165,18 @@ class StoreBase:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except DB_ERRORS as exc:
+            raise translate_db_error(exc, operation="read") from None
+
+    def _connect(self, operation: str) -> Connection:
+        """A pooled connection; failing to get one is a translated error too."""
+        try:
+            return self.engine.connect()
+        except DB_ERRORS as exc:
+            raise translate_db_error(exc, operation=operation) from None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -179,17 +186,13 @@ class StoreBase:
         try:
             with self._write_transaction() as conn:
                 yield conn
-        except DBAPIError as exc:
-            if _is_lock_timeout(exc):
-                raise WriteLockTimeoutError(seconds=self.write_lock_timeout) from None
-            raise
         finally:
             if gated:
                 self._write_gate.release()
 
     @contextmanager
     def _write_transaction(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._connect("write") as conn:
             conn.info["write"] = True
             try:
                 with conn.begin():
@@ -199,16 +202,10 @@ class StoreBase:
                         ms = max(1, int(self.write_lock_timeout * 1000))
                         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
                     yield conn
-            except (sqlite3.Error, psycopg.Error) as exc:
-                if _is_lock_timeout(exc):
+            except DB_ERRORS as exc:
+                if is_lock_timeout(exc):
                     raise WriteLockTimeoutError(seconds=self.write_lock_timeout) from None
-                # Raw driver errors come from the bulk paths (_bulk_insert). Their
-                # text can quote row values (PostgreSQL's DETAIL does), and rows
-                # hold hashes: only the error class and SQLSTATE are kept.
-                state = getattr(exc, "sqlstate", None) or getattr(exc, "sqlite_errorname", "")
-                raise StoreError(
-                    f"the database refused the write: {type(exc).__name__} {state}".rstrip()
-                ) from None
+                raise translate_db_error(exc, operation="write") from None
             finally:
                 conn.info.pop("write", None)
 
@@ -228,40 +225,55 @@ class StoreBase:
         """
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            if self.is_sqlite:
-                # Table and column names are this module's constants, never input.
-                marks = ", ".join("?" * len(columns))
-                sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-                it = iter(rows)
-                while chunk := list(itertools.islice(it, _BATCH)):
-                    cur.executemany(sql, chunk)
-                    if progress is not None:
-                        progress(len(chunk))
-            else:
-                it = iter(rows)
-                head = list(itertools.islice(it, _COPY_FROM))
-                if len(head) < _COPY_FROM:
-                    # A few rows (one admin add): COPY's extra round trips cost
-                    # more than it saves, and they are made holding the list lock.
-                    marks = ", ".join(["%s"] * len(columns))
-                    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-                    for i in range(0, len(head), _BATCH):
-                        cur.executemany(sql, head[i : i + _BATCH])
-                        if progress is not None:
-                            progress(len(head[i : i + _BATCH]))
-                    return
-                rows = itertools.chain(head, it)
-                n = 0
-                with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                        n += 1
-                        if progress is not None and n % _BATCH == 0:
-                            progress(_BATCH)
-                if progress is not None and n % _BATCH:
-                    progress(n % _BATCH)  # the last, partial batch
+            self._bulk_rows(cur, table, columns, rows, progress)
+        except (sqlite3.Error, psycopg.Error) as exc:
+            if is_lock_timeout(exc):
+                raise WriteLockTimeoutError(seconds=self.write_lock_timeout) from None
+            raise translate_db_error(exc, operation="write") from None
         finally:
             cur.close()
+
+    def _bulk_rows(
+        self,
+        cur: Any,
+        table: str,
+        columns: tuple[str, ...],
+        rows: Iterable[tuple[Any, ...]],
+        progress: Any,
+    ) -> None:
+        """The driver calls of :meth:`_bulk_insert`, whose errors it translates."""
+        if self.is_sqlite:
+            # Table and column names are this module's constants, never input.
+            marks = ", ".join("?" * len(columns))
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+            it = iter(rows)
+            while chunk := list(itertools.islice(it, _BATCH)):
+                cur.executemany(sql, chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        else:
+            it = iter(rows)
+            head = list(itertools.islice(it, _COPY_FROM))
+            if len(head) < _COPY_FROM:
+                # A few rows (one admin add): COPY's extra round trips cost
+                # more than it saves, and they are made holding the list lock.
+                marks = ", ".join(["%s"] * len(columns))
+                sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+                for i in range(0, len(head), _BATCH):
+                    cur.executemany(sql, head[i : i + _BATCH])
+                    if progress is not None:
+                        progress(len(head[i : i + _BATCH]))
+                return
+            rows = itertools.chain(head, it)
+            n = 0
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    n += 1
+                    if progress is not None and n % _BATCH == 0:
+                        progress(_BATCH)
+            if progress is not None and n % _BATCH:
+                progress(n % _BATCH)  # the last, partial batch
 
     def _driver_pages(self, stmt: Select[Any], page: int) -> Iterator[list[Any]]:
         """Run ``stmt`` on a raw driver cursor and yield pages of plain tuples.
@@ -269,6 +281,12 @@ class StoreBase:
         Index loads, feeds and verification read millions of rows: driver
         tuples, a page at a time, skip SQLAlchemy's per-row Row objects.
         """
+        try:
+            yield from self._driver_pages_raw(stmt, page)
+        except DB_ERRORS as exc:
+            raise translate_db_error(exc, operation="read") from None
+
+    def _driver_pages_raw(self, stmt: Select[Any], page: int) -> Iterator[list[Any]]:
         with self.engine.connect() as conn:
             compiled = stmt.compile(conn, compile_kwargs={"render_postcompile": True})
             cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

@@ -102,7 +102,8 @@ class NodeProcess:
         return self
 
     def start(self, timeout: float = 30.0) -> NodeProcess:
-        self.log = self.data / self.log_name
+        if self.log is None:  # set it beforehand to keep the log out of the data folder
+            self.log = self.data / self.log_name
         fh = self.log.open("ab")
         self.proc = subprocess.Popen(
             [HASHFED, "serve", "--data", str(self.data)],
