@@ -13,7 +13,8 @@ puts them together, so callers hold one object:
 - ``checkpoints``: signed checkpoints, accepted and evidence;
 - ``audit``: the chained audit records;
 - ``principals``: principals and API tokens;
-- ``federation``: peer health, offers, evidence, the scheduler lock.
+- ``federation``: peer health, offers, evidence, the scheduler lock;
+- ``pull_requests``: notifies handed to the process that runs the scheduler.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from node.store.federation import FederationQueries
 from node.store.lists import ListQueries
 from node.store.log import LogQueries
 from node.store.principals import PrincipalQueries
+from node.store.pull_requests import PullRequestQueries
 from node.store.rows import (
     AuditRow,
     CheckpointRow,
@@ -52,5 +54,5 @@ __all__ = [
 ]
 
 
-class Store(ListQueries, LogQueries, PrincipalQueries, FederationQueries):
+class Store(ListQueries, LogQueries, PrincipalQueries, FederationQueries, PullRequestQueries):
     """The node's database. Methods take keyword arguments; rows come back frozen."""
