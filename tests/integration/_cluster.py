@@ -1,0 +1,229 @@
+"""Several real ``hashfed serve`` processes of one node on one PostgreSQL schema.
+
+What docs/OPERATIONS.md offers to scale out: one data folder (keys, TLS
+certificate, node.toml), one database, N processes on their own ports. Each
+process gets ``HASHFED_PORT`` and ``HASHFED_DATABASE_URL`` in its
+environment (the environment overrides node.toml) and its own log file.
+Processes start one after another, so the first one started holds the
+scheduler. Also: :func:`pg_schema` (a fresh schema, dropped afterwards) and
+:class:`HAProxy` (the real binary in ``mode tcp`` in front of a cluster).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from _nodes import HASHFED, Identity, NodeProcess, free_port, run_cli
+from sqlalchemy import create_engine, text
+
+PG_URL = os.environ.get("HASHFED_TEST_DATABASE_URL")
+# What the scheduler logs when a process takes the lock (federation/scheduler.py).
+SCHEDULER_STARTED = "federation scheduler started"
+
+
+@contextmanager
+def pg_schema() -> Iterator[str]:
+    """A database URL on a fresh PostgreSQL schema (through ``search_path``), dropped after."""
+    assert PG_URL, "HASHFED_TEST_DATABASE_URL is not set"
+    schema = "t_" + secrets.token_hex(6)
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@dataclass
+class ClusterProcess(NodeProcess):
+    """One serve process of a cluster: the node's data folder, its own port and log."""
+
+    index: int = 0
+
+    def start(self, timeout: float = 30.0) -> ClusterProcess:
+        self.log = self.data / f"serve-{self.index}.log"
+        fh = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [HASHFED, "serve", "--data", str(self.data)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+        )
+        fh.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.node_id}#{self.index} exited:\n{self.log.read_text()}")
+            try:
+                with self.client() as c:
+                    if c.get("/healthz").json().get("status") == "ok":
+                        return self
+            except (httpx.TransportError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{self.node_id}#{self.index} did not start:\n{self.log.read_text()}")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def runs_scheduler(self) -> bool:
+        """Whether this (live) process has taken the scheduler lock, by its log."""
+        return self.alive and self.log is not None and SCHEDULER_STARTED in self.log.read_text()
+
+
+@dataclass
+class Cluster:
+    """N serve processes of one node identity on one database."""
+
+    node_id: str
+    data: Path
+    database_url: str
+    processes: list[ClusterProcess] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, node_id: str, data: Path, database_url: str, n: int = 3) -> Cluster:
+        """Initialise the data folder and database; ``n`` processes, not started yet."""
+        cluster = cls(node_id, data, database_url)
+        env = cluster.env
+        ports = [free_port() for _ in range(n)]
+        cluster.processes = [
+            ClusterProcess(node_id, data, port, env={**env, "HASHFED_PORT": str(port)}, index=i)
+            for i, port in enumerate(ports)
+        ]
+        run_cli("init", "--node-id", node_id, "--port", str(ports[0]), data=data, env=env)
+        return cluster
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"HASHFED_DATABASE_URL": self.database_url}
+
+    @property
+    def cert(self) -> Path:
+        return self.data / "tls" / "node.crt"
+
+    @property
+    def admin(self) -> Identity:
+        return self.processes[0].admin
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, data=self.data, env=self.env, check=check)
+
+    def start(self) -> Cluster:
+        """Start every process, one after another: the first started holds the scheduler."""
+        for p in self.processes:
+            p.start()
+        return self
+
+    def holders(self) -> list[int]:
+        """Indexes of the live processes that run the scheduler (one, when all is well)."""
+        return [p.index for p in self.processes if p.runs_scheduler]
+
+    def stop(self) -> None:
+        for p in self.processes:
+            p.stop()
+
+
+class HAProxy:
+    """The real ``haproxy`` in ``mode tcp`` on a free 127.0.0.1 port, in front of ``servers``.
+
+    TLS passes through untouched: the nodes see the client's certificate
+    and authenticate it themselves.
+    """
+
+    def __init__(self, folder: Path, servers: list[int]) -> None:
+        self.binary = shutil.which("haproxy")
+        if self.binary is None:
+            raise AssertionError("haproxy is not installed (.ci/run installs the Debian package)")
+        self.port = free_port()
+        self.folder = folder
+        self.config = folder / "haproxy.cfg"
+        self.config.write_text(haproxy_config(self.port, servers))
+        self.log = folder / "haproxy.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> HAProxy:
+        assert self.binary is not None
+        check = subprocess.run(
+            [self.binary, "-c", "-f", str(self.config)], capture_output=True, text=True
+        )
+        if check.returncode != 0:
+            raise AssertionError(f"haproxy refused its config:\n{check.stdout}{check.stderr}")
+        fh = self.log.open("ab")
+        # -db: stay in the foreground, so the test owns (and stops) the process.
+        self.proc = subprocess.Popen(
+            [self.binary, "-db", "-f", str(self.config)], stdout=fh, stderr=subprocess.STDOUT
+        )
+        fh.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"haproxy exited:\n{self.log.read_text()}")
+            try:
+                with socket_to(self.port):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"haproxy did not listen:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def haproxy_config(port: int, servers: list[int]) -> str:
+    """The haproxy.cfg of docs/OPERATIONS.md, on 127.0.0.1 ports (keep the two alike)."""
+    lines = [
+        "global",
+        "    maxconn 4096",
+        "",
+        "defaults",
+        "    mode tcp",
+        "    timeout connect 5s",
+        "    timeout client 5m",
+        "    timeout server 5m",
+        "",
+        "frontend hashfed",
+        f"    bind 127.0.0.1:{port}",
+        "    default_backend hashfed_nodes",
+        "",
+        "backend hashfed_nodes",
+        "    balance roundrobin",
+        "    default-server check inter 1s fall 2 rise 2",
+    ]
+    lines += [f"    server node{i} 127.0.0.1:{p}" for i, p in enumerate(servers)]
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def socket_to(port: int) -> Iterator[None]:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        yield
