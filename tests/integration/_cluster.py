@@ -12,6 +12,7 @@ scheduler. Also: :func:`pg_schema` (a fresh schema, dropped afterwards) and
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -28,6 +29,7 @@ from _nodes import HASHFED, Identity, NodeProcess, free_port, run_cli
 from sqlalchemy import create_engine, text
 
 PG_URL = os.environ.get("HASHFED_TEST_DATABASE_URL")
+OPERATIONS_MD = Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md"
 # What the scheduler logs when a process takes the lock (federation/scheduler.py).
 SCHEDULER_STARTED = "federation scheduler started"
 
@@ -198,27 +200,21 @@ class HAProxy:
 
 
 def haproxy_config(port: int, servers: list[int]) -> str:
-    """The haproxy.cfg of docs/OPERATIONS.md, on 127.0.0.1 ports (keep the two alike)."""
-    lines = [
-        "global",
-        "    maxconn 4096",
-        "",
-        "defaults",
-        "    mode tcp",
-        "    timeout connect 5s",
-        "    timeout client 5m",
-        "    timeout server 5m",
-        "",
-        "frontend hashfed",
-        f"    bind 127.0.0.1:{port}",
-        "    default_backend hashfed_nodes",
-        "",
-        "backend hashfed_nodes",
-        "    balance roundrobin",
-        "    default-server check inter 1s fall 2 rise 2",
-    ]
-    lines += [f"    server node{i} 127.0.0.1:{p}" for i, p in enumerate(servers)]
-    return "\n".join(lines) + "\n"
+    """docs/OPERATIONS.md's haproxy.cfg, bound to 127.0.0.1:``port`` in front of ``servers``.
+
+    The test runs the documented file itself, only the addresses changed, so
+    the documentation cannot drift from what is tested.
+    """
+    doc = OPERATIONS_MD.read_text(encoding="utf-8")
+    block = doc.split("<!-- haproxy.cfg begin -->", 1)[1].split("<!-- haproxy.cfg end -->", 1)[0]
+    cfg = block.strip().removeprefix("```").removesuffix("```").strip("\n") + "\n"
+    cfg, binds = re.subn(r"(?m)^(\s*bind )\S+$", rf"\g<1>127.0.0.1:{port}", cfg)
+    documented = re.findall(r"(?m)^\s*server (\S+) \S+$", cfg)
+    assert binds == 1, "expected one bind line in the documented haproxy.cfg"
+    assert len(documented) == len(servers), (documented, servers)
+    for name, server_port in zip(documented, servers, strict=True):
+        cfg = re.sub(rf"(?m)^(\s*server {name} )\S+$", rf"\g<1>127.0.0.1:{server_port}", cfg)
+    return cfg
 
 
 @contextmanager
