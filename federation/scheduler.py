@@ -35,7 +35,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +109,7 @@ class FederationRuntime:
         self._notifier = ThreadPoolExecutor(max_workers=4, thread_name_prefix="notify")
         self._lock: SchedulerLock | None = None
         self._stop = threading.Event()
+        self._jobs_guard = threading.Lock()
         self._retry: threading.Thread | None = None
         self._toml_mtime = 0.0
 
@@ -224,29 +225,44 @@ class FederationRuntime:
         except HashfedError as exc:
             log.error("node.toml changed but cannot be used, keeping the old peers: %s", exc)
             return
-        old = {p.node_id: p for p in node.settings.peers}
-        node.settings = node.settings.model_copy(
-            update={"peers": fresh.peers, "trusted_owners": fresh.trusted_owners}
-        )
-        now = dt.datetime.now(dt.UTC)
-        new_ids = set()
-        for peer in fresh.peers:
-            new_ids.add(peer.node_id)
-            with self._guard:
-                self._runs.setdefault(peer.node_id, _Run())
-            before = old.get(peer.node_id)
-            if not peer.subscribe:
-                if before is not None and before.subscribe:
-                    _remove_job(sched, peer.node_id)
-            elif before is None or before != peer:
-                self._add_pull_job(sched, peer, now)
-        for gone in set(old) - new_ids:
-            _remove_job(sched, gone)
+        with self._changing_jobs() as sched:
+            if sched is None:
+                return
+            old = {p.node_id: p for p in node.settings.peers}
+            node.settings = node.settings.model_copy(
+                update={"peers": fresh.peers, "trusted_owners": fresh.trusted_owners}
+            )
+            now = dt.datetime.now(dt.UTC)
+            new_ids = set()
+            for peer in fresh.peers:
+                new_ids.add(peer.node_id)
+                with self._guard:
+                    self._runs.setdefault(peer.node_id, _Run())
+                before = old.get(peer.node_id)
+                if not peer.subscribe:
+                    if before is not None and before.subscribe:
+                        _remove_job(sched, peer.node_id)
+                elif before is None or before != peer:
+                    self._add_pull_job(sched, peer, now)
+            for gone in set(old) - new_ids:
+                _remove_job(sched, gone)
         log.info("peers reloaded from node.toml: %s", ", ".join(sorted(new_ids)) or "none")
+
+    @contextlib.contextmanager
+    def _changing_jobs(self) -> Iterator[BackgroundScheduler | None]:
+        """The scheduler, to add, move or remove jobs on; None once stopping.
+
+        APScheduler's shutdown holds its job-store lock while it waits for the
+        running jobs, so a job that changed a job then would wait for ever:
+        stop() sets its flag under this guard, and no change starts after it.
+        """
+        with self._jobs_guard:
+            yield None if self._stop.is_set() else self.scheduler
 
     def stop(self) -> None:
         """Stop the jobs: a pull in flight ends at its next page, applying nothing."""
-        self._stop.set()
+        with self._jobs_guard:
+            self._stop.set()
         if self.syncer is not None:
             self.syncer.stopping.set()
         if self.scheduler is not None:
@@ -302,13 +318,14 @@ class FederationRuntime:
         return report
 
     def _reschedule(self, peer: PeerSettings, delay: float) -> None:
-        node, sched = self._require_node(), self.scheduler
+        node = self._require_node()
         when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-        if sched is not None:
-            try:
-                sched.modify_job(_job_id(peer.node_id), next_run_time=when)
-            except JobLookupError:  # shutting down
-                return
+        with self._changing_jobs() as sched:
+            if sched is not None:
+                try:
+                    sched.modify_job(_job_id(peer.node_id), next_run_time=when)
+                except JobLookupError:  # removed from node.toml meanwhile
+                    return
         node.store.save_peer_health(peer=peer.node_id, next_attempt_ms=int(when.timestamp() * 1000))
 
     def trigger(self, peer_id: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -147,3 +148,19 @@ def test_nodes_in_separate_schemas_do_not_share_the_scheduler_lock(db_url: str) 
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {other_schema} CASCADE"))
         admin.dispose()
+
+
+def test_a_pull_ending_during_stop_does_not_hang_the_shutdown(node_factory: NodeFactory) -> None:
+    # A pull that ends while the scheduler shuts down reschedules its job;
+    # APScheduler's shutdown holds the job store while waiting for that job.
+    node = node_factory("nl-nca")
+    node.settings = node.settings.model_copy(update={"peers": [_peer("au-argos", 3600)]})
+    for i in range(20):
+        runtime = FederationRuntime()
+        stop = runtime.start(_State(node))
+        runtime.trigger("au-argos")  # refused at once: the pull ends and reschedules
+        time.sleep(0.002 * i)
+        stopper = threading.Thread(target=stop, daemon=True)
+        stopper.start()
+        stopper.join(timeout=15)
+        assert not stopper.is_alive(), "stop() hung"
