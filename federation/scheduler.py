@@ -15,23 +15,27 @@ A notify from a peer (``POST /federation/v1/notify``) runs that peer's job
 now, even while backed off (a peer that notifies is back); a notify that
 arrives during a pull queues exactly one more pull, which rate-limits them.
 
-Exactly one process per node runs the scheduler: with SQLite an exclusive
-lock on ``<data>/scheduler.lock``; with PostgreSQL a session advisory lock,
-so that several API workers can share one database. A process that does not
-get the lock retries every 15 s, taking over if the holder dies.
+Exactly one process per node runs the scheduler (federation/scheduler_lock.py:
+a file lock with SQLite, a session advisory lock with PostgreSQL), so that
+several serve processes can share one database. A notify that reaches a
+process without the lock is handed to the holder through the database
+(node/store/pull_requests.py); the holder's checkpoint watcher takes it
+within 0.25 s and pulls, rate-limited like its own notifies. A process
+without the lock retries it at half the shortest peer interval (at most
+15 s), so a holder that dies is replaced, and its peers pulled, within one
+interval. A process that takes over picks up node.toml changes made since it
+started within seconds (the config watcher).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import logging
-import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +54,7 @@ from federation.health import peer_status
 from federation.heartbeat import resign_due
 from federation.peers import check_peer, find_peer
 from federation.policy import PRIVATE_LABEL
+from federation.scheduler_lock import SchedulerLock, retry_seconds
 from federation.sync import PullReport, Syncer
 from node.node import Node
 from node.store import now_ms
@@ -62,12 +67,9 @@ JITTER = 0.1
 MAX_BACKOFF_SECONDS = 3600.0
 BACKOFF_FACTOR_CAP = 16
 NOTIFY_WATCH_SECONDS = 0.25
-LOCK_RETRY_SECONDS = 15.0
 CONFIG_WATCH_SECONDS = 2.0
 # Triggered pulls of one peer start at most this often.
 MIN_TRIGGER_GAP_SECONDS = 0.2
-LOCK_FILE = "scheduler.lock"
-_ADVISORY_KEY = 0x6861736866656431  # "hashfed1"
 
 
 def max_backoff(interval: float) -> float:
@@ -105,9 +107,9 @@ class FederationRuntime:
         self._rnd = random.Random(seed)
         self._cursor = 0
         self._notifier = ThreadPoolExecutor(max_workers=4, thread_name_prefix="notify")
-        self._lock_fd: int | None = None
-        self._lock_conn: Any = None
+        self._lock: SchedulerLock | None = None
         self._stop = threading.Event()
+        self._jobs_guard = threading.Lock()
         self._retry: threading.Thread | None = None
         self._toml_mtime = 0.0
 
@@ -120,23 +122,34 @@ class FederationRuntime:
         self.syncer = Syncer(state.node)
         state.peer_status = self.status
         self._runs = {p.node_id: _Run() for p in state.node.settings.peers}
+        self._lock = SchedulerLock(state.node)
+        # Set here, not at takeover: peers changed since this process started
+        # are then picked up by the config watcher of a process that takes over.
+        self._toml_mtime = _mtime(state.node.settings.data_dir / NODE_TOML)
         if not self._try_start():
-            log.info(
-                "another process runs this node's scheduler; retrying every %ss", LOCK_RETRY_SECONDS
-            )
+            every = retry_seconds(state.node.settings.peers)
+            log.info("another process runs this node's scheduler; retrying every %.1fs", every)
             self._retry = threading.Thread(
-                target=self._retry_loop, name="scheduler-lock", daemon=True
+                target=self._retry_loop, args=(every,), name="scheduler-lock", daemon=True
             )
             self._retry.start()
         return self.stop
 
-    def _retry_loop(self) -> None:
-        while not self._stop.wait(LOCK_RETRY_SECONDS):
-            if self._try_start():
-                return
+    def _retry_loop(self, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                if self._try_start():
+                    return
+            except Exception:  # the database may be down for a while; keep trying
+                log.exception("taking the scheduler lock failed")
+
+    @property
+    def holds_scheduler(self) -> bool:
+        """Whether this process runs the node's scheduler."""
+        return self.scheduler is not None
 
     def _try_start(self) -> bool:
-        if not self._acquire_lock():
+        if self._stop.is_set() or self._lock is None or not self._lock.acquire():
             return False
         node = self._require_node()
         settings = node.settings
@@ -165,7 +178,6 @@ class FederationRuntime:
             id="notify-watch",
             next_run_time=now,
         )
-        self._toml_mtime = _mtime(node.settings.data_dir / NODE_TOML)
         sched.add_job(
             self._watch_config,
             IntervalTrigger(seconds=CONFIG_WATCH_SECONDS),
@@ -213,70 +225,63 @@ class FederationRuntime:
         except HashfedError as exc:
             log.error("node.toml changed but cannot be used, keeping the old peers: %s", exc)
             return
-        old = {p.node_id: p for p in node.settings.peers}
-        node.settings = node.settings.model_copy(
-            update={"peers": fresh.peers, "trusted_owners": fresh.trusted_owners}
-        )
-        now = dt.datetime.now(dt.UTC)
-        new_ids = set()
-        for peer in fresh.peers:
-            new_ids.add(peer.node_id)
-            with self._guard:
-                self._runs.setdefault(peer.node_id, _Run())
-            before = old.get(peer.node_id)
-            if not peer.subscribe:
-                if before is not None and before.subscribe:
-                    _remove_job(sched, peer.node_id)
-            elif before is None or before != peer:
-                self._add_pull_job(sched, peer, now)
-        for gone in set(old) - new_ids:
-            _remove_job(sched, gone)
+        with self._changing_jobs() as sched:
+            if sched is None:
+                return
+            old = {p.node_id: p for p in node.settings.peers}
+            node.settings = node.settings.model_copy(
+                update={"peers": fresh.peers, "trusted_owners": fresh.trusted_owners}
+            )
+            now = dt.datetime.now(dt.UTC)
+            new_ids = set()
+            for peer in fresh.peers:
+                new_ids.add(peer.node_id)
+                with self._guard:
+                    self._runs.setdefault(peer.node_id, _Run())
+                before = old.get(peer.node_id)
+                if not peer.subscribe:
+                    if before is not None and before.subscribe:
+                        _remove_job(sched, peer.node_id)
+                elif before is None or before != peer:
+                    self._add_pull_job(sched, peer, now)
+            for gone in set(old) - new_ids:
+                _remove_job(sched, gone)
         log.info("peers reloaded from node.toml: %s", ", ".join(sorted(new_ids)) or "none")
+
+    @contextlib.contextmanager
+    def _changing_jobs(self) -> Iterator[BackgroundScheduler | None]:
+        """The scheduler, to add, move or remove jobs on; None once stopping.
+
+        APScheduler's shutdown holds its job-store lock while it waits for the
+        running jobs, so a job that changed a job then would wait for ever:
+        stop() sets its flag under this guard, and no change starts after it.
+        """
+        with self._jobs_guard:
+            yield None if self._stop.is_set() else self.scheduler
 
     def stop(self) -> None:
         """Stop the jobs: a pull in flight ends at its next page, applying nothing."""
-        self._stop.set()
+        with self._jobs_guard:
+            self._stop.set()
         if self.syncer is not None:
             self.syncer.stopping.set()
         if self.scheduler is not None:
             # Wait, so no job still uses the database when the node closes it.
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
+        if self._retry is not None:
+            self._retry.join(timeout=10)  # a takeover in progress finishes before the release
         self._notifier.shutdown(wait=True, cancel_futures=True)
-        self._release_lock()
+        if self.scheduler is not None:  # taken over while stopping
+            self.scheduler.shutdown(wait=True)
+            self.scheduler = None
+        if self._lock is not None:
+            self._lock.release()
 
     def _require_node(self) -> Node:
         if self.node is None:
             raise RuntimeError("the federation runtime has not been started")
         return self.node
-
-    # --- one scheduler per node ----------------------------------------------------------------
-
-    def _acquire_lock(self) -> bool:
-        node = self._require_node()
-        if node.store.is_sqlite:
-            path = node.settings.data_dir / LOCK_FILE
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return False
-            self._lock_fd = fd
-            return True
-        conn = node.store.try_advisory_lock(key=_ADVISORY_KEY)
-        if conn is None:
-            return False
-        self._lock_conn = conn
-        return True
-
-    def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor drops the flock
-            self._lock_fd = None
-        if self._lock_conn is not None:
-            self._lock_conn.close()
-            self._lock_conn = None
 
     # --- pulls ----------------------------------------------------------------------------------
 
@@ -313,23 +318,34 @@ class FederationRuntime:
         return report
 
     def _reschedule(self, peer: PeerSettings, delay: float) -> None:
-        node, sched = self._require_node(), self.scheduler
+        node = self._require_node()
         when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-        if sched is not None:
-            try:
-                sched.modify_job(_job_id(peer.node_id), next_run_time=when)
-            except JobLookupError:  # shutting down
-                return
+        with self._changing_jobs() as sched:
+            if sched is not None:
+                try:
+                    sched.modify_job(_job_id(peer.node_id), next_run_time=when)
+                except JobLookupError:  # removed from node.toml meanwhile
+                    return
         node.store.save_peer_health(peer=peer.node_id, next_attempt_ms=int(when.timestamp() * 1000))
 
     def trigger(self, peer_id: str) -> bool:
-        """Pull ``peer_id`` now (a notify): False if it is not a peer we pull from."""
+        """Pull ``peer_id`` now (a notify): False if it is not a peer we pull from.
+
+        In a process without the scheduler the request goes to the holder
+        through the database.
+
+        Raises:
+            StoreError: the request could not be written.
+        """
         node = self.node
-        if node is None or self.scheduler is None:
+        if node is None:
             return False
         peer = find_peer(node.settings, peer_id)
         if peer is None or not peer.subscribe:
             return False
+        if self.scheduler is None:
+            node.store.request_pull(peer=peer_id)
+            return True
         with self._guard:
             run = self._runs.setdefault(peer_id, _Run())
             if run.running:
@@ -378,6 +394,12 @@ class FederationRuntime:
     def _watch_checkpoints(self) -> None:
         node = self._require_node()
         store = node.store
+        try:
+            # Notifies that reached the node's other processes.
+            for peer_id in store.take_pull_requests():
+                self.trigger(peer_id)
+        except Exception:
+            log.exception("reading pull requests failed")
         try:
             rows = store.accepted_checkpoints_after(after_id=self._cursor)
         except Exception:

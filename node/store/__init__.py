@@ -15,6 +15,7 @@ puts them together, so callers hold one object:
 - ``principals``: principals and API tokens;
 - ``federation``: peer health, offers, evidence, the scheduler lock;
 - ``changes``: list sizes and a wake-up on any commit (the change feed).
+- ``pull_requests``: notifies handed to the process that runs the scheduler.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from node.store.federation import FederationQueries
 from node.store.lists import ListQueries
 from node.store.log import AuditTuple, ListChange, ListTxn, LogQueries
 from node.store.principals import PrincipalQueries
+from node.store.pull_requests import PullRequestQueries
 from node.store.rows import (
     AuditRow,
     CheckpointRow,
@@ -62,5 +64,7 @@ __all__ = [
 ]
 
 
-class Store(ListQueries, LogQueries, PrincipalQueries, FederationQueries, ChangeQueries):
+class Store(
+    ListQueries, LogQueries, PrincipalQueries, FederationQueries, ChangeQueries, PullRequestQueries
+):
     """The node's database. Methods take keyword arguments; rows come back frozen."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import (
@@ -119,6 +120,9 @@ class FederationQueries(AuditQueries, CheckpointQueries):
     def try_advisory_lock(self, *, key: int) -> Connection | None:
         """PostgreSQL: take a session advisory lock on a connection kept open.
 
+        The lock is ``key`` within the connection's current schema, so nodes
+        sharing one database in separate schemas hold separate locks.
+
         Returns the connection holding it (close it to release), or None if
         another session holds it. SQLite has no such lock: callers use a file lock.
         """
@@ -127,7 +131,11 @@ class FederationQueries(AuditQueries, CheckpointQueries):
         conn = self.engine.connect()
         conn.detach()  # closing it must end the session (and the lock), not pool it
         try:
-            got = conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({int(key)})").scalar()
+            # Advisory locks are per database, but a node's tables may live in
+            # one schema of a shared database: two nodes must not share a lock.
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar() or ""
+            lock_key = _schema_lock_key(key, str(schema))
+            got = conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({lock_key})").scalar()
             conn.commit()  # the session lock outlives the transaction; do not idle in one
         except Exception:
             conn.close()
@@ -136,3 +144,9 @@ class FederationQueries(AuditQueries, CheckpointQueries):
             conn.close()
             return None
         return conn
+
+
+def _schema_lock_key(key: int, schema: str) -> int:
+    """A signed 64-bit advisory lock key for ``key`` within ``schema`` (stable across processes)."""
+    digest = hashlib.sha256(f"{key}:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

@@ -169,3 +169,16 @@ class ListSync(SQLModel, table=True):
     offered_timestamp: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     local_size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     updated_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class PullRequest(SQLModel, table=True):
+    """A notify that reached a process without the scheduler, for the one that has it.
+
+    One row per peer: a second notify before the holder takes the first only
+    moves ``requested_ms``, so the table never holds more rows than peers.
+    """
+
+    __tablename__ = "pull_request"
+
+    peer: str = Field(max_length=63, primary_key=True)
+    requested_ms: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _cluster import fresh_pg_schema, hit_lists, start_cluster, wait_until
+from _cluster import Cluster, hit_lists, pg_schema, wait_until
 from _nodes import NodeProcess, free_port
 
 PG_URL = os.environ.get("HASHFED_TEST_DATABASE_URL")
@@ -97,17 +97,10 @@ def test_a_hash_removed_while_the_server_was_down_does_not_match_after_restart(
 def test_three_serve_processes_on_one_postgresql_reflect_each_others_changes(
     tmp_path: Path,
 ) -> None:
-    assert PG_URL
-    with (
-        fresh_pg_schema(PG_URL) as url,
-        start_cluster(
-            tmp_path,
-            count=3,
-            database_url=url,
-            before_start=lambda cl: cl.cli("list", "create", LIST, "--label", "baseline"),
-        ) as cluster,
-    ):
-        clients = [m.client() for m in cluster.members]
+    with pg_schema() as url:
+        cluster = Cluster.create("au-argos", tmp_path / "au-argos", url, n=3)
+        cluster.cli("list", "create", LIST, "--label", "baseline")
+        clients = [p.client() for p in cluster.start().processes]
         try:
             for i in range(3):
                 writer, remover = clients[i], clients[(i + 1) % 3]
@@ -145,3 +138,4 @@ def test_three_serve_processes_on_one_postgresql_reflect_each_others_changes(
         finally:
             for c in clients:
                 c.close()
+            cluster.stop()
