@@ -39,6 +39,7 @@ from config import NodeSettings, PeerSettings
 from crypto.checkpoint import list_origin
 from crypto.errors import (
     ForkError,
+    FrozenListError,
     HashfedError,
     InputError,
     LimitExceededError,
@@ -335,16 +336,20 @@ class Syncer:
             )
         else:
             self._follow_owner_metadata(peer, item, row)
-        applied = writer.apply_verified(
-            store,
-            row=row,
-            peer=peer.node_id,
-            entries=entries,
-            from_size=state.size,
-            from_range=state.compact_range,
-            accepted=verified,
-            compact_range=update.compact_range.to_bytes(),
-        )
+        try:
+            applied = writer.apply_verified(
+                store,
+                row=row,
+                peer=peer.node_id,
+                entries=entries,
+                from_size=state.size,
+                from_range=state.compact_range,
+                accepted=verified,
+                compact_range=update.compact_range.to_bytes(),
+            )
+        except FrozenListError as exc:  # another process froze it meanwhile
+            result.outcome, result.detail = FROZEN, exc.message
+            return
         result.outcome, result.entries, result.size = APPLIED, applied.appended, applied.size
         try:
             self.node.emit(applied.committed)

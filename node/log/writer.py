@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
 from crypto.errors import (
+    FrozenListError,
     InputError,
     ListExistsError,
     NotInListError,
@@ -384,6 +385,7 @@ def apply_verified(
     is refused rather than extended.
 
     Raises:
+        FrozenListError: the list was frozen since (nothing written).
         StoreError: the stored list is not on the verified tree (never written over).
     """
     size, root, ts, note = accepted
@@ -392,8 +394,9 @@ def apply_verified(
 
     def plan(txn: ListTxn) -> tuple[ListChange | None, AppendResult]:
         state = txn.state
-        if txn.row().frozen_reason is not None:
-            return None, _unchanged(row, state, len(entries))
+        frozen = txn.row().frozen_reason
+        if frozen is not None:  # frozen (a fork seen elsewhere) since it was verified
+            raise FrozenListError(list_name=row.full_name, reason=frozen)
         if state.size >= size:
             if state.size == size and state.compact_range != compact_range:
                 raise StoreError(f"list {row.full_name}: stored tree differs from the verified one")

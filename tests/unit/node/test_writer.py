@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from crypto.errors import StoreError, WriteLockTimeoutError
+from crypto.errors import FrozenListError, StoreError, WriteLockTimeoutError
 from crypto.merkle import CompactRange
 from node.log import writer
 from node.log.entry import leaf_hashes
@@ -227,6 +227,18 @@ def test_a_stored_tree_off_the_verified_one_is_refused_and_kept(node: Node) -> N
     before = _snapshot(node.store)
     with pytest.raises(StoreError):
         _apply(node, row, _verified_entries(10), 2)
+    assert _snapshot(node.store) == before
+
+
+def test_a_list_frozen_after_verification_takes_nothing(node: Node) -> None:
+    """Another process saw a fork and froze the list between our verification and apply."""
+    row = _received(node)
+    entries = _verified_entries(6)
+    _apply(node, row, entries[:3], 0)
+    writer.set_frozen(node.store, row=row, reason="fork seen via another peer", actor="t")
+    before = _snapshot(node.store)
+    with pytest.raises(FrozenListError):
+        _apply(node, row, entries, 3)
     assert _snapshot(node.store) == before
 
 
