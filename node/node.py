@@ -13,7 +13,7 @@ from pathlib import Path
 
 from config import NodeSettings
 from crypto.keys import NoteSigner, NoteVerifier
-from node.datadir import load_signer
+from node.datadir import load_signer, protect_data_dir
 from node.log import lists
 from node.log.hashes import parse_category, parse_hash
 from node.log.hashfile import read_hash_file
@@ -36,7 +36,11 @@ class Node:
     @classmethod
     def open(cls, settings: NodeSettings, *, migrate: bool = True) -> Node:
         signer = load_signer(settings)
+        if not settings.database_url:
+            protect_data_dir(settings)  # before SQLite creates or opens its files
         store = Store.open(settings.effective_database_url, migrate=migrate)
+        if not settings.database_url:
+            protect_data_dir(settings)  # a database created just now
         return cls(settings, store, signer)
 
     def close(self) -> None:
