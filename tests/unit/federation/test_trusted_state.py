@@ -362,7 +362,7 @@ def test_stale_resign_of_the_same_tree_is_refused() -> None:
         u.offer(note(10, trusted.root_hash, ts=NOW - 2 * MAX_AGE))
 
 
-# --- 6. never stale (a checkpoint dated in the future) ---------------------------------------------
+# --- 6. never stale (a checkpoint dated in the future) -------------------------------------------
 
 SKEW = 300  # the default max_clock_skew_seconds
 
