@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api.auth import PrincipalCache, RateLimiter
+from api.auth import FailureLimiter, PrincipalCache, RateLimiter
 from api.deps import AppState
 from api.errors import (
     ERROR_RESPONSES,
@@ -30,6 +30,7 @@ from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
 from node.identity.audit import LOST_FILE, AuditBuffer
 from node.identity.principals import PRINCIPALS_MARKER
+from node.identity.trust import TrustAnchors
 from node.match.follower import LogFollower
 from node.match.matcher import Matcher
 from node.node import Node
@@ -152,6 +153,10 @@ def build_state(settings: NodeSettings, node: Node) -> AppState:
         limiter=limiter,
         audit=AuditBuffer(node.store, lost_file=settings.data_dir / LOST_FILE).start(),
         principals=PrincipalCache(settings.path(PRINCIPALS_MARKER)),
+        anchors=TrustAnchors.from_settings(settings),
+        failures=FailureLimiter(
+            settings.limits.auth_failure_burst, settings.limits.auth_failure_refill_seconds
+        ),
     )
 
 

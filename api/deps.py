@@ -8,10 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 
-from api.auth import PrincipalCache, RateLimiter, authenticate, require_role
+from api.auth import FailureLimiter, PrincipalCache, RateLimiter, authenticate, require_role
 from config import NodeSettings
+from crypto.errors import NotAuthenticatedError
 from node.identity.audit import AuditBuffer
 from node.identity.principals import Principal
+from node.identity.trust import TrustAnchors
 from node.log.proofs import ProofCache
 from node.match.follower import LogFollower
 from node.match.matcher import Matcher
@@ -30,6 +32,8 @@ class AppState:
     limiter: RateLimiter
     audit: AuditBuffer
     principals: PrincipalCache
+    anchors: TrustAnchors
+    failures: FailureLimiter
     proofs: ProofCache = field(default_factory=ProofCache)
     # Set by the federation layer when it runs: per-peer health for /status.
     peer_status: Callable[[], list[dict[str, Any]]] | None = None
@@ -48,15 +52,33 @@ def identify_caller(request: Request, state: AppState) -> Principal:
 
     Raises:
         NotAuthenticatedError, ForbiddenError: see :func:`api.auth.authenticate`.
-        HTTPException: 429, the caller is over its rate limit.
+        HTTPException: 429, the caller is over its rate limit, or its address
+            failed to log in too often.
     """
-    principal = authenticate(
-        request,
-        store=state.node.store,
-        own_fingerprint=state.own_fingerprint,
-        proxy_header=state.settings.trusted_proxy_cert_header,
-        cache=state.principals,
-    )
+    scope = request.scope
+    earlier = scope.get("hashfed.auth_failure")
+    if earlier is not None:
+        raise earlier  # one request, one charge (the fast match path asked first)
+    source = request.client.host if request.client else "unknown"
+    wait = state.failures.retry_after(source)
+    if wait:
+        raise HTTPException(
+            429, "too many failed logins from this address", headers={"Retry-After": str(wait)}
+        )
+    try:
+        principal = authenticate(
+            request,
+            store=state.node.store,
+            own_fingerprint=state.own_fingerprint,
+            proxy_header=state.settings.trusted_proxy_cert_header,
+            cache=state.principals,
+            anchors=state.anchors,
+            proxy_fingerprints=frozenset(state.settings.trusted_proxy_fingerprints),
+        )
+    except NotAuthenticatedError as exc:
+        state.failures.failed(source)
+        scope["hashfed.auth_failure"] = exc
+        raise
     if not state.limiter.allow(principal.name):
         raise HTTPException(429, "rate limit exceeded; retry shortly", headers={"Retry-After": "1"})
     return principal

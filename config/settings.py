@@ -56,6 +56,11 @@ class Limits(BaseModel):
     # holds it) before it gives up with 503 and Retry-After: longer than a
     # normal add or page of a pull takes, short enough for a client to retry.
     write_lock_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    # Failed logins (bad token, unregistered certificate) per source address:
+    # a burst of this many, then one per this many seconds; enough for a
+    # misconfigured client to notice, far too few to guess a token.
+    auth_failure_burst: int = Field(20, ge=1)
+    auth_failure_refill_seconds: float = Field(3.0, gt=0)
 
 
 class PeerSettings(BaseModel):
@@ -107,18 +112,27 @@ class NodeSettings(BaseSettings):
     # pinned self-signed peer certificates (PEM files).
     tls_ca_files: list[str] = Field(default_factory=list)
     tls_pinned_cert_files: list[str] = Field(default_factory=list)
+    # CRLs of the CAs above (PEM); <data>/ca/crl.pem, written by
+    # `hashfed ca revoke`, is always checked too. Re-read when they change.
+    tls_crl_files: list[str] = Field(default_factory=list)
     # "optional" lets partners without a certificate connect and present an
     # API token instead (feeds, TAXII); a certificate sent is still verified.
     tls_client_auth: Literal["required", "optional"] = "required"
     # Behind a TLS-terminating proxy only: the header carrying the client
     # certificate (URL-encoded PEM). Off unless set.
     trusted_proxy_cert_header: str | None = None
+    # The proxy's own client certificates (sha256:<hex>): the header is
+    # believed only on a connection authenticated with one of these.
+    trusted_proxy_fingerprints: list[str] = Field(default_factory=list)
 
     # Owners re-sign a fresh checkpoint at least this often, even unchanged,
     # so receivers can tell a live list from a frozen one.
     heartbeat_seconds: int = Field(3600, ge=10)
     # A received list whose newest checkpoint is older than this is stale.
     max_checkpoint_age_seconds: int = Field(6 * 3600, ge=60)
+    # A checkpoint dated further ahead than this is refused: a far-future
+    # timestamp would otherwise keep a list from ever going stale.
+    max_clock_skew_seconds: int = Field(300, ge=0, le=86_400)
     pdq_default_max_distance: int = Field(31, ge=0, le=256)
     pdq_min_quality: int = Field(50, ge=0, le=100)
 
@@ -156,6 +170,14 @@ class NodeSettings(BaseSettings):
                 "trusted_proxy_cert_header is only allowed when listening on loopback "
                 "behind the proxy; anyone could otherwise forge the header"
             )
+        if self.trusted_proxy_cert_header is not None and not self.trusted_proxy_fingerprints:
+            raise ValueError(
+                "trusted_proxy_cert_header needs trusted_proxy_fingerprints: the proxy's own "
+                "client certificate, so that no other caller can send the header"
+            )
+        for fpr in self.trusted_proxy_fingerprints:
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", fpr):
+                raise ValueError("trusted_proxy_fingerprints: expected sha256:<64 hex digits>")
         return self
 
     # --- derived paths -----------------------------------------------------------

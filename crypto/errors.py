@@ -24,6 +24,7 @@ text. No field ever holds a hash value: hashes are sensitive.
     │   ├── RollbackError             checkpoint smaller than one accepted
     │   ├── ForkError                 two signed checkpoints disagree
     │   ├── StaleError                checkpoint older than the maximum age
+    │   ├── FutureCheckpointError     checkpoint dated beyond the allowed clock skew
     │   ├── FrozenListError           list frozen after misbehaviour
     │   └── LimitExceededError        a configured bound was hit
     ├── PeerError                     talking to a peer failed
@@ -235,6 +236,21 @@ class StaleError(VerificationError):
             origin=origin,
             age_seconds=age_seconds,
             max_age_seconds=max_age_seconds,
+        )
+
+
+class FutureCheckpointError(VerificationError):
+    """A checkpoint dated beyond the allowed clock skew: it would never go stale."""
+
+    code = "future_checkpoint"
+
+    def __init__(self, *, origin: str, ahead_seconds: int, max_skew_seconds: int) -> None:
+        super().__init__(
+            f"{origin}: checkpoint is dated {ahead_seconds}s in the future, "
+            f"allowed clock skew is {max_skew_seconds}s",
+            origin=origin,
+            ahead_seconds=ahead_seconds,
+            max_skew_seconds=max_skew_seconds,
         )
 
 

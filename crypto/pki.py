@@ -57,6 +57,7 @@ __all__ = [
     "load_private_key",
     "node_id_from_certificate",
     "node_uri",
+    "public_key_fingerprint",
     "save_certificate",
     "save_private_key",
 ]
@@ -176,6 +177,24 @@ def cert_fingerprint(cert_or_der: x509.Certificate | bytes) -> str:
         else bytes(cert_or_der)
     )
     return FINGERPRINT_PREFIX + hashlib.sha256(der).hexdigest()
+
+
+def public_key_fingerprint(cert: x509.Certificate) -> str:
+    """The fingerprint of a certificate's key: ``sha256:`` and hex of the SPKI DER.
+
+    Stays the same when a certificate is renewed for the same key, and differs
+    between two certificates a CA issued for the same name with new keys.
+
+    Args:
+        cert: A certificate.
+
+    Returns:
+        ``"sha256:"`` followed by 64 hex digits.
+    """
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return FINGERPRINT_PREFIX + hashlib.sha256(spki).hexdigest()
 
 
 # --- making certificates -------------------------------------------------------------

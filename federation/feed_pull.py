@@ -49,6 +49,7 @@ from typing import IO, Any
 from crypto.checkpoint import list_origin, verify_checkpoint
 from crypto.errors import (
     ForkError,
+    FutureCheckpointError,
     HashfedError,
     InputError,
     NoTrustedSignatureError,
@@ -334,12 +335,14 @@ class FeedVerifier:
         tmp: Path,
         max_age_seconds: int = 0,
         now: float | None = None,
+        max_skew_seconds: int = 300,
     ) -> None:
         self.old = old.lists if old else {}
         self.trust = trust
         self.peer = peer
         self.tmp = tmp
         self.max_age = max_age_seconds
+        self.max_skew = max_skew_seconds
         self.now = time.time() if now is None else now
         self.done: dict[str, _Verified] = {}
         self.cursor: str | None = None
@@ -414,6 +417,13 @@ class FeedVerifier:
         cp = verify_checkpoint(note, origin=origin, verifiers=keys)
         if cp.size != size:
             raise self._bad(f"{name}: header size {size}, signed size {cp.size}")
+        if cp.timestamp - self.now > self.max_skew:
+            # A far-future date would outrank every later heartbeat of the owner.
+            raise FutureCheckpointError(
+                origin=origin,
+                ahead_seconds=int(cp.timestamp - self.now),
+                max_skew_seconds=self.max_skew,
+            )
         if self.max_age and self.now - cp.timestamp > self.max_age:
             raise StaleError(
                 origin=origin,

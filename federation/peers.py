@@ -31,11 +31,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from config import NODE_TOML, NodeSettings, PeerSettings, TrustedOwner
+from config import NODE_TOML, NodeSettings, PeerSettings, TrustedOwner, load_settings
 from crypto.errors import ConfigError, InputError
 from crypto.keys import NoteVerifier
 from federation.policy import parse_subscription
-from node.identity.principals import add_principal, mark_changed
+from node.identity.principals import add_principal, default_issuer, mark_changed
+from node.identity.trust import TrustAnchors
 from node.store import Store
 
 __all__ = [
@@ -251,6 +252,12 @@ def register_peer(store: Store, data_dir: Path, peer: PeerSettings, *, actor: st
         raise InputError(f"a principal named {peer.node_id!r} exists already", where="node_id")
     if peer.fingerprint and store.get_principal(cert_fingerprint=peer.fingerprint) is not None:
         raise InputError("another principal has this certificate", where="fingerprint")
+    # Without a pinned fingerprint the peer is CA-issued: bound to the node's one CA.
+    issuer = (
+        None
+        if peer.fingerprint
+        else default_issuer(TrustAnchors.from_settings(load_settings(data_dir)), strict=True)
+    )
     add_peer(data_dir, peer)
     try:
         add_principal(
@@ -260,6 +267,7 @@ def register_peer(store: Store, data_dir: Path, peer: PeerSettings, *, actor: st
             labels=peer.labels,
             fingerprint=peer.fingerprint,
             actor=actor,
+            issuer_fingerprint=issuer,
         )
     except BaseException:
         remove_peer(data_dir, peer.node_id)  # all or nothing

@@ -40,6 +40,7 @@ from crypto.checkpoint import list_origin
 from crypto.errors import (
     ForkError,
     FrozenListError,
+    FutureCheckpointError,
     HashfedError,
     InputError,
     LimitExceededError,
@@ -265,6 +266,7 @@ class Syncer:
                 stored=CompactRange.from_bytes(state.compact_range),
                 now=int(self._clock()),
                 max_age_seconds=self.settings.max_checkpoint_age_seconds,
+                max_skew_seconds=self.settings.max_clock_skew_seconds,
             )
         except ValueError as exc:
             raise StoreError(str(exc)) from None
@@ -312,6 +314,10 @@ class Syncer:
             return
         except StaleError as exc:
             result.outcome, result.error_code, result.detail = STALE, exc.code, exc.message
+            return
+        except FutureCheckpointError as exc:
+            # Validly signed yet impossible: the owner's clock or key is wrong; keep the note.
+            self._refused(peer, row, update, exc, result, freeze=False)
             return
         except VerificationError as exc:
             self._refused(peer, row, update, exc, result, freeze=False, evidence=False)

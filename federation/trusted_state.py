@@ -9,8 +9,8 @@ persist (together with the entries, in one transaction).
 ::
 
     update = ListUpdate(origin=..., verifiers=..., trusted=..., stored=..., now=...,
-                        max_age_seconds=...)
-    outcome = update.offer(note)          # signature → syntax → origin → size → age
+                        max_age_seconds=..., max_skew_seconds=...)
+    outcome = update.offer(note)          # signature → syntax → origin → date → size → age
     if update.needs_consistency_proof:
         update.verify_consistency(proof)  # the new tree extends the trusted one
     while update.remaining:
@@ -33,6 +33,7 @@ from crypto.checkpoint import Checkpoint, verify_checkpoint
 from crypto.errors import (
     ConsistencyProofError,
     ForkError,
+    FutureCheckpointError,
     HashfedError,
     LimitExceededError,
     RollbackError,
@@ -84,6 +85,7 @@ class ListUpdate:
         stored: CompactRange,
         now: int,
         max_age_seconds: int,
+        max_skew_seconds: int = 300,
     ) -> None:
         """Start from what the receiver trusts now.
 
@@ -95,6 +97,8 @@ class ListUpdate:
                 be those of ``trusted`` (empty without one).
             now: The current time, Unix seconds.
             max_age_seconds: An offered checkpoint older than this is stale.
+            max_skew_seconds: An offered checkpoint dated further ahead of
+                ``now`` than this is refused.
 
         Raises:
             ValueError: ``stored`` does not describe the trusted tree.
@@ -110,6 +114,7 @@ class ListUpdate:
         self._range = stored.copy()
         self._now = now
         self._max_age = max_age_seconds
+        self._max_skew = max_skew_seconds
         self._step = _Step.NEW
         self.offered: Checkpoint | None = None
         self.offered_note: str | None = None
@@ -133,7 +138,7 @@ class ListUpdate:
         """Check an offered checkpoint against the owner's keys and the trusted one.
 
         Order: signature, checkpoint syntax, origin (``verify_checkpoint``);
-        then rollback, same-size fork, freshness.
+        then a date in the future, rollback, same-size fork, freshness.
 
         Raises:
             LimitExceededError: the note is too large or has too many signatures.
@@ -143,6 +148,9 @@ class ListUpdate:
                 e.g. a relay signing a list it does not own).
             MalformedCheckpointError: the signed text is not a checkpoint.
             UnknownOriginError: a checkpoint for another list.
+            FutureCheckpointError: dated more than ``max_skew_seconds`` ahead:
+                accepted, it would outrank every honest heartbeat and keep
+                the list from ever going stale.
             RollbackError: smaller than the trusted checkpoint.
             ForkError: the trusted size with another root.
             StaleError: older than ``max_age_seconds`` (unless it is the trusted
@@ -155,6 +163,13 @@ class ListUpdate:
         except HashfedError as exc:
             raise self._fail(exc) from None
         self.offered, self.offered_note = cp, note
+        ahead = cp.timestamp - self._now
+        if ahead > self._max_skew:
+            raise self._fail(
+                FutureCheckpointError(
+                    origin=self.origin, ahead_seconds=ahead, max_skew_seconds=self._max_skew
+                )
+            )
         trusted = self.trusted
         if trusted is not None:
             if cp.size < trusted.size:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -461,6 +462,29 @@ def ca_issue(
     out.print(f"issued {node_id}: {out_dir / 'node.crt'} ({cert_fingerprint(cert)})")
 
 
+@ca_app.command("revoke")
+def ca_revoke(
+    cert: Annotated[Path, typer.Argument(help="The certificate to revoke (issued by this CA).")],
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Revoke a certificate in <data>/ca/crl.pem; nodes checking the CRL refuse it at once."""
+    from crypto.crl import load_crl, revoke_in_crl, save_crl
+    from crypto.pki import load_certificate, load_private_key
+
+    folder = data / CA_DIR
+    ca_cert = load_certificate(folder / "ca.crt")
+    revoked = load_certificate(cert)
+    if revoked.issuer != ca_cert.subject:
+        raise InputError("not issued by this node's CA", where="cert")
+    crl_path = folder / "crl.pem"
+    previous = load_crl(crl_path) if crl_path.exists() else None
+    crl = revoke_in_crl(
+        load_private_key(folder / "ca.key"), ca_cert, [revoked.serial_number], previous=previous
+    )
+    save_crl(crl, crl_path)
+    out.print(f"revoked serial {revoked.serial_number:x}; {crl_path} lists {len(crl)}")
+
+
 @principal_app.command("add")
 def principal_add(
     name: str,
@@ -469,16 +493,28 @@ def principal_add(
     fingerprint: Annotated[
         str | None, typer.Option(help="Pinned certificate, sha256:<hex>.")
     ] = None,
-    cert: Annotated[Path | None, typer.Option(help="Certificate file to pin.")] = None,
+    cert: Annotated[
+        Path | None,
+        typer.Option(help="Its certificate: self-signed is pinned, CA-issued binds CA and key."),
+    ] = None,
+    ca: Annotated[
+        Path | None, typer.Option(help="The CA that issues NAME's certificates (several CAs).")
+    ] = None,
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Register a caller; without --fingerprint/--cert, a CA-issued certificate for NAME."""
-    from crypto.pki import cert_fingerprint, load_certificate
-    from node.identity.principals import add_principal
+    from crypto.pki import load_certificate
+    from node.identity.principals import add_principal, binding_for_cert, default_issuer
+    from node.identity.trust import TrustAnchors
 
-    if cert is not None:
-        fingerprint = cert_fingerprint(load_certificate(cert))
     with open_node(data) as node:
+        anchors = TrustAnchors.from_settings(node.settings)
+        issuer = key = None
+        if cert is not None:
+            bound = binding_for_cert(load_certificate(cert), name=name, anchors=anchors)
+            fingerprint, issuer, key = bound.fingerprint, bound.issuer_fingerprint, bound.public_key
+        elif fingerprint is None:
+            issuer = default_issuer(anchors, load_certificate(ca) if ca else None)
         row = add_principal(
             node.store,
             name=name,
@@ -486,14 +522,20 @@ def principal_add(
             labels=[x for x in labels.split(",") if x.strip()],
             fingerprint=fingerprint,
             actor=_actor(node),
+            issuer_fingerprint=issuer,
+            public_key=key,
         )
     mark_changed(data)
-    if cert is not None:
+    if cert is not None and row.cert_fingerprint is not None:
         # A running node trusts files in tls/pinned/ within seconds (api/server.py).
         pinned = data / PINNED_DIR / f"{name}.crt"
         pinned.parent.mkdir(parents=True, exist_ok=True)
         pinned.write_bytes(cert.read_bytes())
-    how = row.cert_fingerprint or "CA-issued certificate for this name"
+    how = row.cert_fingerprint or (
+        f"issued by {row.issuer_fingerprint}"
+        if row.issuer_fingerprint
+        else "API tokens only; --ca or --cert to accept a certificate"
+    )
     out.print(f"added {row.name} ({row.role}; labels {','.join(sorted(row.labels)) or '-'}; {how})")
 
 
@@ -524,8 +566,14 @@ def principal_rm(name: str, data: DataOpt = DEFAULT_DATA) -> None:
 @token_app.command("create")
 def token_create(
     principal: str,
-    ttl_days: Annotated[int | None, typer.Option(help="Expiry in days (default: none).")] = None,
-    scopes: Annotated[str, typer.Option(help="Comma-separated: match, feeds.")] = "match,feeds",
+    ttl_days: Annotated[int | None, typer.Option(help="Expiry in days, 1-366.")] = None,
+    scopes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: match feeds lists:read lists:write status peers federation."
+        ),
+    ] = "match,feeds",
+    allow_admin: Annotated[bool, typer.Option(help="Allow a token for an administrator.")] = False,
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Issue an API token; it is shown once and stored only as a hash."""
@@ -533,7 +581,12 @@ def token_create(
 
     with open_node(data) as node:
         token = create_token(
-            node.store, principal=principal, scopes=scopes, ttl_days=ttl_days, actor=_actor(node)
+            node.store,
+            principal=principal,
+            scopes=scopes,
+            ttl_days=ttl_days,
+            actor=_actor(node),
+            allow_admin=allow_admin,
         )
     mark_changed(data)
     out.print(token)
@@ -570,6 +623,7 @@ def main() -> None:
     outside a transaction) are translated here as a last resort, so a full
     disk or a lost database never ends in a traceback.
     """
+    os.umask(0o077)  # what the node writes (database, keys, exports) is its owner's alone
     try:
         app()
     except (*ANY_DB_ERROR, OSError) as raw:

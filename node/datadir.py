@@ -5,6 +5,10 @@
 <data>/keys/signing.key   Ed25519 checkpoint-signing key, 0600
 <data>/keys/signing.pub   its verifier key string, for peers
 <data>/tls/node.key|crt   TLS key and self-signed certificate
+
+The folder holds every hash and every token hash: it is the owner's alone
+(0700, the database and its -wal/-shm files 0600), and a node refuses to
+start with a private key that others can read.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ def init_data_dir(
             f"{key_path}: a signing key exists already; use --force to replace it "
             "(peers will then reject this node's lists until they trust the new key)"
         )
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
     (data_dir / "keys").mkdir(mode=0o700, exist_ok=True)
     (data_dir / "tls").mkdir(mode=0o700, exist_ok=True)
     (data_dir / NODE_TOML).write_text(render_node_toml(node_id, role=role, port=port))
@@ -65,10 +70,53 @@ def default_node_id() -> str:
 
 
 def ensure_data_dir(data_dir: Path, *, node_id: str | None = None) -> NodeSettings:
-    """Load the data folder's settings, initialising it on first start."""
+    """Load the data folder's settings, initialising it on first start.
+
+    Raises:
+        ConfigError: as :func:`check_key_permissions`, or bad settings.
+    """
     if not (data_dir / NODE_TOML).exists():
         init_data_dir(data_dir, node_id=node_id or default_node_id())
-    return load_settings(data_dir)
+    settings = load_settings(data_dir)
+    check_key_permissions(settings)
+    protect_data_dir(settings)
+    return settings
+
+
+SQLITE_FILES = ("hashfed.db", "hashfed.db-wal", "hashfed.db-shm")
+
+
+def protect_data_dir(settings: NodeSettings) -> None:
+    """Make the data folder 0700 and the SQLite files in it 0600.
+
+    SQLite creates -wal and -shm with the database file's mode, so fixing the
+    database before it is opened covers them too; existing ones are fixed here.
+    """
+    data_dir = settings.data_dir
+    if data_dir.is_dir():
+        data_dir.chmod(0o700)
+    for name in SQLITE_FILES:
+        path = data_dir / name
+        if path.exists():
+            path.chmod(0o600)
+
+
+def check_key_permissions(settings: NodeSettings) -> None:
+    """Refuse private keys that the group or others can read.
+
+    Raises:
+        ConfigError: naming the file and the command that fixes it.
+    """
+    for key in (settings.tls_key_file, settings.signing_key_file):
+        path = settings.path(key)
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue  # reported, with its own message, where the key is loaded
+        if mode & 0o077:
+            raise ConfigError(
+                f"{path}: private key is readable by others (mode {mode:o}); run: chmod 600 {path}"
+            )
 
 
 def load_signer(settings: NodeSettings) -> NoteSigner:

@@ -15,7 +15,7 @@ from typing import Any
 from config import NodeSettings
 from crypto.errors import InputError
 from crypto.keys import NoteSigner, NoteVerifier
-from node.datadir import load_signer
+from node.datadir import load_signer, protect_data_dir
 from node.log import lists, writer
 from node.log.add_queue import AddQueue
 from node.log.hashes import parse_category, parse_hash
@@ -48,11 +48,15 @@ class Node:
     @classmethod
     def open(cls, settings: NodeSettings, *, migrate: bool = True) -> Node:
         signer = load_signer(settings)
+        if not settings.database_url:
+            protect_data_dir(settings)  # before SQLite creates or opens its files
         store = Store.open(
             settings.effective_database_url,
             migrate=migrate,
             write_lock_timeout=settings.limits.write_lock_timeout_seconds,
         )
+        if not settings.database_url:
+            protect_data_dir(settings)  # a database created just now
         return cls(settings, store, signer)
 
     def close(self) -> None:

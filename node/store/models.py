@@ -114,7 +114,23 @@ class Principal(SQLModel, table=True):
     role: str = Field(max_length=16)  # admin | peer | partner
     labels: str = Field(default="", max_length=500)  # comma-separated sharing labels
     cert_fingerprint: str | None = Field(default=None, max_length=80, unique=True)
+    # A CA-issued identity is bound to the CA that issued it (its certificate's
+    # fingerprint) and to the key it registered with, so another trusted CA
+    # cannot mint the same name. The key is bound at registration (--cert) or
+    # at first use.
+    issuer_fingerprint: str | None = Field(default=None, max_length=80)
+    public_key: str | None = Field(default=None, max_length=80)
     created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class RevokedKey(SQLModel, table=True):
+    """A certificate key that may never authenticate again (a removed principal's)."""
+
+    __tablename__ = "revoked_key"
+
+    public_key: str = Field(max_length=80, primary_key=True)  # sha256:<hex> of the SPKI
+    name: str = Field(max_length=63)  # the principal it belonged to
+    revoked_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class ApiToken(SQLModel, table=True):

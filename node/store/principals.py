@@ -19,13 +19,21 @@ from node.store.rows import (
 )
 from node.store.tables import (
     _principals,
+    _revoked_keys,
     _tokens,
 )
 
 
 class PrincipalQueries(StoreBase):
     def add_principal(
-        self, *, name: str, role: str, labels: Iterable[str], cert_fingerprint: str | None
+        self,
+        *,
+        name: str,
+        role: str,
+        labels: Iterable[str],
+        cert_fingerprint: str | None,
+        issuer_fingerprint: str | None = None,
+        public_key: str | None = None,
     ) -> PrincipalRow:
         try:
             with self.write() as conn:
@@ -35,6 +43,8 @@ class PrincipalQueries(StoreBase):
                         role=role,
                         labels=",".join(sorted(set(labels))),
                         cert_fingerprint=cert_fingerprint,
+                        issuer_fingerprint=issuer_fingerprint,
+                        public_key=public_key,
                         created_ms=now_ms(),
                     )
                 )
@@ -66,13 +76,50 @@ class PrincipalQueries(StoreBase):
         return [_principal_row(r) for r in rows]
 
     def remove_principal(self, *, name: str) -> bool:
+        """Remove a principal and its tokens; the key it was bound to is revoked for good."""
         with self.write() as conn:
-            pid = conn.execute(select(_principals.c.id).where(_principals.c.name == name)).scalar()
-            if pid is None:
+            r = conn.execute(
+                select(_principals.c.id, _principals.c.public_key).where(_principals.c.name == name)
+            ).first()
+            if r is None:
                 return False
-            conn.execute(delete(_tokens).where(_tokens.c.principal_id == pid))
-            conn.execute(delete(_principals).where(_principals.c.id == pid))
+            conn.execute(delete(_tokens).where(_tokens.c.principal_id == r.id))
+            conn.execute(delete(_principals).where(_principals.c.id == r.id))
+            if r.public_key is not None:
+                # Re-adding the name later must not bring the old certificate back.
+                known = conn.execute(
+                    select(_revoked_keys.c.public_key).where(
+                        _revoked_keys.c.public_key == r.public_key
+                    )
+                ).first()
+                if known is None:
+                    conn.execute(
+                        _revoked_keys.insert().values(
+                            public_key=r.public_key, name=name, revoked_ms=now_ms()
+                        )
+                    )
         return True
+
+    def bind_public_key(self, *, name: str, public_key: str) -> PrincipalRow | None:
+        """Bind a CA-issued principal to the key it first authenticated with.
+
+        Only a principal not bound yet is changed; the row as it is afterwards
+        is returned, so a caller sees whichever key won a race.
+        """
+        with self.write() as conn:
+            conn.execute(
+                update(_principals)
+                .where(_principals.c.name == name, _principals.c.public_key.is_(None))
+                .values(public_key=public_key)
+            )
+        return self.get_principal(name=name)
+
+    def is_key_revoked(self, *, public_key: str) -> bool:
+        with self.read() as conn:
+            r = conn.execute(
+                select(_revoked_keys.c.public_key).where(_revoked_keys.c.public_key == public_key)
+            ).first()
+        return r is not None
 
     def add_token(
         self,

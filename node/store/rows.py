@@ -63,6 +63,8 @@ class PrincipalRow:
     labels: frozenset[str]
     cert_fingerprint: str | None
     created_ms: int
+    issuer_fingerprint: str | None = None
+    public_key: str | None = None
 
 
 # An entry as the store writes it: (seq, op, hash_type, value, category, timestamp_ms).
@@ -85,4 +87,6 @@ def _principal_row(r: Any) -> PrincipalRow:
         labels=frozenset(x for x in r.labels.split(",") if x),
         cert_fingerprint=r.cert_fingerprint,
         created_ms=r.created_ms,
+        issuer_fingerprint=r.issuer_fingerprint,
+        public_key=r.public_key,
     )

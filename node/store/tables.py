@@ -11,6 +11,7 @@ from node.store.models import (
     ListState,
     LogEntry,
     Principal,
+    RevokedKey,
 )
 
 _lists = HashList.__table__  # type: ignore[attr-defined]
@@ -21,3 +22,4 @@ _content = Content.__table__  # type: ignore[attr-defined]
 _audit = AuditRecord.__table__  # type: ignore[attr-defined]
 _principals = Principal.__table__  # type: ignore[attr-defined]
 _tokens = ApiToken.__table__  # type: ignore[attr-defined]
+_revoked_keys = RevokedKey.__table__  # type: ignore[attr-defined]

@@ -425,6 +425,32 @@ def test_stale_checkpoint_is_not_applied_and_flagged(world: World) -> None:
     world.assert_a_still_pulled()
 
 
+def test_future_dated_checkpoint_is_refused_and_kept_as_evidence(world: World) -> None:
+    # A checkpoint dated years ahead would outrank every honest heartbeat of
+    # the owner ("unchanged"), so the list could never go stale.
+    es = entries(8, salt="t5f")
+    origin = list_origin("a", "t5f")
+    world.m.serve([Crafted("a", "t5f", signed(world.a_signer, origin, es), 8, lines(es))])
+    assert world.outcome(world.sync("m"), "a/t5f") == ("applied", None)
+    future = signed(world.a_signer, origin, es, ts=int(time.time()) + 10 * 365 * 86_400)
+    world.m.serve([Crafted("a", "t5f", future, 8, lines(es))])
+    report = world.sync("m")
+    assert world.outcome(report, "a/t5f") == ("refused", "future_checkpoint")
+    store = world.b_store()
+    try:
+        row = store.get_list(owner="a", name="t5f")
+        assert row is not None
+        assert future in [c.note for c in store.checkpoints(list_id=row.id, status="evidence")]
+        assert future not in [c.note for c in store.checkpoints(list_id=row.id, status="accepted")]
+    finally:
+        store.close()
+    # The owner's honest heartbeat is still taken as the newest word.
+    fresh = signed(world.a_signer, origin, es)
+    world.m.serve([Crafted("a", "t5f", fresh, 8, lines(es))])
+    assert world.outcome(world.sync("m"), "a/t5f")[0] in ("refreshed", "unchanged")
+    world.assert_a_still_pulled()
+
+
 # --- 6. a relay claiming to own a list whose owner is another node --------------------------------
 
 

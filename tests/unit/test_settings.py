@@ -164,8 +164,19 @@ def test_proxy_header_is_refused_off_loopback(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError):
         load_settings(data)
-    ok = _data(tmp_path, 'node_id = "au-argos"\ntrusted_proxy_cert_header = "X-Client-Cert"\n')
+    ok = _data(
+        tmp_path,
+        'node_id = "au-argos"\ntrusted_proxy_cert_header = "X-Client-Cert"\n'
+        f'trusted_proxy_fingerprints = ["sha256:{"ab" * 32}"]\n',
+    )
     assert load_settings(ok).trusted_proxy_cert_header == "X-Client-Cert"
+
+
+def test_proxy_header_without_a_pinned_proxy_certificate_is_refused(tmp_path: Path) -> None:
+    data = _data(tmp_path, 'node_id = "au-argos"\ntrusted_proxy_cert_header = "X-Client-Cert"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(data)
+    assert "trusted_proxy_fingerprints" in str(info.value)
 
 
 def test_settings_are_not_built_at_import_time() -> None:

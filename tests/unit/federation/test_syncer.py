@@ -304,7 +304,10 @@ def test_heartbeat_resigns_owned_lists_and_receivers_refresh(pair: tuple[Node, N
         first.root_hash,
         due,
     )
-    report = syncer(receiver, Loopback(owner)).pull("au-argos")
+    # The receiver pulls when the heartbeat is due (not an hour before: that
+    # would be a checkpoint from the future, refused).
+    later = Syncer(receiver, client_factory=lambda _s, _p: Loopback(owner), clock=lambda: due)
+    report = later.pull("au-argos")
     assert [r.outcome for r in report.lists] == ["refreshed"]
     mine = receiver.store.latest_checkpoint(list_id=receiver.get_list(BASE).id)
     assert mine is not None

@@ -14,6 +14,7 @@ from crypto.checkpoint import Checkpoint, format_checkpoint, list_origin, sign_c
 from crypto.errors import (
     BadSignatureError,
     ForkError,
+    FutureCheckpointError,
     LimitExceededError,
     MalformedNoteError,
     NoTrustedSignatureError,
@@ -359,6 +360,42 @@ def test_stale_resign_of_the_same_tree_is_refused() -> None:
     u = update(trusted, stored)
     with pytest.raises(StaleError):
         u.offer(note(10, trusted.root_hash, ts=NOW - 2 * MAX_AGE))
+
+
+# --- 6. never stale (a checkpoint dated in the future) -------------------------------------------
+
+SKEW = 300  # the default max_clock_skew_seconds
+
+
+def test_future_dated_checkpoint_is_refused() -> None:
+    es = entries(10)
+    u = update()
+    with pytest.raises(FutureCheckpointError):
+        u.offer(note(10, tree(es).root(), ts=NOW + 10 * 365 * 86_400))
+
+
+def test_future_dated_resign_of_the_trusted_tree_is_refused() -> None:
+    # Accepted, it would make every later honest heartbeat "unchanged" for good.
+    es = entries(10)
+    trusted, stored = accepted(es)
+    u = update(trusted, stored)
+    with pytest.raises(FutureCheckpointError):
+        u.offer(note(10, trusted.root_hash, ts=NOW + SKEW + 1))
+
+
+def test_future_dated_checkpoint_keeps_its_note_for_evidence() -> None:
+    es = entries(10)
+    u = update()
+    signed = note(10, tree(es).root(), ts=NOW + 3600)
+    with pytest.raises(FutureCheckpointError):
+        u.offer(signed)
+    assert u.offered_note == signed  # the caller records the signed note as evidence
+
+
+def test_checkpoint_within_the_clock_skew_is_accepted() -> None:
+    es = entries(10)
+    u = update()
+    assert u.offer(note(10, tree(es).root(), ts=NOW + SKEW)) is Outcome.GROW
 
 
 # --- guards: programming errors are RuntimeError --------------------------------------------------
