@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _cluster import fresh_pg_schema, hit_lists, start_cluster, wait_until
+from _cluster import Cluster, fresh_pg_schema, hit_lists, start_cluster, wait_until
 from _nodes import NodeProcess, free_port
 
 PG_URL = os.environ.get("HASHFED_TEST_DATABASE_URL")
@@ -145,3 +145,76 @@ def test_three_serve_processes_on_one_postgresql_reflect_each_others_changes(
         finally:
             for c in clients:
                 c.close()
+
+
+@pytest.mark.network
+@pytest.mark.skipif(not PG_URL, reason="HASHFED_TEST_DATABASE_URL is not set")
+def test_a_list_pulled_by_the_scheduler_holder_is_matchable_through_every_process(
+    tmp_path: Path,
+) -> None:
+    assert PG_URL
+    owner = NodeProcess("a", tmp_path / "a", free_port()).init()
+    owner_key = (owner.data / "keys" / "signing.pub").read_text().strip()
+
+    def peer_up(cl: Cluster) -> None:
+        cl.cli(
+            "peer",
+            "add",
+            "a",
+            owner.url,
+            "--cert",
+            str(owner.cert),
+            "--signing-key",
+            owner_key,
+            "--subscribe",
+            "a/*",
+            "--interval",
+            "1",
+        )
+        b = cl.members[0]
+        owner.cli(
+            "peer", "add", "b", b.url, "--cert", str(b.cert), "--labels", "baseline", "--no-pull"
+        )
+
+    owner.start()
+    try:
+        with (
+            fresh_pg_schema(PG_URL) as url,
+            start_cluster(
+                tmp_path, count=3, node_id="b", database_url=url, before_start=peer_up
+            ) as cluster,
+        ):
+            kept, gone = _sha(), _sha()
+            with owner.client() as c:
+                r = c.post("/api/v1/lists", json={"name": "a/pulled", "label": "baseline"})
+                assert r.status_code == 201, r.text
+                hashes = [{"type": "sha256", "value": v, "category": "A1"} for v in (kept, gone)]
+                r = c.post("/api/v1/lists/a/pulled/hashes", json={"hashes": hashes})
+                assert r.status_code == 200, r.text
+                assert c.post("/api/v1/lists/a/pulled/publish").status_code == 200
+            clients = [m.client() for m in cluster.members]
+            try:
+                # One process pulls (the scheduler holder, 1 s interval); every
+                # process must answer from what it wrote.
+                wait_until(
+                    lambda: all(
+                        hit_lists(c, "sha256", v) == [("a/pulled", "A1")]
+                        for c in clients
+                        for v in (kept, gone)
+                    ),
+                    20.0,
+                )
+                with owner.client() as c:
+                    r = c.post(
+                        "/api/v1/lists/a/pulled/remove",
+                        json={"hashes": [{"type": "sha256", "value": gone}]},
+                    )
+                    assert r.status_code == 200, r.text
+                    assert c.post("/api/v1/lists/a/pulled/publish").status_code == 200
+                wait_until(lambda: all(hit_lists(c, "sha256", gone) == [] for c in clients), 20.0)
+                assert all(hit_lists(c, "sha256", kept) == [("a/pulled", "A1")] for c in clients)
+            finally:
+                for c in clients:
+                    c.close()
+    finally:
+        owner.stop()
