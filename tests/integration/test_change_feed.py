@@ -139,3 +139,75 @@ def test_three_serve_processes_on_one_postgresql_reflect_each_others_changes(
             for c in clients:
                 c.close()
             cluster.stop()
+
+
+@pytest.mark.network
+@pytest.mark.skipif(not PG_URL, reason="HASHFED_TEST_DATABASE_URL is not set")
+def test_a_list_pulled_by_the_scheduler_holder_is_matchable_through_every_process(
+    tmp_path: Path,
+) -> None:
+    assert PG_URL
+    owner = NodeProcess("a", tmp_path / "a", free_port()).init()
+    owner_key = (owner.data / "keys" / "signing.pub").read_text().strip()
+
+    def peer_up(cl: Cluster) -> None:
+        cl.cli(
+            "peer",
+            "add",
+            "a",
+            owner.url,
+            "--cert",
+            str(owner.cert),
+            "--signing-key",
+            owner_key,
+            "--subscribe",
+            "a/*",
+            "--interval",
+            "1",
+        )
+        b = cl.processes[0]
+        owner.cli(
+            "peer", "add", "b", b.url, "--cert", str(b.cert), "--labels", "baseline", "--no-pull"
+        )
+
+    owner.start()
+    try:
+        with pg_schema() as url:
+            cluster = Cluster.create("b", tmp_path / "b", url, n=3)
+            peer_up(cluster)
+            kept, gone = _sha(), _sha()
+            with owner.client() as c:
+                r = c.post("/api/v1/lists", json={"name": "a/pulled", "label": "baseline"})
+                assert r.status_code == 201, r.text
+                hashes = [{"type": "sha256", "value": v, "category": "A1"} for v in (kept, gone)]
+                r = c.post("/api/v1/lists/a/pulled/hashes", json={"hashes": hashes})
+                assert r.status_code == 200, r.text
+                assert c.post("/api/v1/lists/a/pulled/publish").status_code == 200
+            clients = [p.client() for p in cluster.processes]
+            try:
+                cluster.start()
+                # One process pulls (the scheduler holder, 1 s interval); every
+                # process must answer from what it wrote.
+                wait_until(
+                    lambda: all(
+                        hit_lists(c, "sha256", v) == [("a/pulled", "A1")]
+                        for c in clients
+                        for v in (kept, gone)
+                    ),
+                    20.0,
+                )
+                with owner.client() as c:
+                    r = c.post(
+                        "/api/v1/lists/a/pulled/remove",
+                        json={"hashes": [{"type": "sha256", "value": gone}]},
+                    )
+                    assert r.status_code == 200, r.text
+                    assert c.post("/api/v1/lists/a/pulled/publish").status_code == 200
+                wait_until(lambda: all(hit_lists(c, "sha256", gone) == [] for c in clients), 20.0)
+                assert all(hit_lists(c, "sha256", kept) == [("a/pulled", "A1")] for c in clients)
+            finally:
+                for c in clients:
+                    c.close()
+                cluster.stop()
+    finally:
+        owner.stop()
