@@ -20,6 +20,7 @@ BENCHES: list[tuple[str, object]] = [
     ("feeds", lambda n: ["--scale", str(min(n, 1_000_000))]),
     ("scan", lambda n: ["--images", "10000"]),
     ("change_feed", lambda n: ["--scale", str(min(n, 1_000_000)), "--changes", "200"]),
+    ("timing", lambda n: ["--scale", str(min(n, 1_000_000)), "--rounds", "200"]),
 ]
 
 

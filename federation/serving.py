@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from crypto.errors import InputError, UnknownListError
 from federation.policy import may_receive, offered
@@ -70,27 +71,64 @@ def catalog(node: Node, principal: Principal) -> Catalog:
     return Catalog(node_id=node.node_id, lists=items)
 
 
-def resolve(node: Node, principal: Principal, owner: str, name: str) -> Served:
+class AuditSink(Protocol):
+    """Where a refusal's audit record goes: the API's buffer, written off the request."""
+
+    def add(
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str = "",
+        count: int = 0,
+        aggregate: bool = False,
+        **detail: object,
+    ) -> None: ...
+
+
+class ListDirectory(Protocol):
+    """Every list's row, kept in memory (the matcher's log follower)."""
+
+    def find(self, owner: str, name: str) -> ListRow | None: ...
+
+
+def resolve(
+    node: Node,
+    principal: Principal,
+    owner: str,
+    name: str,
+    *,
+    directory: ListDirectory,
+    audit: AuditSink,
+) -> Served:
     """The list ``owner/name`` if ``principal`` may receive it.
 
     A list that does not exist, is not cleared for the caller, is frozen or
-    is unpublished all look the same to the caller; the denial of an existing
-    list is audited.
+    is unpublished all look the same to the caller, in the answer and in the
+    time it takes: the decision is made on the rows kept in memory, with no
+    database read, and the denial of an existing list is audited through a
+    buffer, not written before answering. Only a cleared caller's request
+    reads the database (the row again, fresh, and its checkpoint).
 
     Raises:
         UnknownListError: in every one of those cases (HTTP 404).
     """
-    store = node.store
-    row = store.get_list(owner=owner, name=name)
-    cp = store.latest_checkpoint(list_id=row.id) if row is not None else None
-    if row is None or cp is None or not may_receive(principal, row):
-        if row is not None:
-            node.audit(
+    known = directory.find(owner, name)
+    if known is None or not may_receive(principal, known):
+        if known is not None:
+            audit.add(
                 actor=principal.name,
                 action="federation.denied",
-                target=row.full_name,
-                detail={"role": principal.role, "label": row.label},
+                target=known.full_name,
+                aggregate=True,
+                role=principal.role,
+                label=known.label,
             )
+        raise UnknownListError(list_name=f"{owner}/{name}")
+    store = node.store
+    row = store.get_list(owner=owner, name=name)  # frozen or relabelled since the last check?
+    cp = store.latest_checkpoint(list_id=row.id) if row is not None else None
+    if row is None or cp is None or not may_receive(principal, row):
         raise UnknownListError(list_name=f"{owner}/{name}")
     return Served(row, cp)
 

@@ -60,7 +60,9 @@ def build_routers(runtime: FederationRuntime | None = None) -> list[APIRouter]:
         limit: Annotated[int, Query(ge=1)] = 1000,
     ) -> StreamingResponse:
         """Entries ``[start, start+limit)`` in seq order as NDJSON, up to the checkpoint size."""
-        served = serving.resolve(state.node, principal, owner, name)
+        served = serving.resolve(
+            state.node, principal, owner, name, directory=state.follower, audit=state.audit
+        )
         end = serving.check_range(served, start, limit, state.settings.limits.max_page_entries)
         state.node.audit(
             actor=principal.name,
@@ -83,7 +85,9 @@ def build_routers(runtime: FederationRuntime | None = None) -> list[APIRouter]:
         size2: Annotated[int, Query(alias="to", ge=0)],
     ) -> ConsistencyProof:
         """Proof that the tree of ``from`` entries is a prefix of the tree of ``to`` entries."""
-        served = serving.resolve(state.node, principal, owner, name)
+        served = serving.resolve(
+            state.node, principal, owner, name, directory=state.follower, audit=state.audit
+        )
         if not size1 <= size2 <= served.size:
             raise InputError(f"expected 0 <= from <= to <= {served.size}", where="from")
         proof = state.proofs.consistency(
@@ -101,7 +105,9 @@ def build_routers(runtime: FederationRuntime | None = None) -> list[APIRouter]:
         size: Annotated[int, Query(ge=1)],
     ) -> InclusionProof:
         """Proof that entry ``index`` is in the tree of ``size`` entries."""
-        served = serving.resolve(state.node, principal, owner, name)
+        served = serving.resolve(
+            state.node, principal, owner, name, directory=state.follower, audit=state.audit
+        )
         if not index < size <= served.size:
             raise InputError(f"expected 0 <= index < size <= {served.size}", where="size")
         proof = state.proofs.inclusion(

@@ -24,7 +24,7 @@ from api.deps import AppState, PrincipalDep, StateDep, identify_caller
 from config.settings import Limits
 from crypto.errors import InputError
 from node.identity.principals import Principal
-from node.identity.visibility import visible_lists
+from node.identity.visibility import may_see
 from node.log.hashes import parse_many
 from node.match.matcher import Query as MatchQuery
 from node.store import CheckpointRow
@@ -129,8 +129,14 @@ def run_match(
 
     raw_hits = state.matcher.match(queries, max_distance=distance)
     store = state.node.store
-    # Most queries hit nothing: the database is read only for hits.
-    visible = visible_lists(principal, store.all_lists()) if raw_hits else {}
+    # Who may see what is decided in memory, before anything is read per list:
+    # a hit in a list the caller may not see costs what a miss costs.
+    rows = state.follower.lists()
+    visible = {
+        lid: row
+        for lid in {h.list_id for h in raw_hits}
+        if (row := rows.get(lid)) is not None and may_see(principal, row)
+    }
     hits = [h for h in raw_hits if h.list_id in visible]
 
     # Which entry added each hit, to name the checkpoint that covers it.

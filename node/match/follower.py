@@ -25,14 +25,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from crypto.errors import StoreError
 from node.log.lists import ContentChange
 from node.match.matcher import Matcher
-from node.store import ChangeWatch, Store, now_ms
+from node.store import ChangeWatch, ListRow, Store, now_ms
 
 log = logging.getLogger("hashfed.match")
 
@@ -122,6 +122,11 @@ class LogFollower:
         self.poll_seconds = poll_seconds
         self.rebuild_from = rebuild_from
         self._applied: dict[int, int] = {}
+        # Every list's row, read with the sizes: matching names a hit's list
+        # and decides who may see it without a query, so a hit in a list the
+        # caller may not see costs what a miss costs.
+        self._lists: dict[int, ListRow] = {}
+        self._by_name: dict[tuple[str, str], ListRow] = {}
         self._lock = threading.RLock()  # one application at a time, any thread
         self._stats = FollowerStats()
         self._stop = threading.Event()
@@ -138,6 +143,7 @@ class LogFollower:
         """
         with self._lock:
             sizes = self.store.list_sizes()
+            self._read_lists()
             total = self.matcher.load(self.store)
             self._applied = dict(sizes)
             self._stats.database_sizes = dict(sizes)
@@ -149,6 +155,7 @@ class LogFollower:
         """Read every list's size and apply what it has not applied; returns entries applied."""
         with self._lock:
             sizes = self.store.list_sizes()
+            self._read_lists()
             st = self._stats
             st.checks += 1
             st.last_check_ms = now_ms()
@@ -180,6 +187,19 @@ class LogFollower:
                     log.error("log follower: list %d: %s", lid, exc)
             return applied
 
+    def lists(self) -> Mapping[int, ListRow]:
+        """Every list's row as of the last check (a snapshot; replaced, never changed)."""
+        return self._lists
+
+    def find(self, owner: str, name: str) -> ListRow | None:
+        """The row of ``owner/name`` as of the last check, or None; no database read."""
+        return self._by_name.get((owner, name))
+
+    def _read_lists(self) -> None:
+        rows = self.store.all_lists()
+        self._lists = {r.id: r for r in rows}
+        self._by_name = {(r.owner, r.name): r for r in rows}
+
     def note_commit(
         self,
         list_id: int,
@@ -194,6 +214,8 @@ class LogFollower:
         otherwise the log is read from the watermark to ``end``.
         """
         with self._lock:
+            if list_id not in self._lists:  # created by this process since the last check
+                self._read_lists()
             mark = self._applied.get(list_id, 0)
             if end <= mark:
                 return

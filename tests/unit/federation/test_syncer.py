@@ -18,11 +18,12 @@ from crypto.errors import PeerTimeoutError
 from federation import serving
 from federation.protocol import Catalog, CatalogList
 from federation.sync import Syncer
+from node.identity.audit import AuditBuffer
 from node.identity.principals import Principal
 from node.log.lists import ContentChange, fold
 from node.log.proofs import ProofCache
 from node.node import Node
-from node.store import EntryTuple
+from node.store import EntryTuple, ListRow
 
 NodeFactory = Callable[..., Node]
 BASE = "au-argos/base"
@@ -39,6 +40,7 @@ class Loopback:
         self.owner = owner
         self.principal = Principal(caller, "peer", frozenset(labels), "cert")
         self.proofs = ProofCache()
+        self.audit = AuditBuffer(owner.store)  # flushed by no one: refusals stay in memory
         self.deadline: float | None = None
         self.calls: list[str] = []
 
@@ -48,20 +50,28 @@ class Loopback:
     def __exit__(self, *exc: object) -> None:
         pass
 
+    def find(self, owner: str, name: str) -> ListRow | None:
+        """The list directory the API keeps in memory, read from the store here."""
+        return self.owner.store.get_list(owner=owner, name=name)
+
     def catalog(self) -> Catalog:
         self.calls.append("catalog")
         return serving.catalog(self.owner, self.principal)
 
     def consistency_proof(self, owner: str, name: str, size1: int, size2: int) -> list[bytes]:
         self.calls.append(f"proof {size1}-{size2}")
-        served = serving.resolve(self.owner, self.principal, owner, name)
+        served = serving.resolve(
+            self.owner, self.principal, owner, name, directory=self, audit=self.audit
+        )
         return self.proofs.consistency(
             self.owner.store, list_id=served.row.id, size1=size1, size2=size2
         )
 
     def entries(self, owner: str, name: str, *, start: int, limit: int) -> list[EntryTuple]:
         self.calls.append(f"entries {start}+{limit}")
-        served = serving.resolve(self.owner, self.principal, owner, name)
+        served = serving.resolve(
+            self.owner, self.principal, owner, name, directory=self, audit=self.audit
+        )
         end = min(start + limit, served.size)
         return list(self.owner.store.iter_entries(list_id=served.row.id, start=start, end=end))
 
