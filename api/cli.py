@@ -16,6 +16,7 @@ from crypto.errors import InputError
 from federation import cli as federation_cli
 from federation import feed_cli  # noqa: F401  (adds `hashfed pull`)
 from node import cli as node_cli
+from node import cli_identity  # noqa: F401  (adds `hashfed ca`, `principal`, `token`)
 from node.cli import DEFAULT_DATA, DataOpt, out
 from node.datadir import ensure_data_dir
 

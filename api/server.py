@@ -24,11 +24,11 @@ from api._uvicorn_tls import make_uvicorn_config
 from api.app import create_app
 from api.deps import AppState
 from config import NodeSettings
-from crypto.pki import load_certificate  # [federation, issue 4]
+from crypto.pki import load_certificate
 from crypto.tls import server_context
+from node.identity.trust import PINNED_DIR
 
 log = logging.getLogger("hashfed.server")
-PINNED_DIR = "tls/pinned"
 
 
 class LiveServerContext:
@@ -42,12 +42,12 @@ class LiveServerContext:
         if own_ca.exists() and own_ca not in ca_files:
             ca_files.append(own_ca)
         self.loaded: set[Path] = set(self._pinned_files())
-        # [federation, issue 4] pin our own certificate only when it is
+        # pin our own certificate only when it is
         # self-signed: a CA-issued one cannot be pinned (crypto/tls.py refuses
         # it) and is trusted through its CA instead.
         pinned = _own_pin(settings)
         pinned += [settings.path(p) for p in settings.tls_pinned_cert_files]
-        self.ca_files, self.static_pins = ca_files, pinned  # [federation, issue 4]
+        self.ca_files, self.static_pins = ca_files, pinned
         self.context = server_context(
             settings.path(settings.tls_cert_file),
             settings.path(settings.tls_key_file),
@@ -115,7 +115,7 @@ def build_server(
         port=settings.port,
         cert_file=settings.path(settings.tls_cert_file),
         key_file=settings.path(settings.tls_key_file),
-        ca_files=live.ca_files,  # [federation, issue 4] CA-issued node certificates
+        ca_files=live.ca_files,  # CA-issued node certificates
         pinned_cert_files=live.static_pins,
         require_client_cert=settings.tls_client_auth == "required",
         context_factory=live,
@@ -127,7 +127,7 @@ def build_server(
 
 
 def _own_pin(settings: NodeSettings) -> list[Path]:
-    """[federation, issue 4] Our certificate as a pin if self-signed, else nothing."""
+    """Our certificate as a pin if self-signed, else nothing."""
     path = settings.path(settings.tls_cert_file)
     cert = load_certificate(path)
     return [path] if cert.issuer == cert.subject else []

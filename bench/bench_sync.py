@@ -1,4 +1,4 @@
-"""Federation benchmarks (issue 4).
+"""Federation benchmarks.
 
 1. Catch-up: a peer pulls a 1,000,000-entry list it does not have from a real
    ``hashfed serve`` owner over mutual TLS, and applies it: fetch and parse

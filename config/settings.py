@@ -78,7 +78,7 @@ class PeerSettings(BaseModel):
     interval_seconds: float = Field(60.0, gt=0)
 
 
-# [federation, issue 4] Owners we verify but do not pull from directly: a list
+# Owners we verify but do not pull from directly: a list
 # relayed to us is checked against its owner's keys, which come from the
 # owner's [[peers]] entry or, if the owner is not our peer, from here.
 class TrustedOwner(BaseModel):
@@ -138,7 +138,7 @@ class NodeSettings(BaseSettings):
 
     limits: Limits = Field(default_factory=Limits)
     peers: list[PeerSettings] = Field(default_factory=list)
-    trusted_owners: list[TrustedOwner] = Field(default_factory=list)  # [federation, issue 4]
+    trusted_owners: list[TrustedOwner] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(

@@ -302,8 +302,8 @@ class PeerProtocolError(PeerError):
 class PeerLimitError(PeerProtocolError):
     """A peer sent more than a configured bound allows (bytes, entries, line length).
 
-    Added for federation (issue 4): an endless or oversized answer ends that
-    peer's pull like any other protocol failure, with its own code.
+    An endless or oversized answer ends that peer's pull like any other
+    protocol failure, with its own code.
     """
 
     code = "peer_limit"

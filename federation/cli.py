@@ -18,12 +18,12 @@ from rich.table import Table
 
 from config import PeerSettings, TrustedOwner, load_settings
 from crypto.errors import InputError
-from federation.client import PINNED_DIR
 from federation.health import peer_status
 from federation.peers import add_trusted_owner, check_peer, register_peer, remove_peer
 from federation.sync import PullReport, Syncer
 from node.cli import DEFAULT_DATA, DataOpt, err, exit_code_for, open_node, out
 from node.identity.principals import mark_changed
+from node.identity.trust import PINNED_DIR
 from node.store import now_ms
 
 __all__ = ["peer_app", "register"]

@@ -59,6 +59,7 @@ from federation.protocol import (
     NotifyResponse,
     decode_proof,
 )
+from node.identity.trust import PINNED_DIR
 from node.store import EntryTuple
 
 __all__ = ["AdminClient", "PeerClient", "trust_anchors"]
@@ -76,7 +77,6 @@ _MAX_ERROR_BYTES = 4096
 _CONNECT_SECONDS = 10.0
 _READ_SECONDS = 30.0
 _NOTIFY_SECONDS = 5.0
-PINNED_DIR = "tls/pinned"  # as api/server.py and node/cli.py
 
 
 def trust_anchors(settings: NodeSettings) -> tuple[list[Path], list[Path]]:

@@ -101,7 +101,7 @@ class Node:
         for peer in self.settings.peers:
             if peer.node_id == owner:
                 out.extend(NoteVerifier.from_verifier_key(k) for k in peer.signing_keys)
-        # [federation, issue 4] owners of relayed lists that are not our peers
+        # owners of relayed lists that are not our peers
         for trusted in self.settings.trusted_owners:
             if trusted.node_id == owner:
                 out.extend(NoteVerifier.from_verifier_key(k) for k in trusted.signing_keys)

@@ -18,7 +18,7 @@ from node.store.engine import now_ms
 
 
 class FederationQueries(AuditQueries, CheckpointQueries):
-    # Added for issue 4 (federation/). Rows come back as plain dicts.
+    # Rows come back as plain dicts.
 
     def _fed_tables(self) -> tuple[Any, Any]:
         from node.store.models import ListSync, PeerHealth

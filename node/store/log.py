@@ -284,7 +284,7 @@ class LogQueries(AuditQueries, CheckpointQueries):
         self, *, list_id: int, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[str, int]]:
         """Which of ``keys`` the list holds now: ``(category, seq of the add)`` each."""
-        # [federation, issue 4] a row-value IN of (type, value) pairs made SQLite
+        # a row-value IN of (type, value) pairs made SQLite
         # scan the whole list per batch; content_of searches the primary key.
         return self.content_of(list_id=list_id, keys=keys)
 

@@ -148,7 +148,7 @@ class ApiToken(SQLModel, table=True):
     revoked: bool = False
 
 
-# --- federation (issue 4): peer health and what each peer offered -------------------
+# --- federation: peer health and what each peer offered -------------------
 
 
 class PeerHealth(SQLModel, table=True):

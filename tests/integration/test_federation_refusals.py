@@ -1,4 +1,4 @@
-"""What a receiver must refuse (issue 4), against a peer that misbehaves on purpose.
+"""What a receiver must refuse, against a peer that misbehaves on purpose.
 
 Three real processes on 127.0.0.1 over mutual TLS: an honest owner ``a``,
 the receiver ``b`` (``hashfed serve``), and ``m``, a server process serving
