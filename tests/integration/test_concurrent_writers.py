@@ -14,17 +14,16 @@ The PostgreSQL cases run when HASHFED_TEST_DATABASE_URL is set (CI sets it).
 from __future__ import annotations
 
 import os
-import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
+from _cluster import pg_schema
 from _nodes import NodeProcess, cleanup, copy_data, free_port
 from sqlalchemy import create_engine, text
 
@@ -43,18 +42,8 @@ def _hash(i: int, salt: str) -> str:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh schema of the test PostgreSQL database, dropped afterwards."""
-    assert PG_URL
-    schema = "t_" + secrets.token_hex(6)
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with pg_schema() as url:
+        yield url
 
 
 def _concurrent_adds(
