@@ -88,11 +88,12 @@ class _SqliteWatch:
                 log.warning("change watch: cannot read data_version; reconnecting")
                 self._drop()
                 return True
-            if self._version is None or version != self._version:
-                first = self._version is None
+            if version != self._version:
+                # The first read sets the baseline and also says "changed": a
+                # commit made before it (while the caller was checking) would
+                # otherwise be seen by no one until the next poll.
                 self._version = version
-                if not first:
-                    return True
+                return True
             left = deadline - time.monotonic()
             if left <= 0:
                 return False

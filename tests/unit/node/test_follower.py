@@ -243,6 +243,23 @@ def test_a_commit_through_another_engine_wakes_the_change_watch(db_url: str) -> 
         writer.close()
 
 
+def test_a_commit_between_creating_the_watch_and_its_first_wait_is_not_lost(db_url: str) -> None:
+    # The follower checks right after creating its watch and only then waits:
+    # a commit in between must still wake the first wait.
+    writer, reader = Store.open(db_url), Store.open(db_url, migrate=False)
+    try:
+        log = _Log(writer, "raced")
+        watch = reader.watch_changes()
+        try:
+            log.commit([("add", 0, 0)])
+            assert watch.wait(0.5) is True
+        finally:
+            watch.close()
+    finally:
+        reader.close()
+        writer.close()
+
+
 def test_follower_thread_applies_another_processes_add_and_remove(db_url: str) -> None:
     writer, reader = Store.open(db_url), Store.open(db_url, migrate=False)
     follower = LogFollower(reader, Matcher(), poll_seconds=30.0)  # the watch, not the poll
