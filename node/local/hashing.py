@@ -7,11 +7,9 @@ what went wrong instead, and the exact hashes are still filled in whenever
 the bytes could be read, so a file that will not decode can still be matched
 exactly.
 
-Images are decoded with Pillow, the EXIF orientation is applied
-(:func:`PIL.ImageOps.exif_transpose`) and the RGB pixels go to ``pdqhash``,
-the binding of the reference PDQ C++ code. The hex form packs the 256 bits
-big-endian, bit 0 of ``pdqhash``'s vector first, which is exactly what
-python-threatexchange's ``pdq_hasher`` prints.
+Images are decoded with Pillow and hashed with PDQ by :mod:`node.local.pdq`:
+the pixels as stored, as Meta's tools hash them, and, for an image whose EXIF
+Orientation tag asks for a transform, also the pixels as displayed.
 
 Video files get the exact hashes only: no video PDQ (vPDQ) is computed.
 
@@ -32,10 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-import numpy as np
-import pdqhash
-from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from node.local.pdq import pdq_variants
 
 Kind = Literal["image", "video", "other"]
 
@@ -82,6 +79,10 @@ class FileHashes:
     could not be read (then ``error`` says why). ``pdq`` and ``pdq_quality``
     are set for images that decoded; ``error`` may also be set while the
     exact hashes are valid, e.g. for a truncated image.
+
+    ``pdq`` hashes the pixels as stored, as Meta's tools do. ``pdq_oriented``
+    and ``pdq_oriented_quality`` hash the pixels as displayed, set only for an
+    image whose EXIF Orientation tag is 2-8 (for others both hashes are equal).
     """
 
     path: str
@@ -93,6 +94,8 @@ class FileHashes:
     pdq_quality: int | None
     kind: Kind
     error: str | None
+    pdq_oriented: str | None = None
+    pdq_oriented_quality: int | None = None
 
     @property
     def hashed(self) -> bool:
@@ -108,47 +111,14 @@ class FileHashes:
             and self.pdq_quality >= PDQ_MIN_QUALITY
         )
 
-
-# --- PDQ ------------------------------------------------------------------------------
-
-
-def pdq_bits_to_hex(bits: NDArray[np.integer] | list[int]) -> str:
-    """Pack 256 PDQ bits big-endian (first bit = most significant) into 64 hex digits."""
-    arr = np.asarray(bits, dtype=np.uint8)
-    if arr.shape != (256,):
-        raise ValueError("a PDQ hash has 256 bits")
-    if np.any(arr > 1):
-        raise ValueError("PDQ bits must be 0 or 1")
-    return np.packbits(arr, bitorder="big").tobytes().hex()
-
-
-def pdq_hex_to_bits(value: str) -> NDArray[np.uint8]:
-    """Inverse of :func:`pdq_bits_to_hex`."""
-    raw = bytes.fromhex(value)
-    if len(raw) != 32:
-        raise ValueError("a PDQ hash has 64 hex digits")
-    return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="big")
-
-
-def image_to_rgb_array(img: Image.Image) -> NDArray[np.uint8]:
-    """The RGB pixels PDQ hashes, as an ``(height, width, 3)`` uint8 array.
-
-    Any mode other than RGB is converted with Pillow's ``convert("RGB")``
-    (alpha dropped, palettes expanded, grey replicated into three channels).
-    """
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    return np.asarray(img, dtype=np.uint8)
-
-
-def pdq_from_image(img: Image.Image) -> tuple[str, int]:
-    """PDQ hash (64 lower-case hex digits) and quality (0-100) of a decoded image.
-
-    The image is hashed as given: callers apply the EXIF orientation first
-    (:func:`hash_file` does).
-    """
-    bits, quality = pdqhash.compute(image_to_rgb_array(img))
-    return pdq_bits_to_hex(bits), int(quality)
+    @property
+    def pdq_oriented_usable(self) -> bool:
+        """True when the orientation-applied PDQ hash is good enough for near matching."""
+        return (
+            self.pdq_oriented is not None
+            and self.pdq_oriented_quality is not None
+            and self.pdq_oriented_quality >= PDQ_MIN_QUALITY
+        )
 
 
 # --- kind -------------------------------------------------------------------------------
@@ -346,8 +316,19 @@ def _read_hashes(fd: int, size: int, chunk_size: int) -> tuple[str, str, str, by
     return md5.hexdigest(), sha1.hexdigest(), sha256.hexdigest(), content, total
 
 
-def _decode_pdq(fp: IO[bytes]) -> tuple[str | None, int | None, str | None]:
-    """Decode an image and hash it; returns ``(pdq, quality, error)``."""
+@dataclass(frozen=True)
+class _Pdq:
+    """What decoding one image gave: both PDQ variants, or an error."""
+
+    pdq: str | None = None
+    quality: int | None = None
+    oriented: str | None = None
+    oriented_quality: int | None = None
+    error: str | None = None
+
+
+def _decode_pdq(fp: IO[bytes]) -> _Pdq:
+    """Decode an image and hash it, as stored and (if its tag says so) as displayed."""
     try:
         with warnings.catch_warnings():
             # Decoder chatter ("possibly corrupt EXIF data", ...) would only garble the
@@ -357,23 +338,25 @@ def _decode_pdq(fp: IO[bytes]) -> tuple[str | None, int | None, str | None]:
             with Image.open(fp, formats=_PIL_FORMATS) as img:
                 width, height = img.size
                 if width * height > MAX_IMAGE_PIXELS:
-                    return None, None, _too_large(width, height)
-                oriented = ImageOps.exif_transpose(img)
-                pdq, quality = pdq_from_image(oriented)
-        return pdq, quality, None
+                    return _Pdq(error=_too_large(width, height))
+                (pdq, quality), oriented = pdq_variants(img)
+        if oriented is None:
+            return _Pdq(pdq, quality)
+        return _Pdq(pdq, quality, oriented[0], oriented[1])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return None, None, _BOMB
+        return _Pdq(error=_BOMB)
     except UnidentifiedImageError:
-        return None, None, "image format not recognised or not supported by the decoder"
+        return _Pdq(error="image format not recognised or not supported by the decoder")
     except MemoryError:
-        return None, None, "image too large to decode in memory"
+        return _Pdq(error="image too large to decode in memory")
     except OSError as exc:
         text = str(exc)
         if "truncated" in text.lower():
-            return None, None, "image data truncated; exact hashes only"
-        return None, None, f"image could not be decoded: {_short(text)}"
+            return _Pdq(error="image data truncated; exact hashes only")
+        return _Pdq(error=f"image could not be decoded: {_short(text)}")
     except Exception as exc:  # any decoder failure is a per-file problem
-        return None, None, f"image could not be decoded: {type(exc).__name__}: {_short(str(exc))}"
+        reason = f"{type(exc).__name__}: {_short(str(exc))}"
+        return _Pdq(error=f"image could not be decoded: {reason}")
 
 
 _BOMB = (
@@ -418,9 +401,7 @@ def hash_file(
         return failed(f"skipped: {exc.what}, not opened")
     except OSError as exc:
         return failed(describe_os_error(exc))
-    pdq: str | None = None
-    quality: int | None = None
-    error: str | None = None
+    decoded = _Pdq()
     try:
         try:
             head = os.pread(fd, _SNIFF_BYTES, 0)
@@ -430,11 +411,23 @@ def hash_file(
             return failed(f"read failed: {describe_os_error(exc)}", st.st_size)
         if kind == "image":
             if content is not None:
-                pdq, quality, error = _decode_pdq(io.BytesIO(content))
+                decoded = _decode_pdq(io.BytesIO(content))
             else:  # a large image: decode from the same open file, not the path again
                 with open(fd, "rb", closefd=False) as fh:
                     fh.seek(0)
-                    pdq, quality, error = _decode_pdq(fh)
+                    decoded = _decode_pdq(fh)
     finally:
         os.close(fd)
-    return FileHashes(spath, total, md5, sha1, sha256, pdq, quality, kind, error)
+    return FileHashes(
+        spath,
+        total,
+        md5,
+        sha1,
+        sha256,
+        decoded.pdq,
+        decoded.quality,
+        kind,
+        decoded.error,
+        decoded.oriented,
+        decoded.oriented_quality,
+    )

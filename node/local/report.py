@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.local.scan import FileProblem, FileResult, Hit, ScanResult
+from node.local.scan import ORIENTED, FileProblem, FileResult, Hit, ScanResult
 
 CSV_FIELDS = (
     "status",
@@ -43,6 +43,8 @@ CSV_FIELDS = (
     "matched_on",
     "distance",
     "note",
+    "pdq_oriented",
+    "variant",
 )
 #: Skipped entries listed in the HTML report; the CSV has them all.
 MAX_SKIPPED_ROWS = 2000
@@ -73,13 +75,18 @@ def visible_path(path: str) -> str:
 
 @dataclass(frozen=True)
 class HitGroup:
-    """The hits of one file on one list entry owner/category, merged across hash types."""
+    """The hits of one file on one list entry owner/category, merged across hash types.
+
+    ``variant`` is that of the closest PDQ hit (as stored preferred on a tie),
+    None when no PDQ hash matched.
+    """
 
     list_name: str
     owner: str
     category: str
     matched_on: tuple[str, ...]
     distance: int
+    variant: str | None = None
 
 
 _TYPE_ORDER = {"sha256": 0, "sha1": 1, "md5": 2, "pdq": 3}
@@ -93,9 +100,11 @@ def group_hits(hits: Iterable[Hit]) -> list[HitGroup]:
     out = []
     for (list_name, owner, category), items in groups.items():
         types = sorted({h.hash_type for h in items}, key=lambda t: (_TYPE_ORDER.get(t, 9), t))
-        out.append(
-            HitGroup(list_name, owner, category, tuple(types), min(h.distance for h in items))
-        )
+        pdq = [h for h in items if h.variant is not None]
+        best = min(pdq, key=lambda h: (h.distance, h.variant == ORIENTED)) if pdq else None
+        distance = min(h.distance for h in items)
+        variant = best.variant if best else None
+        out.append(HitGroup(list_name, owner, category, tuple(types), distance, variant))
     return sorted(out, key=lambda g: (g.distance, g.list_name, g.owner, g.category))
 
 
@@ -151,6 +160,7 @@ def _csv_rows(result: ScanResult) -> Iterator[dict[str, object]]:
             "pdq_quality": "" if h.pdq_quality is None else h.pdq_quality,
             "pdq_used": "yes" if h.pdq_usable else "no",
             "note": _file_note(f, result.pdq_min_quality),
+            "pdq_oriented": h.pdq_oriented or "",
         }
 
     for f in result.known:
@@ -162,6 +172,7 @@ def _csv_rows(result: ScanResult) -> Iterator[dict[str, object]]:
                 category=g.category,
                 matched_on=" ".join(g.matched_on),
                 distance=g.distance,
+                variant=g.variant or "",
             )
             yield row
     for f in result.unknown:
@@ -312,7 +323,9 @@ def _hit_rows(result: ScanResult) -> Iterator[str]:
         h = f.hashes
         pdq = "" if h.pdq_quality is None else f"q={h.pdq_quality}"
         for g in group_hits(f.hits):
-            matched = "".join(f'<span class="tag">{_e(t)}</span>' for t in g.matched_on)
+            matched = "".join(
+                f'<span class="tag">{_e(_type_label(t, g.variant))}</span>' for t in g.matched_on
+            )
             yield (
                 "<tr>"
                 + _path_cell(h.path)
@@ -327,6 +340,12 @@ def _hit_rows(result: ScanResult) -> Iterator[str]:
                 + _num_cell(h.pdq_quality if h.pdq_quality is not None else -1, pdq)
                 + "</tr>"
             )
+
+
+def _type_label(hash_type: str, variant: str | None) -> str:
+    if hash_type != "pdq" or variant is None:
+        return hash_type
+    return "pdq (oriented)" if variant == ORIENTED else "pdq (as stored)"
 
 
 def _problem_rows(problems: Iterable[FileProblem], *, with_hashed: bool) -> Iterator[str]:
@@ -474,7 +493,9 @@ This report contains no image content.</div></div>
 <section id="categories"><h2>Known files by category</h2>{cat_html}</section>
 <section id="hits"><h2>Hits ({hit_count:,})</h2>{hits_html}
 <p class="note">Distance is the PDQ Hamming distance (0 for an identical perceptual hash);
-exact matches on MD5, SHA-1 or SHA-256 have distance 0.</p></section>
+exact matches on MD5, SHA-1 or SHA-256 have distance 0. PDQ hashes the pixels as stored,
+as Meta's tools do; "pdq (oriented)" matched the pixels with the EXIF orientation applied.</p>
+</section>
 <section id="unknown"><h2>Unknown files</h2>{"".join(unknown_notes)}</section>
 <section id="errors"><h2>Errors ({len(result.errors):,})</h2>{errors_html}</section>
 <section id="skipped"><h2>Skipped entries ({len(skipped):,})</h2>

@@ -10,7 +10,9 @@ hashing again a file whose size and modification time are unchanged.
 Only hashes go to the :class:`Matcher` (a local index or a remote node), in
 batches, each distinct value once per batch. PDQ hashes whose quality is
 below :data:`node.local.hashing.PDQ_MIN_QUALITY` are not sent: those files are
-matched on their exact hashes only, and the result says so.
+matched on their exact hashes only, and the result says so. An image whose
+EXIF orientation tag asks for a transform sends two PDQ hashes, the pixels as
+stored and as displayed; each PDQ hit says which one matched (its ``variant``).
 
 A matcher that fails stops the scan with :class:`MatcherError`; everything
 hashed so far is in the state file. Neither the progress display nor any
@@ -32,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -45,7 +47,8 @@ from node.local.hashing import (
     special_kind,
 )
 
-STATE_VERSION = 1
+# 2: PDQ hashes the pixels as stored (1 applied the EXIF orientation), plus pdq_oriented.
+STATE_VERSION = 2
 #: A chunk sent to a worker holds at most this many files ...
 CHUNK_FILES = 32
 #: ... or this many bytes (a larger file goes alone).
@@ -70,13 +73,20 @@ class Query:
 
 @dataclass(frozen=True)
 class Hit:
-    """One list entry a query matched; ``distance`` is 0 for exact types."""
+    """One list entry a query matched; ``distance`` is 0 for exact types.
+
+    ``variant`` says which PDQ hash of the file matched: ``"as_stored"`` (the
+    pixels as stored, Meta's hash) or ``"oriented"`` (the pixels with the
+    EXIF orientation applied); None for exact types. Matchers leave it None;
+    the scan fills it in.
+    """
 
     list_name: str
     owner: str
     category: str
     hash_type: str
     distance: int
+    variant: str | None = None
 
 
 class Matcher(Protocol):
@@ -258,7 +268,17 @@ def _special_reason(mode: int) -> str | None:
 
 # --- the state file --------------------------------------------------------------------------
 
-_HASH_FIELDS = ("md5", "sha1", "sha256", "pdq", "pdq_quality", "kind", "error")
+_HASH_FIELDS = (
+    "md5",
+    "sha1",
+    "sha256",
+    "pdq",
+    "pdq_quality",
+    "kind",
+    "error",
+    "pdq_oriented",
+    "pdq_oriented_quality",
+)
 
 
 def _record(h: FileHashes, mtime_ns: int, size: int) -> str:
@@ -280,6 +300,10 @@ def _from_record(data: dict[str, Any]) -> FileHashes:
         pdq_quality=None if data["pdq_quality"] is None else int(data["pdq_quality"]),
         kind=data["kind"] if data["kind"] in ("image", "video", "other") else "other",
         error=None if data["error"] is None else str(data["error"]),
+        pdq_oriented=None if data["pdq_oriented"] is None else str(data["pdq_oriented"]),
+        pdq_oriented_quality=(
+            None if data["pdq_oriented_quality"] is None else int(data["pdq_oriented_quality"])
+        ),
     )
 
 
@@ -301,7 +325,13 @@ def load_state(state_file: Path, root: str) -> dict[str, tuple[int, int, FileHas
             try:
                 data = json.loads(line)
                 if lineno == 1:
-                    if data.get("hashfed_scan_state") != STATE_VERSION:
+                    version = data.get("hashfed_scan_state")
+                    if isinstance(version, int) and 0 < version < STATE_VERSION:
+                        raise ScanError(
+                            "the state file was written by an older hashfed that computed PDQ "
+                            "differently; start a new scan without --resume"
+                        )
+                    if version != STATE_VERSION:
                         raise ScanError("the state file is not a hashfed scan state file")
                     if data.get("root") != root:
                         raise ScanError(
@@ -357,14 +387,33 @@ def _ends_with_newline(path: Path) -> bool:
 # --- matching --------------------------------------------------------------------------------
 
 
-def queries_for(h: FileHashes) -> list[Query]:
-    """The queries one file's hashes make: the exact hashes, and PDQ if usable."""
+AS_STORED = "as_stored"
+ORIENTED = "oriented"
+
+
+def tagged_queries(h: FileHashes) -> list[tuple[Query, str | None]]:
+    """The queries one file's hashes make, each with its PDQ variant (None: exact).
+
+    The exact hashes always; PDQ of the pixels as stored if usable, and of the
+    pixels as displayed if the image has one and it is usable.
+    """
     if not h.hashed:
         return []
-    out = [Query("md5", h.md5), Query("sha1", h.sha1), Query("sha256", h.sha256)]
+    out: list[tuple[Query, str | None]] = [
+        (Query("md5", h.md5), None),
+        (Query("sha1", h.sha1), None),
+        (Query("sha256", h.sha256), None),
+    ]
     if h.pdq is not None and h.pdq_usable:
-        out.append(Query("pdq", h.pdq))
+        out.append((Query("pdq", h.pdq), AS_STORED))
+    if h.pdq_oriented is not None and h.pdq_oriented_usable:
+        out.append((Query("pdq", h.pdq_oriented), ORIENTED))
     return out
+
+
+def queries_for(h: FileHashes) -> list[Query]:
+    """The queries one file's hashes make (see :func:`tagged_queries`)."""
+    return [q for q, _ in tagged_queries(h)]
 
 
 class _Batcher:
@@ -392,9 +441,9 @@ class _Batcher:
             return
         batch, self.pending = self.pending, []
         index: dict[Query, int] = {}
-        per_file: list[list[int]] = []
+        per_file: list[list[tuple[int, str | None]]] = []
         for h in batch:
-            per_file.append([index.setdefault(q, len(index)) for q in queries_for(h)])
+            per_file.append([(index.setdefault(q, len(index)), v) for q, v in tagged_queries(h)])
         queries = list(index)
         try:
             answers = self.matcher.match(queries, max_distance=self.max_distance)
@@ -411,9 +460,17 @@ class _Batcher:
                 state_file=self.state_file,
             )
         for h, qidx in zip(batch, per_file, strict=True):
-            hits = {hit for i in qidx for hit in answers[i]}
-            ordered = sorted(hits, key=lambda x: (x.distance, x.list_name, x.hash_type, x.category))
+            hits: dict[Hit, None] = {}
+            for i, variant in qidx:
+                for hit in answers[i]:
+                    hits.setdefault(replace(hit, variant=variant), None)
+            ordered = sorted(hits, key=_hit_order)
             self.results.append(FileResult(h, tuple(ordered)))
+
+
+def _hit_order(hit: Hit) -> tuple[int, str, str, str, bool]:
+    # The as-stored hash first when both variants hit the same entry equally.
+    return (hit.distance, hit.list_name, hit.hash_type, hit.category, hit.variant == ORIENTED)
 
 
 # --- hashing in workers ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pdqhash
 import pytest
 from _nodes import NodeProcess, free_port, run_cli
 from PIL import Image
@@ -124,3 +125,40 @@ def test_node_down_stops_the_scan_clearly_and_resume_finishes(
     )
     with report.open() as fh:
         assert sum(1 for _ in csv.DictReader(fh)) == 3
+
+
+def test_hash_and_scan_say_which_pdq_of_an_oriented_photo_matched(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways, displayed upright
+    photo = folder / "IMG_0001.jpg"
+    _textured(3).resize((480, 320)).save(photo, quality=92, exif=exif)
+    row = _hash(photo)
+    with Image.open(photo) as img:
+        stored = np.ascontiguousarray(np.asarray(img.convert("RGB")))
+    bits, quality = pdqhash.compute(stored)
+    assert row["pdq"] == np.packbits(bits.astype("uint8")).tobytes().hex()  # as stored
+    assert row["pdq_quality"] == quality
+    oriented = row["pdq_oriented"]
+    assert isinstance(oriented, str)
+    assert oriented != row["pdq"]
+
+    # A list made by a tool that applied the orientation holds the oriented hash.
+    with node.client() as c:
+        created = c.post("/api/v1/lists", json={"name": "au-scan/phones", "label": "old"})
+        assert created.status_code == 201
+        body = {"hashes": [{"type": "pdq", "value": oriented, "category": "C"}]}
+        assert c.post("/api/v1/lists/au-scan/phones/hashes", json=body).status_code == 200
+    report = tmp_path / "r.csv"
+    run_cli(
+        "scan", str(folder), *_remote(node), "--csv", str(report), "--state", str(tmp_path / "s")
+    )
+    with report.open() as fh:
+        [hit] = [r for r in csv.DictReader(fh) if r["list"] == "au-scan/phones"]
+    assert (hit["status"], hit["matched_on"], hit["distance"]) == ("known", "pdq", "0")
+    assert hit["variant"] == "oriented"
+    assert hit["pdq"] == row["pdq"]
+    assert hit["pdq_oriented"] == oriented

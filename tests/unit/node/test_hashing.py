@@ -1,4 +1,5 @@
-"""node.local.hashing: exact hashes, PDQ equal to the reference binding, per-file errors."""
+"""node.local.hashing and node.local.pdq: exact hashes, PDQ equal to the reference binding
+on the pixels as stored (plus the oriented variant), per-file errors."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from node.local import hashing
-from node.local.hashing import (
-    FileHashes,
-    hash_file,
+from node.local.hashing import FileHashes, hash_file, sniff_kind
+from node.local.pdq import (
+    exif_orientation,
     pdq_bits_to_hex,
     pdq_from_image,
     pdq_hex_to_bits,
-    sniff_kind,
+    pdq_variants,
 )
 
 
@@ -70,7 +71,7 @@ def test_hash_file_pdq_equals_pdqhash_on_the_same_pixels(tmp_path: Path, fmt: st
     path = save(textured_image(1), tmp_path / f"img.{fmt.lower()}", format=fmt)
     result = hash_file(path)
     with Image.open(path) as img:
-        expected = reference_pdq(ImageOps.exif_transpose(img))
+        expected = reference_pdq(img)
     assert result.kind == "image"
     assert result.error is None
     assert (result.pdq, result.pdq_quality) == expected
@@ -82,6 +83,24 @@ def test_hash_file_pdq_equals_pdqhash_on_the_same_pixels(tmp_path: Path, fmt: st
 def test_pdq_from_image_equals_reference_for_every_mode(mode: str) -> None:
     img = textured_image(2).convert(mode)
     assert pdq_from_image(img) == reference_pdq(img)
+
+
+def hma_pdq(img: Image.Image) -> tuple[str, int]:
+    """python-threatexchange's PDQ signal, written out: PIL's pixels unconverted
+    (LA to RGB; grey stacked into three channels) straight into pdqhash."""
+    pixels = np.asarray(img.convert("RGB") if img.mode == "LA" else img)
+    if pixels.ndim == 2:
+        pixels = np.stack([pixels] * 3, axis=2)
+    bits, quality = pdqhash.compute(pixels)
+    return pdq_bits_to_hex(bits), int(quality)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA"])
+def test_pdq_equals_what_hasher_matcher_actioner_computes(mode: str) -> None:
+    rgba = textured_image(17).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))  # alpha must not count
+    img = rgba.convert(mode)
+    assert pdq_from_image(img) == hma_pdq(img)
 
 
 def test_greyscale_is_hashed_like_threatexchange_stacks_it() -> None:
@@ -120,16 +139,69 @@ def test_hex_conversion_rejects_bad_input() -> None:
         pdq_hex_to_bits("00")
 
 
-def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+def _with_orientation(img: Image.Image, path: Path, orientation: int, fmt: str) -> Path:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return save(img, path, format=fmt, exif=exif)
+
+
+def test_pixels_are_hashed_as_stored_and_as_displayed_beside(tmp_path: Path) -> None:
     upright = textured_image(4)
     # Stored rotated, with orientation 6 ("rotate 90 CW to display") to undo it.
     stored = upright.transpose(Image.Transpose.ROTATE_90)
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    path = save(stored, tmp_path / "rotated.png", exif=exif)
+    result = hash_file(_with_orientation(stored, tmp_path / "rotated.png", 6, "PNG"))
+    assert (result.pdq, result.pdq_quality) == reference_pdq(stored)  # what Meta's tools hash
+    assert (result.pdq_oriented, result.pdq_oriented_quality) == reference_pdq(upright)
+    assert result.pdq is not None
+    assert result.pdq_oriented is not None
+    assert distance(result.pdq, result.pdq_oriented) > 31
+    assert result.pdq_usable
+    assert result.pdq_oriented_usable
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_oriented_variant_equals_pdqhash_on_exif_transpose_pixels(
+    tmp_path: Path, orientation: int, fmt: str
+) -> None:
+    path = _with_orientation(
+        textured_image(13, (360, 240)), tmp_path / f"o.{fmt.lower()}", orientation, fmt
+    )
     result = hash_file(path)
-    assert result.pdq == reference_pdq(upright)[0]
-    assert result.pdq != reference_pdq(stored)[0]
+    with Image.open(path) as img:
+        assert exif_orientation(img) == orientation
+        assert (result.pdq, result.pdq_quality) == reference_pdq(img)
+        if orientation == 1:
+            assert result.pdq_oriented is None
+            assert result.pdq_oriented_quality is None
+        else:
+            expected = reference_pdq(ImageOps.exif_transpose(img))
+            assert (result.pdq_oriented, result.pdq_oriented_quality) == expected
+
+
+@pytest.mark.parametrize("value", [0, 9, 65535])
+def test_orientation_outside_1_to_8_means_as_stored(value: int) -> None:
+    img = textured_image(14)
+    img.getexif()[0x0112] = value
+    assert exif_orientation(img) == 1
+    assert pdq_variants(img) == (reference_pdq(img), None)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK"])
+def test_oriented_variant_for_other_modes_equals_transposed_reference(mode: str) -> None:
+    img = textured_image(15).convert(mode)
+    img.getexif()[0x0112] = 8
+    as_stored, oriented = pdq_variants(img)
+    assert as_stored == reference_pdq(img)
+    assert oriented == reference_pdq(img.transpose(Image.Transpose.ROTATE_90))
+
+
+def test_untagged_image_has_no_oriented_variant(tmp_path: Path) -> None:
+    result = hash_file(save(textured_image(16), tmp_path / "plain.jpg"))
+    assert result.pdq is not None
+    assert result.pdq_oriented is None
+    assert result.pdq_oriented_quality is None
+    assert not result.pdq_oriented_usable
 
 
 # --- PDQ: near duplicates ----------------------------------------------------------------------
@@ -359,13 +431,13 @@ def test_decoder_warnings_do_not_turn_into_errors_or_output(
 ) -> None:
     # pytest runs with filterwarnings=error: a stray Pillow warning ("possibly
     # corrupt EXIF data") must neither fail the file nor reach the console.
-    real = ImageOps.exif_transpose
+    real = Image.Image.getexif
 
-    def chatty(img: Image.Image) -> Image.Image:
+    def chatty(img: Image.Image) -> Image.Exif:
         warnings.warn("Possibly corrupt EXIF data", UserWarning, stacklevel=1)
         return real(img)
 
-    monkeypatch.setattr(ImageOps, "exif_transpose", chatty)
+    monkeypatch.setattr(Image.Image, "getexif", chatty)
     img = textured_image(12)
     result = hash_file(save(img, tmp_path / "chatty.png"))
     assert result.error is None

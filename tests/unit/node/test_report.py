@@ -7,6 +7,7 @@ import csv
 import hashlib
 import os
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -342,3 +343,63 @@ def test_csv_has_every_file_and_guards_formulas(tmp_path: Path) -> None:
     clip = next(r for r in rows if r["path"] == "/case/clip.mp4")
     assert "video: exact hashes only" in clip["note"]
     assert any(r["path"] == "/case/bad\\xffname.jpg" for r in rows)
+
+
+# --- PDQ variants ----------------------------------------------------------------------------
+
+
+def _oriented_result() -> ScanResult:
+    photo = replace(
+        fh("/case/phone.jpg", 9, kind="image", quality=100),
+        pdq_oriented="0a" * 32,
+        pdq_oriented_quality=100,
+    )
+    hits = (
+        Hit("l", "o", "A1", "pdq", 4, "oriented"),
+        Hit("m", "o", "B", "pdq", 7, "as_stored"),
+    )
+    return ScanResult(
+        root="/case",
+        started="2026-01-02T03:04:05+00:00",
+        finished="2026-01-02T03:14:05+00:00",
+        files=(FileResult(photo, hits), FileResult(fh("/case/a.bin", 1))),
+        errors=(),
+        skipped=(),
+        max_distance=31,
+    )
+
+
+def test_group_hits_keeps_the_variant_of_the_closest_pdq_hit() -> None:
+    groups = group_hits(
+        [
+            Hit("l", "o", "A1", "pdq", 9, "oriented"),
+            Hit("l", "o", "A1", "pdq", 9, "as_stored"),  # a tie: as stored wins
+            Hit("m", "o", "B", "pdq", 3, "oriented"),
+            Hit("m", "o", "B", "pdq", 8, "as_stored"),
+            Hit("n", "o", "C", "md5", 0),
+        ]
+    )
+    assert [(g.list_name, g.distance, g.variant) for g in groups] == [
+        ("n", 0, None),
+        ("m", 3, "oriented"),
+        ("l", 9, "as_stored"),
+    ]
+
+
+def test_csv_says_which_pdq_variant_matched(tmp_path: Path) -> None:
+    out = tmp_path / "report.csv"
+    write_csv_report(_oriented_result(), out)
+    with out.open(encoding="utf-8", newline="") as fh_:
+        rows = list(csv.DictReader(fh_))
+    assert tuple(rows[0])[-2:] == ("pdq_oriented", "variant")  # appended: old columns keep place
+    phone = [r for r in rows if r["path"] == "/case/phone.jpg"]
+    assert [(r["list"], r["variant"]) for r in phone] == [("l", "oriented"), ("m", "as_stored")]
+    assert {r["pdq_oriented"] for r in phone} == {"0a" * 32}
+    other = next(r for r in rows if r["path"] == "/case/a.bin")
+    assert (other["pdq_oriented"], other["variant"]) == ("", "")
+
+
+def test_html_says_which_pdq_variant_matched() -> None:
+    c = parse(render_html_report(_oriented_result()))
+    matched = [row[6] for row in body(c, "hits")]
+    assert matched == ["pdq (oriented)", "pdq (as stored)"]

@@ -270,6 +270,71 @@ def test_state_file_inside_the_folder_is_not_scanned(tree: Tree) -> None:
     assert str(state) not in {f.path for f in result.files}
 
 
+# --- PDQ as stored (Meta's hash) and as displayed ---------------------------------------------
+
+
+def _phone_photo(path: Path) -> FileHashes:
+    """A JPEG stored sideways with EXIF orientation 6, as phone cameras write them."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    textured_image(20, (480, 360)).save(path, format="JPEG", quality=92, exif=exif)
+    h = hash_file(path)
+    assert h.pdq is not None
+    assert h.pdq_oriented is not None
+    assert h.pdq_usable
+    assert h.pdq_oriented_usable
+    assert hamming(h.pdq, h.pdq_oriented) > 31
+    return h
+
+
+@pytest.mark.parametrize("listed", ["as_stored", "oriented"])
+def test_a_pdq_hit_says_which_variant_matched(tmp_path: Path, listed: str) -> None:
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    h = _phone_photo(folder / "phone.jpg")
+    value = h.pdq if listed == "as_stored" else h.pdq_oriented
+    assert value is not None
+    matcher = DictMatcher({("pdq", value): [("l", "o", "A1")]})
+    result = scan(folder, matcher, state_file=tmp_path / "s", workers=1, progress=False)
+    [f] = result.files
+    assert f.hits == (Hit("l", "o", "A1", "pdq", 0, listed),)
+    assert [q.value for q in matcher.sent if q.type == "pdq"] == [h.pdq, h.pdq_oriented]
+
+
+def test_an_untagged_image_sends_one_pdq_hash_and_exact_hits_have_no_variant(
+    tree: Tree, tmp_path: Path
+) -> None:
+    matcher = DictMatcher(tree.entries)
+    result = scan(tree.root, matcher, state_file=tmp_path / "s", workers=1, progress=False)
+    near = next(f for f in result.known if f.path.endswith("near.jpg"))
+    assert [h.variant for h in near.hits] == ["as_stored"]
+    known = next(f for f in result.known if f.path.endswith("known.jpg"))
+    assert [h.variant for h in known.hits] == [None]
+    assert known.hashes.pdq_oriented is None
+    assert sum(q.type == "pdq" for q in matcher.sent) == 4  # known, near, unknown, deep
+
+
+def test_resume_keeps_both_pdq_hashes(tmp_path: Path) -> None:
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    h = _phone_photo(folder / "phone.jpg")
+    state = tmp_path / "state.jsonl"
+    scan(folder, DictMatcher({}), state_file=state, workers=1, progress=False)
+    assert load_state(state, str(folder))[h.path][2] == h
+
+
+def test_resume_refuses_a_state_file_whose_pdq_applied_the_orientation(tmp_path: Path) -> None:
+    # Version 1 state files hold PDQ hashes of the oriented pixels under "pdq":
+    # reusing them would query the wrong hash.
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    _phone_photo(folder / "phone.jpg")
+    state = tmp_path / "state.jsonl"
+    state.write_text(json.dumps({"hashfed_scan_state": 1, "root": str(folder)}) + "\n")
+    with pytest.raises(ScanError, match="older hashfed"):
+        scan(folder, DictMatcher({}), state_file=state, resume=True, workers=1, progress=False)
+
+
 # --- failures and resume -------------------------------------------------------------------------
 
 
