@@ -437,7 +437,7 @@ class Feeds:
                     batch = []
             if batch:
                 yield "".join(batch).encode("ascii")
-        yield (json.dumps({"cursor": cursor}) + "\n").encode()
+        yield (json.dumps({"cursor": cursor}, separators=(",", ":")) + "\n").encode()
 
     # --- CSV and text: for consumers that do not verify ---
 

@@ -24,9 +24,10 @@ from node.store import CheckpointRow, ListRow, Store
 
 # The header holds a note of at most 1 MiB (crypto/note.py MAX_NOTE_BYTES),
 # each byte at most 6 once JSON-escaped; an entry line holds a value of at
-# most 2048 characters and a category of at most 64 (12 bytes each escaped).
+# most 2048 printable ASCII characters (2 bytes each escaped), a category of
+# at most 64 characters (12 bytes each escaped, a surrogate pair), ~200 more.
 MAX_HEADER_BYTES = 6 * (1 << 20) + 4096
-MAX_ENTRY_LINE_BYTES = 4096
+MAX_ENTRY_LINE_BYTES = 2 * 2048 + 12 * 64 + 200
 _HEADER_KEYS = ("list", "start", "size", "checkpoint")
 # Leaf hashes are computed this many entries at a time.
 _BATCH = 8192
