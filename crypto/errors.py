@@ -19,6 +19,7 @@ text. No field ever holds a hash value: hashes are sensitive.
     │   ├── NoTrustedSignatureError   no signature from a trusted key
     │   ├── BadSignatureError         a trusted key's signature does not verify
     │   ├── RootMismatchError         entries do not hash to the signed root
+    │   ├── MalformedExportError      a list export's line is not what the format says
     │   ├── InclusionProofError       inclusion proof does not verify
     │   ├── ConsistencyProofError     consistency proof does not verify
     │   ├── RollbackError             checkpoint smaller than one accepted
@@ -187,6 +188,13 @@ class RootMismatchError(VerificationError):
             expected=expected,
             got=got,
         )
+
+
+class MalformedExportError(VerificationError):
+    code = "malformed_export"
+
+    def __init__(self, *, line: int, reason: str) -> None:
+        super().__init__(f"list export, line {line}: {reason}", line=line, reason=reason)
 
 
 class InclusionProofError(VerificationError):

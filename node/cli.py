@@ -310,6 +310,8 @@ def list_show(name: str, data: DataOpt = DEFAULT_DATA) -> None:
         out.print(f"checkpoint   size {cp.size}, root {cp.root_hash.hex()}, signed {when}")
         if cp.size != st.size:
             out.print(f"             {st.size - cp.size} entries not yet published")
+        out.print("signed note:")
+        out.print(cp.note, markup=False, end="")
 
 
 @list_app.command("export")
@@ -317,16 +319,32 @@ def list_export(
     name: str,
     fmt: Annotated[str, typer.Option("--format", help="csv or ndjson.")] = "csv",
     output: Annotated[Path | None, typer.Option("--out", help="File (default: stdout).")] = None,
+    log: Annotated[
+        bool,
+        typer.Option("--log", help="Every signed entry and the signed note (NDJSON), to verify."),
+    ] = False,
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
-    """Export a list's current content."""
+    """Export a list's current content, or with --log its signed log."""
+    from node.log.export import export_lines
+
     if fmt not in {"csv", "ndjson"}:
         raise InputError("expected csv or ndjson", where="--format")
     with open_node(data) as node:
+        row = node.get_list(name)
+        cp = node.store.latest_checkpoint(list_id=row.id) if log else None
+        if log and cp is None:
+            raise InputError("the list has no signed checkpoint: publish it first", where="--log")
         fh = output.open("w", newline="") if output else sys.stdout
         try:
             count = 0
-            if fmt == "csv":
+            if cp is not None:
+                fmt = "log"
+                for line in export_lines(node.store, row=row, checkpoint=cp):
+                    fh.write(line)
+                    count += 1
+                count -= 1  # the header line
+            elif fmt == "csv":
                 writer = csv.writer(fh, lineterminator="\n")
                 writer.writerow(["type", "value", "category"])
                 for item in node.content(name):
@@ -347,7 +365,30 @@ def list_export(
             detail={"format": fmt},
         )
     if output:
-        out.print(f"exported {count} hashes to {output}")
+        out.print(f"exported {count} {'entries' if log else 'hashes'} to {output}")
+
+
+@app.command("verify-export")
+def verify_export_file(
+    file: Annotated[Path, typer.Argument(help="A file written by `list export --log`.")],
+    key: Annotated[
+        list[str], typer.Option(help="The owner's verifier key (name+id+key); repeatable.")
+    ],
+) -> None:
+    """Check a list export offline against the owner's verifier key alone."""
+    from crypto.keys import NoteVerifier
+    from node.log.export import verify_export
+
+    verifiers = [NoteVerifier.from_verifier_key(k) for k in key]
+    if not file.is_file():
+        raise InputError("no such file", where=str(file))
+    with file.open("rb") as fh:
+        got = verify_export(fh, verifiers)
+    when = dt.datetime.fromtimestamp(got.timestamp, dt.UTC).isoformat()
+    out.print(
+        f"ok  {got.list_name}  entries {got.size} ({got.adds} adds, {got.removes} removes)  "
+        f"root {got.root_hash.hex()}  signed {when}"
+    )
 
 
 @list_app.command("verify")

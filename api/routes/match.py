@@ -26,6 +26,7 @@ from crypto.errors import InputError
 from node.identity.principals import Principal
 from node.identity.visibility import may_see
 from node.log.hashes import parse_many
+from node.match.matcher import Hit
 from node.match.matcher import Query as MatchQuery
 from node.store import CheckpointRow
 
@@ -74,6 +75,11 @@ class HitOut(BaseModel):
     category: str
     type: str
     distance: int
+    value: str | None = Field(
+        None,
+        description="A near hit's stored value (canonical hex), to recompute the distance; "
+        "null for an exact hit, whose stored value is the query's",
+    )
     frozen: bool
     checkpoint: CheckpointOut | None = Field(
         description="The newest signed checkpoint covering this hash; null if not yet published"
@@ -139,11 +145,15 @@ def run_match(
     }
     hits = [h for h in raw_hits if h.list_id in visible]
 
-    # Which entry added each hit, to name the checkpoint that covers it.
+    # Which entry added each hit, to name the checkpoint that covers it. A
+    # near hit is looked up by the code it matched, not by the query.
+    def stored(h: Hit) -> str:
+        return h.stored if h.stored is not None else queries[h.query_index].value
+
     seqs: dict[tuple[int, str, str], tuple[str, int]] = {}
     by_list: dict[int, set[tuple[str, str]]] = defaultdict(set)
     for h in hits:
-        by_list[h.list_id].add((h.hash_type, queries[h.query_index].value))
+        by_list[h.list_id].add((h.hash_type, stored(h)))
     for list_id, keys in by_list.items():
         for key, added in store.existing_content(list_id=list_id, keys=keys).items():
             seqs[(list_id, *key)] = added
@@ -153,10 +163,10 @@ def run_match(
     proofs = 0
     for h in hits:
         row = visible[h.list_id]
-        found = seqs.get((h.list_id, h.hash_type, queries[h.query_index].value))
+        found = seqs.get((h.list_id, h.hash_type, stored(h)))
         cp = checkpoints.get(h.list_id)
-        # A near (PDQ) hit's stored code is not known here, only its list: it
-        # is named under the list's newest checkpoint.
+        # ``found`` is None only if the entry was removed since the index
+        # answered: the hit is then named under the list's newest checkpoint.
         covered = cp is not None and (found is None or found[1] < cp.size)
         hit = HitOut(
             list=row.full_name,
@@ -165,10 +175,11 @@ def run_match(
             category=h.category,
             type=h.hash_type,
             distance=h.distance,
+            value=h.stored,
             frozen=row.frozen_reason is not None,
             checkpoint=_checkpoint_out(cp) if covered and cp is not None else None,
         )
-        if proof and covered and cp is not None and found is not None and h.distance == 0:
+        if proof and covered and cp is not None and found is not None:
             leaf = found[1]
             entry = next(store.iter_entries(list_id=h.list_id, start=leaf, end=leaf + 1))
             path = state.proofs.inclusion(store, list_id=h.list_id, index=leaf, size=cp.size)
@@ -244,7 +255,7 @@ async def match_batch(
     request: Request,
     principal: PrincipalDep,
     state: StateDep,
-    proof: Annotated[bool, Query(description="Add an inclusion proof to each exact hit")] = False,
+    proof: Annotated[bool, Query(description="Add an inclusion proof to each hit")] = False,
 ) -> MatchResponse:
     """Match a batch of hashes against every list the caller is cleared for."""
     body = _parse_batch(await request.body(), state.settings.limits)

@@ -38,12 +38,12 @@ import secrets
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
 from crypto.errors import ConfigError, HashfedError, InputError
 from crypto.merkle import EMPTY_ROOT
+from node.log.entry import entry_line, json_string
 from node.store import CheckpointRow, ListRow, Store, now_ms
 
 __all__ = [
@@ -426,22 +426,18 @@ class Feeds:
                 "checkpoint": fl.checkpoint.note,
             }
             yield (json.dumps(header, separators=(",", ":")) + "\n").encode()
-            name = encode_basestring_ascii(fl.name)
+            name = json_string(fl.name)
             batch: list[str] = []
-            for seq, op, htype, value, category, ts in self.store.iter_entries(
+            for row in self.store.iter_entries(
                 list_id=fl.row.id, start=start, end=fl.size, page=_STREAM_PAGE
             ):
-                batch.append(
-                    f'{{"list":{name},"seq":{seq},"op":"{op}","type":"{htype}",'
-                    f'"value":{encode_basestring_ascii(value)},'
-                    f'"category":{encode_basestring_ascii(category)},"timestamp_ms":{ts}}}\n'
-                )
+                batch.append(entry_line(name, *row))
                 if len(batch) >= _LINES_PER_CHUNK:
                     yield "".join(batch).encode("ascii")
                     batch = []
             if batch:
                 yield "".join(batch).encode("ascii")
-        yield (json.dumps({"cursor": cursor}) + "\n").encode()
+        yield (json.dumps({"cursor": cursor}, separators=(",", ":")) + "\n").encode()
 
     # --- CSV and text: for consumers that do not verify ---
 

@@ -12,6 +12,7 @@ import hashlib
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Literal
 
 LEAF_VERSION = 1
@@ -136,3 +137,24 @@ def decode_leaf(data: bytes) -> Entry:
     if version != LEAF_VERSION or op not in _OP_NAMES or pos != len(data):
         raise ValueError("malformed leaf: bad version, op or length")
     return Entry(seq, _OP_NAMES[op], t, v, c, ts)
+
+
+def json_string(text: str) -> str:
+    """``text`` as a JSON string with every non-ASCII character escaped (``\\u00c4``)."""
+    return encode_basestring_ascii(text)
+
+
+def entry_line(
+    list_field: str, seq: int, op: str, hash_type: str, value: str, category: str, ts: int
+) -> str:
+    """One entry as its canonical NDJSON line (docs/PROTOCOL.md, "Entry line").
+
+    Keys in this order, no spaces, non-ASCII escaped; ``list_field`` is the
+    list's name already encoded with :func:`json_string` (once per list, as a
+    feed streams millions of lines). Type and op are registry ASCII names.
+    """
+    return (
+        f'{{"list":{list_field},"seq":{seq},"op":"{op}","type":"{hash_type}",'
+        f'"value":{encode_basestring_ascii(value)},'
+        f'"category":{encode_basestring_ascii(category)},"timestamp_ms":{ts}}}\n'
+    )

@@ -48,6 +48,8 @@ class Hit:
     category: str
     hash_type: str
     distance: int
+    # A near hit's stored code (canonical hex); an exact hit's is the query's own.
+    stored: str | None = None
 
 
 class Matcher:
@@ -249,13 +251,16 @@ class Matcher:
         # README recommends discarding quality < 50): they match exactly only.
         floor = self.pdq_min_quality
         low = [(q := queries[i].quality) is not None and q < floor for i in idxs]
-        qpos, refs, dists = index.search(codes, max_distance)
+        qpos, refs, dists, stored = index.search_codes(codes, max_distance)
         out = []
-        for qp, ref, d in zip(qpos.tolist(), refs.tolist(), dists.tolist(), strict=True):
+        for k, (qp, ref, d) in enumerate(
+            zip(qpos.tolist(), refs.tolist(), dists.tolist(), strict=True)
+        ):
             if d and low[qp]:
                 continue
             list_id, category = self._unref(ref)
-            out.append(Hit(idxs[qp], list_id, category, "pdq", int(d)))
+            code = stored[k].tobytes().hex() if d else None
+            out.append(Hit(idxs[qp], list_id, category, "pdq", int(d), code))
         return out
 
     def stats(self) -> dict[str, dict[str, int]]:

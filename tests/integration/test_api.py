@@ -334,6 +334,50 @@ def test_inclusion_proof_verifies_against_the_signed_root(
     )
 
 
+def test_near_pdq_hit_is_verifiable_by_its_stored_code_and_proof(
+    node: NodeProcess, lists: dict[str, list[str]]
+) -> None:
+    stored = lists["base_pdq"][11]
+    query = flip_bits(stored, 9, seed=11)
+    with node.client() as c:
+        res = c.post(
+            "/api/v1/match?proof=true", json={"hashes": [{"type": "pdq", "value": query}]}
+        ).json()["results"][0]
+    hit = next(h for h in res["hits"] if h["list"] == "au-argos/base")
+    assert (hit["distance"], hit["value"]) == (9, stored)
+    # The client recomputes the distance and checks membership itself.
+    assert hamming(bytes.fromhex(query), bytes.fromhex(hit["value"])) == hit["distance"]
+    proof, cp = hit["proof"], hit["checkpoint"]
+    leaf = encode_leaf(
+        proof["leaf_index"], "add", "pdq", hit["value"], hit["category"], proof["timestamp_ms"]
+    )
+    verify_inclusion(
+        proof["leaf_index"],
+        proof["tree_size"],
+        leaf_hash(leaf),
+        [bytes.fromhex(h) for h in proof["hashes"]],
+        bytes.fromhex(cp["root_hash"]),
+    )
+    with node.client() as c:  # an exact hit does not echo the query
+        exact = c.get(f"/api/v1/match/pdq/{stored}").json()["results"][0]["hits"][0]
+    assert exact["value"] is None
+
+
+def test_partner_gets_no_stored_code_of_a_restricted_list_by_near_match(
+    node: NodeProcess, pinned: dict[str, Identity], lists: dict[str, list[str]]
+) -> None:
+    secret = lists["secret_pdq"][3]
+    query = flip_bits(secret, 6, seed=3)
+    with node.client(pinned["partner"]) as c:
+        body = c.post(
+            "/api/v1/match?proof=true",
+            json={"hashes": [{"type": "pdq", "value": query}], "max_distance": 31},
+        )
+    assert body.status_code == 200
+    assert secret not in body.text
+    assert all(h["list"] == "au-argos/base" for r in body.json()["results"] for h in r["hits"])
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 

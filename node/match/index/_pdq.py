@@ -202,6 +202,28 @@ class PdqIndex:
         q, rows, dist = _search_rows(snap, qwords, radius)
         return order_hits(q, snap.refs[rows], dist)
 
+    def search_codes(
+        self, queries: NDArray[np.uint8], max_distance: int = 31
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int32], NDArray[np.uint8]]:
+        """As :meth:`search`, plus each hit's stored code (uint8 ``(k, 32)``).
+
+        A near hit is only verifiable with the code it matched; reading it
+        from the snapshot the search used costs one gather per hit.
+
+        Raises:
+            ValueError: as :meth:`search`.
+        """
+        qwords = as_words(queries)
+        radius = check_radius(max_distance)
+        snap = self._snap
+        q, rows, dist = _search_rows(snap, qwords, radius)
+        if len(q) > 1:
+            order = np.lexsort((snap.refs[rows], dist, q))
+            q, rows, dist = q[order], rows[order], dist[order]
+        words = np.ascontiguousarray(snap.words[rows], dtype="<u8")
+        codes = words.view(np.uint8).reshape(len(rows), 32)
+        return q, snap.refs[rows], dist, codes
+
     def merge(self) -> None:
         """Fold the delta into the tables; compact dead rows when there are many.
 

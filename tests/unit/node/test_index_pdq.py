@@ -415,3 +415,16 @@ def test_exact_join_equals_a_radius_0_scan(data: st.DataObject) -> None:
     got = hamming_module.equal_rows(words, queries, first_row)
     want = hamming_module.scan(words, queries, 0, first_row)
     assert [a.tolist() for a in got] == [b.tolist() for b in want]
+
+
+def test_search_codes_returns_the_stored_code_of_each_hit_in_tables_and_delta() -> None:
+    codes = np.random.default_rng(21).integers(0, 256, (600, 32), dtype=np.uint8)
+    index = PdqIndex()
+    index.add(codes[:400], np.arange(400))
+    index.merge()  # rows 0..399 in the tables, the rest in the delta
+    index.add(codes[400:], np.arange(400, 600))
+    queries = np.stack([at_distance(codes[i], 12, i) for i in range(0, 600, 37)])
+    q, refs, dist, stored = index.search_codes(queries, 31)
+    same((q, refs, dist), index.search(queries, 31))
+    assert len(q) > 0
+    assert all(np.array_equal(stored[k], codes[ref]) for k, ref in enumerate(refs.tolist()))
