@@ -14,7 +14,7 @@ import typer
 
 from crypto.errors import InputError
 from federation import cli as federation_cli
-from federation import feed_cli  # noqa: F401  (adds `hashfed pull`)
+from federation.feed_pull import cli as feed_pull_cli  # noqa: F401  (adds `hashfed pull`)
 from node import cli as node_cli
 from node import cli_identity  # noqa: F401  (adds `hashfed ca`, `principal`, `token`)
 from node.cli import DEFAULT_DATA, DataOpt, out

@@ -51,14 +51,14 @@ from crypto.errors import (
     VerificationError,
 )
 from crypto.keys import NoteVerifier
-from crypto.merkle import CompactRange, leaf_hash
+from crypto.merkle import CompactRange
 from federation.client import PeerClient
 from federation.peers import find_peer, owner_verifiers
 from federation.policy import subscribed
 from federation.protocol import CatalogList
 from federation.trusted_state import Accepted, ListUpdate, Outcome
 from node.log import writer
-from node.log.entry import encode_leaf
+from node.log.entry import leaf_hashes
 from node.node import Node
 from node.store import EntryTuple, ListRow, StateRow, now_ms
 
@@ -295,7 +295,7 @@ class Syncer:
                 got = client.entries(
                     item.owner, item.name, start=update.next_seq, limit=min(page, update.remaining)
                 )
-                update.add_leaves([leaf_hash(encode_leaf(*e)) for e in got])
+                update.add_leaves(leaf_hashes(got))
                 entries.extend(got)
             accepted = update.finish()
         except (PeerError, LimitExceededError):

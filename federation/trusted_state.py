@@ -13,6 +13,8 @@ persist (together with the entries, in one transaction).
     outcome = update.offer(note)          # signature → syntax → origin → date → size → age
     if update.needs_consistency_proof:
         update.verify_consistency(proof)  # the new tree extends the trusted one
+    # or, from a source that serves entries but no proofs (a feed):
+    #   update.prove_with_entries(start)  # the entries themselves prove it
     while update.remaining:
         update.add_leaves(leaf_hashes)    # entries from update.next_seq on, in order
     accepted = update.finish()            # recomputed root == signed root
@@ -86,6 +88,7 @@ class ListUpdate:
         now: int,
         max_age_seconds: int,
         max_skew_seconds: int = 300,
+        refuse_stale_unchanged: bool = False,
     ) -> None:
         """Start from what the receiver trusts now.
 
@@ -99,6 +102,11 @@ class ListUpdate:
             max_age_seconds: An offered checkpoint older than this is stale.
             max_skew_seconds: An offered checkpoint dated further ahead of
                 ``now`` than this is refused.
+            refuse_stale_unchanged: Also refuse an unchanged checkpoint when the
+                newest one trusted is older than ``max_age_seconds``: for a
+                receiver with no other alarm for a list its owner stopped
+                re-signing (``hashfed pull``); a node flags those in its
+                health report instead.
 
         Raises:
             ValueError: ``stored`` does not describe the trusted tree.
@@ -112,10 +120,15 @@ class ListUpdate:
         self._verifiers = list(verifiers)
         self.trusted = trusted
         self._range = stored.copy()
+        self._stored_size = stored.size
         self._now = now
         self._max_age = max_age_seconds
         self._max_skew = max_skew_seconds
+        self._refuse_stale_unchanged = refuse_stale_unchanged
         self._step = _Step.NEW
+        self._by_entries = False
+        self._replay_until = 0  # replaying from 0: the trusted size whose root is checked
+        self._replay_diverged = False
         self.offered: Checkpoint | None = None
         self.offered_note: str | None = None
 
@@ -154,7 +167,8 @@ class ListUpdate:
             RollbackError: smaller than the trusted checkpoint.
             ForkError: the trusted size with another root.
             StaleError: older than ``max_age_seconds`` (unless it is the trusted
-                tree, unchanged).
+                tree, unchanged; with ``refuse_stale_unchanged``, then the
+                trusted checkpoint's age counts).
             RuntimeError: called twice.
         """
         self._expect(_Step.NEW, call="offer")
@@ -185,6 +199,13 @@ class ListUpdate:
                     )
                 )
             if cp.size == trusted.size and cp.timestamp <= trusted.timestamp:
+                age = self._now - trusted.timestamp
+                if self._refuse_stale_unchanged and age > self._max_age:
+                    raise self._fail(
+                        StaleError(
+                            origin=self.origin, age_seconds=age, max_age_seconds=self._max_age
+                        )
+                    )
                 self._step = _Step.READY
                 return Outcome.UNCHANGED
         age = self._now - cp.timestamp
@@ -239,6 +260,37 @@ class ListUpdate:
             ) from None
         self._step = _Step.PROVEN
 
+    def prove_with_entries(self, start: int) -> None:
+        """Let the entries from ``start`` on prove that the offered tree extends the trusted one.
+
+        For a source that serves entries but no consistency proofs (a feed).
+        ``start`` is the stored size: the new entries extend the stored right
+        edge, so only an extension of the trusted tree can reach the signed
+        root in :meth:`finish` (a fork is then refused as altered entries,
+        which without a proof it cannot be told from). ``start`` 0 (a source
+        that starts over): the entries are replayed from seq 0, and those up
+        to the trusted size must rebuild the trusted root.
+
+        Raises:
+            ValueError: ``start`` is neither 0 nor the stored size.
+            RuntimeError: not right after an ``offer`` that passed, or called twice.
+        """
+        self._expect(_Step.OFFERED, _Step.PROVEN, _Step.READY, call="prove_with_entries")
+        assert self.offered is not None
+        stored = self._range.size
+        if self._by_entries or (self._step is _Step.PROVEN and stored != self._stored_size):
+            raise RuntimeError("prove_with_entries() after leaves were fed, or twice")
+        if start not in (0, stored):
+            raise ValueError(f"{self.origin}: entries from {start}; the stored size is {stored}")
+        self._by_entries = True
+        if start == stored:
+            if self._step is _Step.OFFERED:
+                self._step = _Step.PROVEN
+            return
+        self._range = CompactRange()
+        self._replay_until = stored
+        self._step = _Step.PROVEN
+
     @property
     def next_seq(self) -> int:
         """The seq of the next entry to feed (the stored size plus what was fed)."""
@@ -268,6 +320,16 @@ class ListUpdate:
                     maximum=self.offered.size,
                 )
             )
+        at = self._replay_until
+        if at and self._range.size + len(leaf_hashes) >= at:
+            cut = at - self._range.size
+            self._range.extend(leaf_hashes[:cut])
+            leaf_hashes = leaf_hashes[cut:]
+            self._replay_until = 0
+            assert self.trusted is not None
+            # Judged in finish(): a signed root reached over another prefix is
+            # the owner's fork; otherwise the entries were altered on the way.
+            self._replay_diverged = self._range.root() != self.trusted.root_hash
         self._range.extend(leaf_hashes)
 
     def finish(self) -> Accepted:
@@ -276,6 +338,8 @@ class ListUpdate:
         Raises:
             RootMismatchError: the entries do not hash to the signed root
                 (altered, dropped, duplicated or reordered).
+            ForkError: replayed entries (``prove_with_entries(0)``) reach the
+                signed root but not the trusted root at the trusted size.
             RuntimeError: entries are missing, or called out of order.
         """
         self._expect(_Step.PROVEN, _Step.READY, call="finish")
@@ -293,6 +357,15 @@ class ListUpdate:
                         size=cp.size,
                         expected=cp.root_hash.hex(),
                         got=root.hex(),
+                    )
+                )
+            if self._replay_diverged:
+                assert self.trusted is not None
+                raise self._fail(
+                    ForkError(
+                        origin=self.origin,
+                        size=self.trusted.size,
+                        reason="the signed tree does not contain the one accepted before",
                     )
                 )
         self._step = _Step.DONE

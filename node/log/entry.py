@@ -17,13 +17,11 @@ from typing import Literal
 
 LEAF_VERSION = 1
 Op = Literal["add", "remove"]
-_OP_CODES: dict[str, int] = {"add": 1, "remove": 2}
+OP_CODES: dict[str, int] = {"add": 1, "remove": 2}
 _OP_NAMES: dict[int, Op] = {1: "add", 2: "remove"}
 _HEAD = struct.Struct(">BQBQ")  # version, seq, op, timestamp_ms
 # RFC 6962's 0x00 leaf-hash prefix, then the fixed head of the leaf.
-_PREFIXED_HEAD = struct.Struct(">BBQBQ")
-# One compiled layout per (type, value, category) length triple.
-_LAYOUTS: dict[tuple[int, int, int], struct.Struct] = {}
+_pack_prefixed_head = struct.Struct(">BBQBQ").pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,37 +41,72 @@ class Entry:
         )
 
 
+def leaf_hash_input(
+    seq: int,
+    op_code: int,
+    timestamp_ms: int,
+    type_field: bytes,
+    value: bytes,
+    category_field: bytes,
+) -> bytes:
+    """``0x00 || leaf bytes`` of one entry from its encoded fields: the one leaf encoder.
+
+    Layout of the leaf bytes: u8 version (1) | u64 seq | u8 op (1 add, 2
+    remove) | u64 timestamp in ms | u8 len + type (ASCII) | u16 len + value
+    (ASCII) | u8 len + category (UTF-8). ``type_field`` and ``category_field``
+    come from :func:`short_field`, ``op_code`` from :data:`OP_CODES`.
+
+    ``sha256(leaf_hash_input(...))`` is the RFC 6962 leaf hash
+    (``crypto.merkle.leaf_hash`` of the leaf bytes) without copying the leaf
+    once more: verification, import, sync and feeds hash millions of leaves.
+
+    Raises:
+        struct.error: ``seq``, ``op_code`` or ``timestamp_ms`` out of range.
+        OverflowError: ``value`` over 65,535 bytes.
+    """
+    return (
+        _pack_prefixed_head(0, LEAF_VERSION, seq, op_code, timestamp_ms)
+        + type_field
+        + len(value).to_bytes(2, "big")
+        + value
+        + category_field
+    )
+
+
+def short_field(data: bytes) -> bytes:
+    """A type or category as the leaf holds it: its length in one byte, then the bytes.
+
+    Raises:
+        ValueError: over 255 bytes.
+    """
+    if len(data) > 255:
+        raise ValueError("leaf field does not fit the layout: over 255 bytes")
+    return bytes((len(data),)) + data
+
+
 def encode_leaf(
     seq: int, op: str, hash_type: str, value: str, category: str, timestamp_ms: int
 ) -> bytes:
-    """Encode one entry as leaf bytes.
-
-    Layout: u8 version (1) | u64 seq | u8 op (1 add, 2 remove) | u64 timestamp
-    in ms | u8 len + type (ASCII) | u16 len + value (ASCII) | u8 len + category
-    (UTF-8).
+    """Encode one entry as leaf bytes (the layout of :func:`leaf_hash_input`).
 
     Raises:
         ValueError: a field does not fit the layout (non-ASCII type or value,
             unknown op, integer out of range, string too long).
     """
-    t = hash_type.encode("ascii")
-    v = value.encode("ascii")
-    c = category.encode("utf-8")
-    shape = (len(t), len(v), len(c))
-    layout = _LAYOUTS.get(shape)
-    if layout is None:
-        if len(_LAYOUTS) > 4096:  # a few hash types and categories: a handful of shapes
-            _LAYOUTS.clear()
-        layout = _LAYOUTS[shape] = struct.Struct(f">BQBQB{shape[0]}sH{shape[1]}sB{shape[2]}s")
     try:
-        # struct refuses what does not fit (seq or time beyond 64 bits, a
-        # string longer than its length prefix): never wrapped or truncated.
-        return layout.pack(
-            LEAF_VERSION, seq, _OP_CODES[op], timestamp_ms, shape[0], t, shape[1], v, shape[2], c
-        )
+        # Refused, never wrapped or truncated: a seq or time beyond 64 bits, a
+        # string longer than its length prefix.
+        return leaf_hash_input(
+            seq,
+            OP_CODES[op],
+            timestamp_ms,
+            short_field(hash_type.encode("ascii")),
+            value.encode("ascii"),
+            short_field(category.encode("utf-8")),
+        )[1:]
     except KeyError:
         raise ValueError("leaf op must be add or remove") from None
-    except struct.error as exc:
+    except (struct.error, OverflowError) as exc:
         raise ValueError(f"leaf field does not fit the layout: {exc}") from None
 
 
@@ -81,15 +114,14 @@ def leaf_hashes(entries: Iterable[tuple[int, str, str, str, str, int]]) -> list[
     """RFC 6962 leaf hashes of ``(seq, op, type, value, category, timestamp_ms)`` rows.
 
     Each is ``crypto.merkle.leaf_hash(encode_leaf(*row))``, computed in one
-    loop with the short fields encoded once per distinct string: verification,
-    import and sync hash millions of leaves through here.
+    loop with the short fields encoded once per distinct string.
 
     Raises:
         ValueError: a row does not fit the layout (as :func:`encode_leaf`).
     """
-    pack = _PREFIXED_HEAD.pack
+    encode = leaf_hash_input
     sha256 = hashlib.sha256
-    ops = _OP_CODES
+    ops = OP_CODES
     types: dict[str, bytes] = {}
     categories: dict[str, bytes] = {}
     out: list[bytes] = []
@@ -98,24 +130,16 @@ def leaf_hashes(entries: Iterable[tuple[int, str, str, str, str, int]]) -> list[
         for seq, op, hash_type, value, category, ts in entries:
             t = types.get(hash_type)
             if t is None:
-                t = types[hash_type] = _short_field(hash_type.encode("ascii"))
+                t = types[hash_type] = short_field(hash_type.encode("ascii"))
             c = categories.get(category)
             if c is None:
-                c = categories[category] = _short_field(category.encode("utf-8"))
-            v = value.encode("ascii")
-            head = pack(0, LEAF_VERSION, seq, ops[op], ts)
-            append(sha256(head + t + len(v).to_bytes(2, "big") + v + c).digest())
+                c = categories[category] = short_field(category.encode("utf-8"))
+            append(sha256(encode(seq, ops[op], ts, t, value.encode("ascii"), c)).digest())
     except KeyError:
         raise ValueError("leaf op must be add or remove") from None
     except (struct.error, OverflowError) as exc:
         raise ValueError(f"leaf field does not fit the layout: {exc}") from None
     return out
-
-
-def _short_field(data: bytes) -> bytes:
-    if len(data) > 255:
-        raise ValueError("leaf field does not fit the layout: over 255 bytes")
-    return bytes((len(data),)) + data
 
 
 def decode_leaf(data: bytes) -> Entry:

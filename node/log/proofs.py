@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import threading
 
-from crypto.merkle import TreeLevels, leaf_hash
-from node.log.entry import encode_leaf
+from crypto.merkle import TreeLevels
+from node.log.entry import leaf_hashes
 from node.store import Store
 
 
@@ -27,8 +27,7 @@ class ProofCache:
             tree = self._trees.setdefault(list_id, TreeLevels())
             if tree.size < size:
                 tree.append_many(
-                    leaf_hash(encode_leaf(*e))
-                    for e in store.iter_entries(list_id=list_id, start=tree.size, end=size)
+                    leaf_hashes(store.iter_entries(list_id=list_id, start=tree.size, end=size))
                 )
             return tree
 

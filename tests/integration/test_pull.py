@@ -43,15 +43,9 @@ from crypto.keys import NoteSigner, generate_signing_key, load_private_key
 from crypto.merkle import CompactRange, leaf_hash
 from crypto.tls import server_context
 from federation.client import FeedClient, token_context
-from federation.feed_cli import DEFAULT_MAX_AGE
-from federation.feed_pull import (
-    PullResult,
-    _Changes,
-    _merge,
-    _splice,
-    load_trust,
-    pull,
-)
+from federation.feed_pull import PullResult, load_trust, pull
+from federation.feed_pull.cli import DEFAULT_MAX_AGE
+from federation.feed_pull.files import Changes, merge, splice
 from node.log.entry import encode_leaf
 from node.store import Store
 
@@ -700,7 +694,7 @@ def test_splice_and_merge_apply_changes_like_a_set(tmp_path: Path, seed: int) ->
     old = tmp_path / "old.txt"
     old.write_bytes(b"".join(v + b"\n" for v in base))
     model = set(base)
-    ch = _Changes(tmp_path / "tmp")
+    ch = Changes(tmp_path / "tmp")
     pool = base + [hashlib.md5(str(i).encode()).hexdigest().encode() for i in range(100)]  # noqa: S324
     for _ in range(rnd.choice([0, 5, 400])):
         v, present = rnd.choice(pool), rnd.random() < 0.5
@@ -711,9 +705,9 @@ def test_splice_and_merge_apply_changes_like_a_set(tmp_path: Path, seed: int) ->
         out = tmp_path / f"{fn}.txt"
         with out.open("wb") as fh:
             n = (
-                _splice(old, ch.items(), fh, len(base))
+                splice(old, ch.items(), fh, len(base))
                 if fn == "splice"
-                else _merge(old, ch.items(), fh)
+                else merge(old, ch.items(), fh)
             )
         assert out.read_bytes() == want, fn
         assert n == len(model), fn
@@ -722,10 +716,10 @@ def test_splice_and_merge_apply_changes_like_a_set(tmp_path: Path, seed: int) ->
 def test_changes_spill_to_sorted_runs_and_last_op_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import federation.feed_pull as fp
+    import federation.feed_pull.files as fp
 
     monkeypatch.setattr(fp, "RUN_ENTRIES", 4)
-    ch = _Changes(tmp_path / "tmp")
+    ch = Changes(tmp_path / "tmp")
     model: dict[bytes, bool] = {}
     rnd = random.Random(1)
     for _ in range(200):

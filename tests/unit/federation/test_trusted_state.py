@@ -82,6 +82,7 @@ def update(
     *,
     verifiers: Sequence[NoteSigner] = (OWNER,),
     origin: str = ORIGIN,
+    refuse_stale_unchanged: bool = False,
 ) -> ListUpdate:
     return ListUpdate(
         origin=origin,
@@ -90,6 +91,7 @@ def update(
         stored=stored if stored is not None else CompactRange(),
         now=NOW,
         max_age_seconds=MAX_AGE,
+        refuse_stale_unchanged=refuse_stale_unchanged,
     )
 
 
@@ -479,3 +481,118 @@ def test_a_stored_tree_that_is_not_the_trusted_one_is_refused_at_construction() 
         update(trusted, tree(entries(9)).compact_range())
     with pytest.raises(ValueError, match="stored tree"):
         update(trusted, tree(entries(10, salt="x")).compact_range())
+
+
+# --- entries instead of a consistency proof (a feed serves no proofs) ----------------------------
+
+
+def test_growth_proven_by_the_entries_after_the_stored_edge_is_accepted() -> None:
+    es = entries(70)
+    trusted, stored = accepted(es[:30])
+    u = update(trusted, stored)
+    assert u.offer(note(70, tree(es).root())) is Outcome.GROW
+    u.prove_with_entries(30)
+    assert not u.needs_consistency_proof
+    assert (u.next_seq, u.remaining) == (30, 40)
+    assert pull(u, es[30:]).size == 70
+    assert u.compact_range == tree(es).compact_range()
+
+
+def test_growth_replayed_from_seq_0_is_accepted() -> None:
+    es = entries(70)
+    trusted, stored = accepted(es[:30])
+    u = update(trusted, stored)
+    u.offer(note(70, tree(es).root()))
+    u.prove_with_entries(0)
+    assert (u.next_seq, u.remaining) == (0, 70)
+    assert pull(u, es, page=11).size == 70  # a page straddles the trusted size
+    assert u.compact_range == tree(es).compact_range()
+
+
+def test_unchanged_list_replayed_from_seq_0_is_accepted() -> None:
+    es = entries(10)
+    trusted, stored = accepted(es)
+    u = update(trusted, stored)
+    assert u.offer(trusted.note) is Outcome.UNCHANGED
+    u.prove_with_entries(0)
+    assert u.remaining == 10
+    assert pull(u, es).size == 10
+
+
+def test_fork_larger_tree_rewriting_history_without_a_proof_is_refused() -> None:
+    # Extending the stored edge, the forked tree's root is out of reach.
+    es = entries(10)
+    trusted, stored = accepted(es)
+    forked = [*entries(10, salt="fork"), *entries(10, start=10)]
+    u = update(trusted, stored)
+    u.offer(note(20, tree(forked).root()))
+    u.prove_with_entries(10)
+    with pytest.raises(RootMismatchError):
+        pull(u, forked[10:])
+
+
+def test_fork_replayed_from_seq_0_that_rewrites_history_is_refused() -> None:
+    es = entries(10)
+    trusted, stored = accepted(es)
+    forked = [*entries(10, salt="fork"), *entries(10, start=10)]
+    u = update(trusted, stored)
+    u.offer(note(20, tree(forked).root()))
+    u.prove_with_entries(0)
+    with pytest.raises(ForkError):
+        pull(u, forked)
+
+
+def test_altered_entry_in_a_replayed_prefix_is_refused_as_altered_not_as_a_fork() -> None:
+    # Only the owner's signature over the other history would prove a fork.
+    es = entries(20)
+    trusted, stored = accepted(es[:10])
+    bad = list(es)
+    bad[3] = (3, "add", "sha256", "0" * 64, "A1", es[3][5])
+    u = update(trusted, stored)
+    u.offer(note(20, tree(es).root()))
+    u.prove_with_entries(0)
+    with pytest.raises(RootMismatchError):
+        pull(u, bad)
+
+
+def test_entries_from_another_start_raise_value_error() -> None:
+    es = entries(20)
+    trusted, stored = accepted(es[:10])
+    u = update(trusted, stored)
+    u.offer(note(20, tree(es).root()))
+    with pytest.raises(ValueError, match="stored size"):
+        u.prove_with_entries(5)
+
+
+def test_proving_with_entries_after_leaves_were_fed_raises_runtime_error() -> None:
+    es = entries(20)
+    u = update()
+    u.offer(note(20, tree(es).root()))
+    u.add_leaves(leaves(es[:5]))
+    with pytest.raises(RuntimeError):
+        u.prove_with_entries(0)
+
+
+def test_proving_with_entries_before_an_offer_raises_runtime_error() -> None:
+    with pytest.raises(RuntimeError):
+        update().prove_with_entries(0)
+
+
+# --- a receiver with no other staleness alarm -----------------------------------------------------
+
+
+def test_freeze_attack_replaying_the_trusted_checkpoint_is_refused_when_asked() -> None:
+    # The owner stopped re-signing (or a server hides its heartbeats): the
+    # same old note again must not read as "up to date".
+    es = entries(10)
+    trusted, stored = accepted(es, ts=NOW - MAX_AGE - 1)
+    with pytest.raises(StaleError):
+        update(trusted, stored, refuse_stale_unchanged=True).offer(trusted.note)
+    assert update(trusted, stored).offer(trusted.note) is Outcome.UNCHANGED
+
+
+def test_lagging_note_of_a_fresh_trusted_tree_is_unchanged_even_when_asked() -> None:
+    es = entries(10)
+    trusted, stored = accepted(es, ts=NOW - 10)
+    u = update(trusted, stored, refuse_stale_unchanged=True)
+    assert u.offer(note(10, trusted.root_hash, ts=NOW - 2 * MAX_AGE)) is Outcome.UNCHANGED

@@ -1,0 +1,48 @@
+"""The owners' verifier keys a partner trusts: ``--trust OWNER=KEY`` and ``--trust-file``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from crypto.errors import HashfedError, InputError
+from crypto.keys import NoteVerifier
+
+__all__ = ["load_trust"]
+
+
+def load_trust(
+    pairs: Sequence[str], trust_file: Path | None = None
+) -> dict[str, list[NoteVerifier]]:
+    """Owner → the verifier keys trusted for its lists, from ``OWNER=KEY`` pairs and a file.
+
+    The file holds one ``OWNER=KEY`` (or ``OWNER KEY``) per line; ``#`` starts a comment.
+
+    Raises:
+        InputError: a pair or line is malformed or a key is not a verifier key.
+    """
+    items = [(f"--trust {p[:40]}", p) for p in pairs]
+    if trust_file is not None:
+        try:
+            lines = trust_file.read_text().splitlines()
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", where=str(trust_file)) from None
+        for n, line in enumerate(lines, 1):
+            line = line.split("#", 1)[0].strip()
+            head, space, tail = line.partition(" ")
+            if space and "=" not in head:  # "OWNER KEY"
+                line = f"{head}={tail.strip()}"
+            if line:
+                items.append((f"{trust_file}:{n}", line))
+    trust: dict[str, list[NoteVerifier]] = {}
+    for where, item in items:
+        owner, sep, key = item.partition("=")
+        owner, key = owner.strip(), key.strip()
+        if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", owner):
+            raise InputError("expected OWNER=VERIFIER_KEY", where=where)
+        try:
+            trust.setdefault(owner, []).append(NoteVerifier.from_verifier_key(key))
+        except (HashfedError, ValueError):
+            raise InputError("not a verifier key (name+keyid+base64)", where=where) from None
+    return trust
