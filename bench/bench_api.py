@@ -25,8 +25,6 @@ import shutil
 import signal
 import ssl
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,17 +33,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench._serve import free_port, start_serve
 from crypto.tls import client_context
-
-HASHFED = str(Path(sys.executable).with_name("hashfed"))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fill_node(data: Path, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -69,36 +58,6 @@ def fill_node(data: Path, n: int, rng: np.random.Generator) -> tuple[np.ndarray,
     finally:
         node.close()
     return sha, pdq
-
-
-def start_node(data: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
-    t0 = time.perf_counter()
-    # The load generator is one principal; the per-principal rate limit
-    # (which protects a node from one partner) would measure itself.
-    env = {
-        **os.environ,
-        "HASHFED_LIMITS__RATE_LIMIT_PER_SECOND": "1000000",
-        "HASHFED_LIMITS__RATE_LIMIT_BURST": "1000000",
-    }
-    proc = subprocess.Popen(
-        [HASHFED, "serve", "--data", str(data), "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(data / "serve.log").open("wb"),
-    )
-    ctx = client_context(
-        data / "tls/node.crt", data / "tls/node.key", pinned_cert_files=[data / "tls/node.crt"]
-    )
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit((data / "serve.log").read_text())
-        try:
-            r = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=ctx, timeout=2)
-            if r.json().get("status") == "ok":
-                return proc, time.perf_counter() - t0
-        except (httpx.TransportError, ValueError):
-            pass
-        time.sleep(0.1)
 
 
 def rss_mb(pid: int) -> float:
@@ -295,8 +254,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             f"filled {args.scale:,} sha256 + {args.scale:,} pdq in {time.perf_counter() - t0:.1f}s",
             flush=True,
         )
-        port = _free_port()
-        proc, startup = start_node(data, port)
+        port = free_port()
+        proc, startup = start_serve(data, port)
         rows.append(
             {
                 "figure": "start-up to first answer",

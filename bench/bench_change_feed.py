@@ -23,8 +23,6 @@ import random
 import secrets
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,19 +31,10 @@ from urllib.parse import quote
 
 import httpx
 
-from crypto.tls import client_context
+from bench._serve import admin_context, free_port, start_serve
 
-HASHFED = str(Path(sys.executable).with_name("hashfed"))
 TARGET_P99_S = 1.0
 LIST = "bench-node/feed"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _settings(data: Path, url: str | None) -> Any:
@@ -70,40 +59,10 @@ def fill(data: Path, url: str | None, n: int) -> None:
         node.close()
 
 
-def start(data: Path, port: int, url: str | None) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "HASHFED_LIMITS__RATE_LIMIT_PER_SECOND": "1000000",
-        "HASHFED_LIMITS__RATE_LIMIT_BURST": "1000000",
-    }
-    if url:
-        env["HASHFED_DATABASE_URL"] = url
-    proc = subprocess.Popen(
-        [HASHFED, "serve", "--data", str(data), "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(data / "serve.log").open("wb"),
-    )
-    deadline = time.monotonic() + 600
-    with _client(data, port) as c:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit((data / "serve.log").read_text())
-            try:
-                if c.get("/healthz").json().get("status") == "ok":
-                    return proc
-            except (httpx.TransportError, ValueError):
-                pass
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("hashfed serve did not start within 600 s")
-
-
 def _client(data: Path, port: int) -> httpx.Client:
-    ctx = client_context(
-        data / "tls/node.crt", data / "tls/node.key", pinned_cert_files=[data / "tls/node.crt"]
+    return httpx.Client(
+        base_url=f"https://127.0.0.1:{port}", verify=admin_context(data), timeout=10
     )
-    return httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ctx, timeout=10)
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -183,8 +142,8 @@ def run_backend(name: str, url: str | None, scale: int, changes: int) -> dict[st
         t0 = time.perf_counter()
         fill(data, url, scale)
         print(f"{name}: filled {scale:,} sha256 in {time.perf_counter() - t0:.1f}s", flush=True)
-        port = _free_port()
-        proc = start(data, port, url)
+        port = free_port()
+        proc, _ = start_serve(data, port, {"HASHFED_DATABASE_URL": url} if url else None)
         return measure(data, port, url, changes)
     finally:
         if proc is not None:

@@ -25,7 +25,6 @@ import resource
 import shutil
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -36,18 +35,11 @@ from typing import Any
 import httpx
 import numpy as np
 
-HASHFED = str(Path(sys.executable).with_name("hashfed"))
+from bench._serve import HASHFED, admin_context, free_port, start_serve
+
 NODE = "bench-node"
 FULL_TARGET_S = 10.0
 INCREMENTAL_TARGET_S = 1.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fill_node(data: Path, n: int, rng: np.random.Generator) -> list[str]:
@@ -69,32 +61,6 @@ def fill_node(data: Path, n: int, rng: np.random.Generator) -> list[str]:
     finally:
         node.close()
     return sha
-
-
-def start_node(data: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "HASHFED_TLS_CLIENT_AUTH": "optional",
-        "HASHFED_LIMITS__RATE_LIMIT_PER_SECOND": "1000000",
-        "HASHFED_LIMITS__RATE_LIMIT_BURST": "1000000",
-    }
-    proc = subprocess.Popen(
-        [HASHFED, "serve", "--data", str(data), "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(data / "serve.log").open("wb"),
-    )
-    ctx = pinned(data)
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit((data / "serve.log").read_text())
-        try:
-            r = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=ctx, timeout=2)
-            if r.status_code in (200, 401) or r.json().get("status") == "ok":
-                return proc
-        except (httpx.TransportError, ValueError):
-            pass
-        time.sleep(0.1)
 
 
 def pinned(data: Path) -> ssl.SSLContext:
@@ -176,8 +142,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         sha = fill_node(data, args.scale, rng)
         print(f"filled {args.scale:,} hashes in {time.perf_counter() - t0:.1f}s", flush=True)
-        port = _free_port()
-        proc = start_node(data, port)
+        port = free_port()
+        proc, _ = start_serve(data, port, {"HASHFED_TLS_CLIENT_AUTH": "optional"})
         url = f"https://127.0.0.1:{port}"
 
         def run(*a: str) -> subprocess.CompletedProcess[str]:
@@ -194,7 +160,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         admin = httpx.Client(
             base_url=url,
             timeout=300,
-            verify=_admin_context(data),
+            verify=admin_context(data),
         )
 
         def feed_client() -> FeedClient:
@@ -281,14 +247,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     return rows
-
-
-def _admin_context(data: Path) -> ssl.SSLContext:
-    from crypto.tls import client_context
-
-    return client_context(
-        data / "tls/node.crt", data / "tls/node.key", pinned_cert_files=[data / "tls/node.crt"]
-    )
 
 
 def taxii_pages(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.bench_change_feed import HASHFED, _free_port, start
+from bench._serve import HASHFED, free_port, start_serve
 from crypto.pki import create_self_signed, save_certificate
 from crypto.pki import save_private_key as save_tls_key
 from crypto.tls import client_context
@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     proc = None
     try:
         hidden, misses, _ = _prepare(data, args.scale)
-        port = _free_port()
-        proc = start(data, port, None)
+        port = free_port()
+        proc, _ = start_serve(data, port)
         time.sleep(2.5)  # newly pinned certificates are trusted within 2 s
         hid = [f"/api/v1/match/sha256/{h}" for h in hidden]
         miss_a = [f"/api/v1/match/sha256/{h}" for h in misses[:PROBES]]

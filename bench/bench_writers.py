@@ -24,61 +24,17 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+from bench._serve import admin_context, free_port, start_serve
 
-from crypto.tls import client_context
-
-HASHFED = str(Path(sys.executable).with_name("hashfed"))
 TARGET_ADDS_PER_S = 500.0
 LIST = "bench-node/adds"
 PATH = b"/api/v1/lists/bench-node/adds/hashes"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ctx(data: Path) -> ssl.SSLContext:
-    return client_context(
-        data / "tls/node.crt", data / "tls/node.key", pinned_cert_files=[data / "tls/node.crt"]
-    )
-
-
-def start_node(data: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # One principal drives the load: the per-principal rate limit would measure itself.
-    env = {
-        **os.environ,
-        **env,
-        "HASHFED_LIMITS__RATE_LIMIT_PER_SECOND": "1000000",
-        "HASHFED_LIMITS__RATE_LIMIT_BURST": "1000000",
-    }
-    proc = subprocess.Popen(
-        [HASHFED, "serve", "--data", str(data), "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(data / "serve.log").open("wb"),
-    )
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit((data / "serve.log").read_text())
-        try:
-            r = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=_ctx(data), timeout=2)
-            if r.json().get("status") == "ok":
-                return proc
-        except (httpx.TransportError, ValueError):
-            pass
-        time.sleep(0.1)
 
 
 # --- the load generator (runs in its own process) -----------------------------------------------
@@ -117,7 +73,7 @@ async def _client(
 
 
 def _load_worker(data: str, port: int, clients: int, seconds: float, out: Any) -> None:
-    ctx = _ctx(Path(data))
+    ctx = admin_context(Path(data))
     lat: list[float] = []
     errors: list[int] = []
 
@@ -213,8 +169,8 @@ def bench_backend(
             node.create_list(LIST, label="baseline", actor="bench")
         finally:
             node.close()
-        port = _free_port()
-        proc = start_node(data, port, env)
+        port = free_port()
+        proc, _ = start_serve(data, port, env)
         row = run_adds(data, port, clients=clients, seconds=seconds)
         stored, distinct = _stored_adds(url)
         row |= {"backend": backend, "stored": stored, "duplicates": stored - distinct}
