@@ -122,6 +122,7 @@ class LogFollower:
         self.poll_seconds = poll_seconds
         self.rebuild_from = rebuild_from
         self._applied: dict[int, int] = {}
+        self._ahead: dict[int, int] = {}
         # Every list's row, read with the sizes: matching names a hit's list
         # and decides who may see it without a query, so a hit in a list the
         # caller may not see costs what a miss costs.
@@ -145,7 +146,11 @@ class LogFollower:
             sizes = self.store.list_sizes()
             self._read_lists()
             total = self.matcher.load(self.store)
+            after = self.store.list_sizes()
             self._applied = dict(sizes)
+            # A list that grew during the load may hold more in the index than
+            # its watermark says, until the follower has caught up past it.
+            self._ahead = {lid: n for lid, n in after.items() if n != sizes.get(lid, 0)}
             self._stats.database_sizes = dict(sizes)
             return total
 
@@ -219,9 +224,12 @@ class LogFollower:
             mark = self._applied.get(list_id, 0)
             if end <= mark:
                 return
-            if changes is not None and start == mark:
-                ops = ((c.op, c.hash_type, c.value, c.category) for c in changes)
-                self._apply(list_id, ops, None)
+            if changes is not None and start == mark and list_id not in self._ahead:
+                # The index is the fold up to ``mark`` and the writer's changes
+                # are exact against it: no index lookups before applying them.
+                started = time.perf_counter()
+                self.matcher.apply(changes)
+                self._count(len(changes), started, None)
                 self._applied[list_id] = end
                 return
             self._catch_up(list_id, mark, end)
@@ -234,6 +242,8 @@ class LogFollower:
             self._apply(list_id, ((e[1], e[2], e[3], e[4]) for e in page), page[-1][5])
             pos += len(page)
             self._applied[list_id] = pos
+        if pos >= self._ahead.get(list_id, pos + 1):
+            del self._ahead[list_id]
         return pos - start
 
     def _apply(self, list_id: int, ops: Iterable[Op], last_ts_ms: int | None) -> None:
@@ -242,10 +252,13 @@ class LogFollower:
         changes = net_changes(self.matcher, list_id, counted)
         if changes:
             self.matcher.apply(changes)
+        self._count(len(counted), started, last_ts_ms)
+
+    def _count(self, entries: int, started: float, last_ts_ms: int | None) -> None:
         took = int(1e6 * (time.perf_counter() - started))
         st = self._stats
         st.apply_calls += 1
-        st.entries_applied += len(counted)
+        st.entries_applied += entries
         st.last_apply_us = took
         st.max_apply_us = max(st.max_apply_us, took)
         if last_ts_ms is not None:

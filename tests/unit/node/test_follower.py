@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crypto.merkle import CompactRange
-from node.log.lists import ContentChange
+from node.log.lists import ContentChange, content_delta, fold
 from node.match.follower import LogFollower, net_changes
 from node.match.matcher import Matcher, Query
 from node.store import EntryTuple, StateRow, Store
@@ -140,8 +140,9 @@ class _Log:
             removes=gone,
             new_state=StateRow(start + len(new), CompactRange().to_bytes(), len(after)),
         )
+        # What the writer emits: the commit's exact effect on content.
+        _, _, changes = content_delta(new, fold(self.entries), self.row.id)
         self.entries += new
-        changes = [ContentChange(e[1], self.row.id, e[2], e[3], e[4]) for e in new]
         return start, start + len(new), changes
 
 
