@@ -154,6 +154,7 @@ def build_state(settings: NodeSettings, node: Node) -> AppState:
         audit=AuditBuffer(node.store, lost_file=settings.data_dir / LOST_FILE).start(),
         principals=PrincipalCache(settings.path(PRINCIPALS_MARKER)),
         anchors=TrustAnchors.from_settings(settings),
+        proxy_fingerprints=frozenset(settings.trusted_proxy_fingerprints),
         failures=FailureLimiter(
             settings.limits.auth_failure_burst, settings.limits.auth_failure_refill_seconds
         ),

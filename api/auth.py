@@ -282,6 +282,8 @@ class FailureLimiter:
 
     def retry_after(self, source: str) -> int:
         """Seconds until ``source`` may try again; 0 if it may now."""
+        if source not in self._buckets:  # never failed: the common case, no lock
+            return 0
         with self._lock:
             tokens = self._level(source, time.monotonic())
         return 0 if tokens >= 1 else max(1, int((1 - tokens) * self.refill + 0.999))

@@ -35,6 +35,8 @@ class AppState:
     anchors: TrustAnchors
     failures: FailureLimiter
     proofs: ProofCache = field(default_factory=ProofCache)
+    # Certificates whose connections may forward a client's certificate in a header.
+    proxy_fingerprints: frozenset[str] = frozenset()
     # Set by the federation layer when it runs: per-peer health for /status.
     peer_status: Callable[[], list[dict[str, Any]]] | None = None
 
@@ -55,10 +57,6 @@ def identify_caller(request: Request, state: AppState) -> Principal:
         HTTPException: 429, the caller is over its rate limit, or its address
             failed to log in too often.
     """
-    scope = request.scope
-    earlier = scope.get("hashfed.auth_failure")
-    if earlier is not None:
-        raise earlier  # one request, one charge (the fast match path asked first)
     source = request.client.host if request.client else "unknown"
     wait = state.failures.retry_after(source)
     if wait:
@@ -73,11 +71,10 @@ def identify_caller(request: Request, state: AppState) -> Principal:
             proxy_header=state.settings.trusted_proxy_cert_header,
             cache=state.principals,
             anchors=state.anchors,
-            proxy_fingerprints=frozenset(state.settings.trusted_proxy_fingerprints),
+            proxy_fingerprints=state.proxy_fingerprints,
         )
-    except NotAuthenticatedError as exc:
+    except NotAuthenticatedError:
         state.failures.failed(source)
-        scope["hashfed.auth_failure"] = exc
         raise
     if not state.limiter.allow(principal.name):
         raise HTTPException(429, "rate limit exceeded; retry shortly", headers={"Retry-After": "1"})

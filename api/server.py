@@ -27,6 +27,7 @@ from config import NodeSettings
 from crypto.pki import load_certificate
 from crypto.tls import server_context
 from node.identity.trust import PINNED_DIR
+from node.identity.trust import ca_files as trusted_ca_files
 
 log = logging.getLogger("hashfed.server")
 
@@ -37,10 +38,7 @@ class LiveServerContext:
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
         self.pinned_dir = settings.path(PINNED_DIR)
-        ca_files = [settings.path(p) for p in settings.tls_ca_files]
-        own_ca = settings.path("ca/ca.crt")
-        if own_ca.exists() and own_ca not in ca_files:
-            ca_files.append(own_ca)
+        ca_files = trusted_ca_files(settings)
         self.loaded: set[Path] = set(self._pinned_files())
         # pin our own certificate only when it is
         # self-signed: a CA-issued one cannot be pinned (crypto/tls.py refuses

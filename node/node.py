@@ -218,6 +218,11 @@ class Node:
         for row in self.store.all_lists():
             if not row.local or row.owner != self.node_id or row.frozen_reason is not None:
                 continue
+            # A read first: the writer takes the list's lock, and most lists
+            # are not due on most ticks. It checks again under the lock.
+            latest = self.store.latest_checkpoint(list_id=row.id)
+            if latest is None or now - latest.timestamp < self.settings.heartbeat_seconds:
+                continue
             if writer.heartbeat(
                 self.store,
                 node_id=self.node_id,
