@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from crypto.merkle import CompactRange
 from node.log.lists import ContentChange, content_delta, fold
@@ -294,6 +295,28 @@ def test_follower_thread_applies_another_processes_add_and_remove(db_url: str) -
     finally:
         follower.stop()
         assert follower.status()["running"] is False
+        reader.close()
+        writer.close()
+
+
+def test_a_relabel_through_another_engine_reaches_the_list_rows_at_once(db_url: str) -> None:
+    # Visibility is decided on the rows the follower keeps: a label made
+    # stricter elsewhere must not wait for the fallback poll.
+    writer, reader = Store.open(db_url), Store.open(db_url, migrate=False)
+    follower = LogFollower(reader, Matcher(), poll_seconds=30.0)
+    try:
+        log = _Log(writer, "relabelled")
+        follower.load()
+        follower.start()
+        assert _wait_until(lambda: follower.status()["running"], 1.0) < 1.0
+        time.sleep(0.3)  # the watch is set up
+        with writer.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE hash_list SET label = 'restricted' WHERE id = :i"), {"i": log.row.id}
+            )
+        assert _wait_until(lambda: follower.lists()[log.row.id].label == "restricted", 1.0) < 1.0
+    finally:
+        follower.stop()
         reader.close()
         writer.close()
 

@@ -1,7 +1,7 @@
 """pull requests handed from any serve process to the scheduler holder
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-07
 """
 

@@ -1,7 +1,7 @@
 """principals bound to their issuer and key; revoked keys
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-07
 """
 
