@@ -235,9 +235,16 @@ def brute_force_pdq(
     return order_hits(q, r, d)
 
 
+def hit_order(
+    q: NDArray[np.int64], refs: NDArray[np.int64], dist: NDArray[np.int32]
+) -> NDArray[np.intp] | None:
+    """The order of hits by query index, then distance, then ref; None if already so."""
+    return np.lexsort((refs, dist, q)) if len(q) > 1 else None
+
+
 def order_hits(q: NDArray[np.int64], refs: NDArray[np.int64], dist: NDArray[np.int32]) -> Hits:
     """Sort hits by query index, then distance, then ref."""
-    if len(q) > 1:
-        order = np.lexsort((refs, dist, q))
-        return q[order], refs[order], dist[order]
-    return q, refs, dist
+    order = hit_order(q, refs, dist)
+    if order is None:
+        return q, refs, dist
+    return q[order], refs[order], dist[order]

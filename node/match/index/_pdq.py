@@ -36,6 +36,7 @@ from node.match.index._hamming import (
     check_refs,
     empty_hits,
     equal_rows,
+    hit_order,
     order_hits,
     scan,
     within,
@@ -217,8 +218,8 @@ class PdqIndex:
         radius = check_radius(max_distance)
         snap = self._snap
         q, rows, dist = _search_rows(snap, qwords, radius)
-        if len(q) > 1:
-            order = np.lexsort((snap.refs[rows], dist, q))
+        order = hit_order(q, snap.refs[rows], dist)
+        if order is not None:
             q, rows, dist = q[order], rows[order], dist[order]
         words = np.ascontiguousarray(snap.words[rows], dtype="<u8")
         codes = words.view(np.uint8).reshape(len(rows), 32)
