@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-from _nodes import Identity, NodeProcess, free_port, run_cli
+from _nodes import Identity, NodeProcess, free_port, run_cli, terminate
 from sqlalchemy import create_engine, text
 
 PG_URL = os.environ.get("HASHFED_TEST_DATABASE_URL")
@@ -169,13 +168,7 @@ class HAProxy:
         raise AssertionError(f"haproxy did not listen:\n{self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.proc = None
 
 
@@ -212,12 +205,14 @@ def hit_lists(client: httpx.Client, hash_type: str, value: str) -> list[tuple[st
     return sorted((h["list"], h["category"]) for res in r.json()["results"] for h in res["hits"])
 
 
-def wait_until(pred: Callable[[], bool], timeout: float, *, every: float = 0.01) -> float:
+def wait_until(
+    pred: Callable[[], bool], timeout: float, *, every: float = 0.01, what: str = "reflected"
+) -> float:
     """Seconds until ``pred()`` held; AssertionError if not within ``timeout``."""
     t0 = time.monotonic()
     while True:
         if pred():
             return time.monotonic() - t0
         if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"not reflected within {timeout} s")
+            raise AssertionError(f"not {what} within {timeout} s")
         time.sleep(every)

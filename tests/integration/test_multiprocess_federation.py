@@ -22,7 +22,15 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from _cluster import PG_URL, SCHEDULER_STARTED, Cluster, ClusterProcess, HAProxy, pg_schema
+from _cluster import (
+    PG_URL,
+    SCHEDULER_STARTED,
+    Cluster,
+    ClusterProcess,
+    HAProxy,
+    pg_schema,
+    wait_until,
+)
 from _nodes import Identity, NodeProcess, free_port
 
 from crypto.tls import client_context
@@ -38,12 +46,7 @@ C_INTERVAL = 4.0
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> float:
     """Poll until ``check`` holds; return the seconds it took."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if check():
-            return time.monotonic() - t0
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return wait_until(check, timeout, every=0.05, what=what)
 
 
 def rand_hex(n: int = 32) -> str:
