@@ -33,6 +33,7 @@ from node.identity.principals import PRINCIPALS_MARKER
 from node.identity.trust import TrustAnchors
 from node.match.follower import LogFollower
 from node.match.matcher import Matcher
+from node.match.segments import SEGMENT_FOLDER, SegmentManager
 from node.node import Node
 
 log = logging.getLogger("hashfed.api")
@@ -138,7 +139,8 @@ def build_state(settings: NodeSettings, node: Node) -> AppState:
     """Load indexes and wire change propagation for a node."""
     matcher = Matcher(pdq_min_quality=settings.pdq_min_quality)
     follower = LogFollower(node.store, matcher)
-    follower.load()
+    segments = SegmentManager(settings.data_dir / SEGMENT_FOLDER, node.store, follower)
+    segments.load()
     # This process's own commits apply before the request returns; the
     # follower's thread (started by the lifespan) picks up everyone else's.
     node.on_change(lambda c: follower.note_commit(c.list_id, c.start, c.end, c.changes))
@@ -158,6 +160,7 @@ def build_state(settings: NodeSettings, node: Node) -> AppState:
         failures=FailureLimiter(
             settings.limits.auth_failure_burst, settings.limits.auth_failure_refill_seconds
         ),
+        segments=segments,
     )
 
 
@@ -186,6 +189,8 @@ def create_app(
         )
         merger.start()
         state.follower.start()
+        if state.segments is not None:
+            state.segments.start()
         stop_hook = on_start(state) if on_start else None
         # What start-up built lives as long as the process: moved out of the
         # collector's reach, a full collection no longer walks it. Without this,
@@ -200,6 +205,8 @@ def create_app(
                 stop_hook()
             stop.set()
             state.follower.stop()
+            if state.segments is not None:
+                state.segments.stop()
             merger.join(timeout=5)
             state.audit.close()
             if owned:

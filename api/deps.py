@@ -17,6 +17,7 @@ from node.identity.trust import TrustAnchors
 from node.log.proofs import ProofCache
 from node.match.follower import LogFollower
 from node.match.matcher import Matcher
+from node.match.segments import SegmentManager
 from node.node import Node
 
 
@@ -39,6 +40,8 @@ class AppState:
     proxy_fingerprints: frozenset[str] = frozenset()
     # Set by the federation layer when it runs: per-peer health for /status.
     peer_status: Callable[[], list[dict[str, Any]]] | None = None
+    # Index segments in the data folder: started by the lifespan.
+    segments: SegmentManager | None = None
 
 
 async def get_state(request: Request) -> AppState:

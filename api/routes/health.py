@@ -30,6 +30,10 @@ class Status(BaseModel):
         description="The log follower: per list the applied and database log sizes, "
         "lag_entries, last_check_ms, apply times and commit-to-applied ms"
     )
+    segments: dict[str, Any] | None = Field(
+        default=None,
+        description="Index segments: generation mapped, where start-up began, merges and swaps.",
+    )
     lists: list[ListOut]
     peers: list[dict[str, Any]]
 
@@ -51,6 +55,7 @@ def status(state: StateDep, _admin: AdminDep) -> Status:
         index=state.matcher.stats(),
         index_apply=state.matcher.apply_stats(),
         follower=state.follower.status(),
+        segments=state.segments.status() if state.segments is not None else None,
         lists=[list_out(state, r) for r in state.node.store.all_lists()],
         peers=peers,
     )

@@ -31,6 +31,7 @@ from typing import Any
 
 from crypto.errors import StoreError
 from node.log.lists import ContentChange
+from node.match.index.segment import Segment
 from node.match.matcher import Matcher
 from node.store import ChangeWatch, ListRow, Store, now_ms
 
@@ -153,6 +154,69 @@ class LogFollower:
             self._ahead = {lid: n for lid, n in after.items() if n != sizes.get(lid, 0)}
             self._stats.database_sizes = dict(sizes)
             return total
+
+    # --- segments (node/match/segments.py) ------------------------------------------------
+
+    def adopt(self, segment: Segment) -> bool:
+        """Start from ``segment`` and catch up from its watermarks; False if it is too old.
+
+        Too old: some list's log is shorter than the segment says (another
+        database behind the same URL), or the backlog past it is bigger than
+        a rebuild. The caller then loads from the database.
+        """
+        with self._lock:
+            sizes = self.store.list_sizes()
+            if any(sizes.get(lid, 0) < mark for lid, mark in segment.watermarks.items()):
+                return False
+            rows = sum(len(spec["arrays"]["refs"]) for spec in segment.indexes.values())
+            backlog = sum(max(0, n - segment.watermarks.get(lid, 0)) for lid, n in sizes.items())
+            if backlog > self.rebuild_from and backlog > rows:
+                return False
+            self._read_lists()
+            self.matcher.adopt_segment(segment)
+            self._applied = dict(segment.watermarks)
+            self._ahead = {}
+            self._stats.database_sizes = dict(sizes)
+        self.check()
+        return True
+
+    def swap(self, segment: Segment) -> None:
+        """Replace the matcher's state with ``segment`` plus the log this process applied past it.
+
+        The new state is built aside and replaces the old one in one
+        assignment, so a query sees one or the other.
+        """
+        with self._lock:
+            fresh = Matcher(pdq_min_quality=self.matcher.pdq_min_quality)
+            fresh.adopt_segment(segment)
+            for lid, mark in self._applied.items():
+                start = segment.watermarks.get(lid, 0)
+                if mark > start:
+                    self._replay(fresh, lid, start, mark)
+            for lid, mark in segment.watermarks.items():
+                self._applied[lid] = max(mark, self._applied.get(lid, 0))
+            self._ahead = {}
+            self.matcher.take_state(fresh)
+
+    def segment_view(self) -> tuple[dict[int, int], Matcher] | None:
+        """Watermarks and a frozen copy of the matcher that is exactly their fold.
+
+        None while the index may hold more than its watermarks say (just
+        after a load from the content table): a segment must be exact.
+        """
+        with self._lock:
+            if self._ahead:
+                return None
+            return dict(self._applied), self.matcher.frozen()
+
+    def _replay(self, matcher: Matcher, list_id: int, start: int, end: int) -> None:
+        for page in self.store.iter_entry_pages(
+            list_id=list_id, start=start, end=end, page=_ENTRY_PAGE
+        ):
+            ops = [(e[1], e[2], e[3], e[4]) for e in page]
+            changes = net_changes(matcher, list_id, ops)
+            if changes:
+                matcher.apply(changes)
 
     # --- following ----------------------------------------------------------------------------
 

@@ -13,10 +13,12 @@ work done does not depend on what the caller may see.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,10 +28,24 @@ from node.local.scan import Query as ScanQuery
 from node.log.hashes import REGISTRY, HashType
 from node.log.lists import ContentChange
 from node.match.index import ExactIndex, PdqIndex
+from node.match.index.mapped import MappedPdqIndex
+from node.match.index.segment import Segment
 from node.store import Store
 
 _CATEGORY_BITS = 20  # ~1M distinct categories; list ids take the upper 43 bits
 _CATEGORY_MASK = (1 << _CATEGORY_BITS) - 1
+
+
+AnyIndex = ExactIndex | PdqIndex | MappedPdqIndex
+
+
+@dataclass
+class _State:
+    """Indexes and the category table their refs use: replaced together, never apart."""
+
+    indexes: dict[str, AnyIndex]
+    categories: dict[str, int]
+    names: list[str]
 
 
 @dataclass(frozen=True)
@@ -57,34 +73,44 @@ class Matcher:
 
     def __init__(self, *, pdq_min_quality: int = 50) -> None:
         self.pdq_min_quality = pdq_min_quality
-        self._indexes: dict[str, ExactIndex | PdqIndex] = {}
-        for t in REGISTRY.values():
-            self._indexes[t.name] = PdqIndex() if t.match == "hamming" else ExactIndex(t.key_width)
-        self._categories: dict[str, int] = {}
-        self._category_names: list[str] = []
+        self._state = _State(_empty_indexes(), {}, [])
         self._lock = threading.Lock()  # guards category interning and apply figures
         self.loaded = False
         # Commit-to-matchable: how long applying committed changes took.
         self._applied = {"calls": 0, "changes": 0, "last_us": 0, "max_us": 0}
 
+    @property
+    def _indexes(self) -> dict[str, AnyIndex]:
+        return self._state.indexes
+
+    @property
+    def _categories(self) -> dict[str, int]:
+        return self._state.categories
+
+    @property
+    def _category_names(self) -> list[str]:
+        return self._state.names
+
     # --- refs --------------------------------------------------------------------------
 
     def _category_id(self, category: str) -> int:
-        cid = self._categories.get(category)
+        state = self._state
+        cid = state.categories.get(category)
         if cid is None:
             with self._lock:
-                cid = self._categories.get(category)
+                cid = state.categories.get(category)
                 if cid is None:
-                    cid = len(self._category_names)
-                    self._category_names.append(category)
-                    self._categories[category] = cid
+                    cid = len(state.names)
+                    state.names.append(category)
+                    state.categories[category] = cid
         return cid
 
     def _ref(self, list_id: int, category: str) -> int:
         return (list_id << _CATEGORY_BITS) | self._category_id(category)
 
-    def _unref(self, ref: int) -> tuple[int, str]:
-        return ref >> _CATEGORY_BITS, self._category_names[ref & ((1 << _CATEGORY_BITS) - 1)]
+    def _unref(self, ref: int, names: list[str] | None = None) -> tuple[int, str]:
+        names = self._category_names if names is None else names
+        return ref >> _CATEGORY_BITS, names[ref & ((1 << _CATEGORY_BITS) - 1)]
 
     # --- loading and following changes ------------------------------------------------------
 
@@ -100,10 +126,10 @@ class Matcher:
         total = 0
         # Built aside and swapped in whole, so a rebuild of a running matcher
         # never answers from a half-loaded index.
-        indexes: dict[str, ExactIndex | PdqIndex] = {
-            t.name: PdqIndex() if t.match == "hamming" else ExactIndex(t.key_width)
-            for t in REGISTRY.values()
-        }
+        indexes = _empty_indexes()
+        # A fresh category table: the old one stays with the old indexes.
+        old = self._state
+        self._state = state = _State(old.indexes, dict(old.categories), list(old.names))
         for page in store.iter_content():
             start = 0
             while start < len(page):
@@ -134,9 +160,65 @@ class Matcher:
                 indexes[htype_name] = ExactIndex.from_arrays(
                     REGISTRY[htype_name].key_width, codes, ref
                 )
-        self._indexes = indexes
+        state.indexes = indexes
         self.loaded = True
         return total
+
+    # --- segments ---------------------------------------------------------------------
+
+    def segment_parts(self) -> tuple[list[str], dict[str, tuple[dict[str, Any], dict[str, Any]]]]:
+        """Category names and every index's segment ``(params, arrays)``.
+
+        The caller holds whatever keeps the indexes still (the follower's
+        lock) while this runs if it pairs them with watermarks.
+        """
+        state = self._state
+        names = list(state.names)
+        return names, {name: ix.segment_arrays() for name, ix in state.indexes.items()}
+
+    def take_state(self, other: Matcher) -> None:
+        """Answer from ``other``'s indexes and categories from now on (one assignment)."""
+        self._state = other._state
+        self.loaded = True
+
+    def frozen(self) -> Matcher:
+        """A matcher over the indexes as they are now, unchanged by later applies.
+
+        Index snapshots are immutable; the copies hold the current ones.
+        """
+        state = self._state
+        out = Matcher(pdq_min_quality=self.pdq_min_quality)
+        names = list(state.names)
+        out._state = _State(
+            {k: _frozen_index(ix) for k, ix in state.indexes.items()},
+            {c: i for i, c in enumerate(names)},
+            names,
+        )
+        return out
+
+    def adopt_segment(self, segment: Segment) -> None:
+        """Replace every index and the category table with ``segment``'s, at once.
+
+        Raises:
+            ValueError: the segment's arrays do not fit its index types.
+        """
+        indexes = _empty_indexes()
+        for name, spec in segment.indexes.items():
+            htype = REGISTRY.get(name)
+            if htype is None:
+                raise ValueError(f"segment holds an unknown hash type {name!r}")
+            arrays = spec["arrays"]
+            if htype.match == "hamming":
+                if spec.get("kind") != "pdq":
+                    raise ValueError(f"segment index {name!r} is not a PDQ index")
+                indexes[name] = MappedPdqIndex(PdqIndex.from_segment(spec, arrays))
+            else:
+                if spec.get("kind") != "exact" or int(spec["width"]) != htype.key_width:
+                    raise ValueError(f"segment index {name!r} does not fit {name} keys")
+                indexes[name] = ExactIndex.from_segment(spec, arrays)
+        names = list(segment.categories)
+        self._state = _State(indexes, {c: i for i, c in enumerate(names)}, names)
+        self.loaded = True
 
     def _arrays(
         self, htype: HashType, rows: Sequence[tuple[str, int]]
@@ -201,15 +283,16 @@ class Matcher:
         codes = np.frombuffer(b"".join(htype.key(v) for v in values), dtype=np.uint8).reshape(
             len(values), htype.key_width
         )
-        index = self._indexes[hash_type]
-        if isinstance(index, PdqIndex):
-            qpos, refs, _d = index.search(codes, 0)
-        else:
+        state = self._state
+        index = state.indexes[hash_type]
+        if isinstance(index, ExactIndex):
             qpos, refs = index.lookup(codes)
+        else:
+            qpos, refs, _d = index.search(codes, 0)
         mask = _CATEGORY_MASK
         for qp, ref in zip(qpos.tolist(), refs.tolist(), strict=True):
             if ref >> _CATEGORY_BITS == list_id:
-                out[qp].append(self._category_names[ref & mask])
+                out[qp].append(state.names[ref & mask])
         return out
 
     def drop_list(self, list_id: int, rows: Sequence[tuple[str, str, str]]) -> None:
@@ -224,24 +307,26 @@ class Matcher:
         by_type: dict[str, list[int]] = {}
         for i, q in enumerate(queries):
             by_type.setdefault(q.hash_type, []).append(i)
+        state = self._state  # one state for the whole query
         for htype_name, idxs in by_type.items():
             htype = REGISTRY[htype_name]
             codes = np.frombuffer(
                 b"".join(htype.key(queries[i].value) for i in idxs), dtype=np.uint8
             ).reshape(len(idxs), htype.key_width)
-            index = self._indexes[htype_name]
-            if isinstance(index, PdqIndex):
-                hits.extend(self._match_pdq(index, queries, idxs, codes, max_distance))
+            index = state.indexes[htype_name]
+            if not isinstance(index, ExactIndex):
+                hits.extend(self._match_pdq(index, state.names, queries, idxs, codes, max_distance))
                 continue
             qpos, refs = index.lookup(codes)
             for qp, ref in zip(qpos.tolist(), refs.tolist(), strict=True):
-                list_id, category = self._unref(ref)
+                list_id, category = self._unref(ref, state.names)
                 hits.append(Hit(idxs[qp], list_id, category, htype_name, 0))
         return hits
 
     def _match_pdq(
         self,
-        index: PdqIndex,
+        index: PdqIndex | MappedPdqIndex,
+        names: list[str],
         queries: Sequence[Query],
         idxs: list[int],
         codes: NDArray[np.uint8],
@@ -258,7 +343,7 @@ class Matcher:
         ):
             if d and low[qp]:
                 continue
-            list_id, category = self._unref(ref)
+            list_id, category = self._unref(ref, names)
             code = stored[k].tobytes().hex() if d else None
             out.append(Hit(idxs[qp], list_id, category, "pdq", int(d), code))
         return out
@@ -273,6 +358,21 @@ class Matcher:
         """Fold every index's delta into its main arrays (background thread)."""
         for ix in self._indexes.values():
             ix.merge()
+
+
+def _frozen_index(ix: AnyIndex) -> AnyIndex:
+    if isinstance(ix, MappedPdqIndex):
+        out = MappedPdqIndex(copy.copy(ix.base))
+        out.delta = copy.copy(ix.delta)
+        return out
+    return copy.copy(ix)
+
+
+def _empty_indexes() -> dict[str, AnyIndex]:
+    return {
+        t.name: PdqIndex() if t.match == "hamming" else ExactIndex(t.key_width)
+        for t in REGISTRY.values()
+    }
 
 
 class LocalScanMatcher:

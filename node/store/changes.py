@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
-from node.store.engine import StoreBase
-from node.store.tables import _state
+from node.store.engine import StoreBase, now_ms
+from node.store.tables import _identity, _state
 
 log = logging.getLogger("hashfed.store")
 
@@ -52,6 +53,26 @@ class ChangeQueries(StoreBase):
         with self.read() as conn:
             rows = conn.execute(select(_state.c.list_id, _state.c.size)).all()
         return {int(lid): int(size) for lid, size in rows}
+
+    def database_id(self) -> str:
+        """This database's random id (made by migration 0011; made here if the row is gone).
+
+        Files derived from the database (index segments) record it, so one
+        written against another database is never trusted.
+        """
+        with self.read() as conn:
+            value = conn.execute(select(_identity.c.value).where(_identity.c.id == 1)).scalar()
+        if value is not None:
+            return str(value)
+        # Another process may make it first: then its row wins.
+        with contextlib.suppress(Exception), self.write() as conn:
+            conn.execute(
+                insert(_identity).values(id=1, value=secrets.token_hex(16), created_ms=now_ms())
+            )
+        with self.read() as conn:
+            return str(
+                conn.execute(select(_identity.c.value).where(_identity.c.id == 1)).scalar_one()
+            )
 
     def watch_changes(self) -> ChangeWatch:
         """A watch for commits by anyone (close it when done)."""

@@ -198,3 +198,14 @@ class PullRequest(SQLModel, table=True):
 
     peer: str = Field(max_length=63, primary_key=True)
     requested_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class DatabaseIdentity(SQLModel, table=True):
+    """One row: a random id naming this database, so derived files (index
+    segments in the data folder) can tell it from another database."""
+
+    __tablename__ = "database_identity"
+
+    id: int = Field(default=1, primary_key=True)
+    value: str = Field(max_length=64)
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -7,6 +7,7 @@ from node.store.models import (
     AuditRecord,
     Checkpoint,
     Content,
+    DatabaseIdentity,
     HashList,
     ListState,
     LogEntry,
@@ -23,3 +24,4 @@ _audit = AuditRecord.__table__  # type: ignore[attr-defined]
 _principals = Principal.__table__  # type: ignore[attr-defined]
 _tokens = ApiToken.__table__  # type: ignore[attr-defined]
 _revoked_keys = RevokedKey.__table__  # type: ignore[attr-defined]
+_identity = DatabaseIdentity.__table__  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -186,6 +187,62 @@ class ExactIndex:
         snap = self._snap
         return len(snap.main) - len(snap.dead) + len(snap.delta)
 
+    # --- segments (node/match/index/segment.py) ---------------------------------------------
+
+    def segment_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """The live rows as one bucketed run: ``(params, arrays)`` for a segment file.
+
+        Reads one snapshot; a main run that has no dead rows and no delta is
+        returned as it is (no copy).
+        """
+        snap = self._snap
+        main = snap.main
+        if len(snap.dead) or len(snap.delta):
+            if len(snap.dead):
+                alive = np.ones(len(main), dtype=bool)
+                alive[snap.dead] = False
+                main = main.take(alive)
+            main = _merge_runs(main, snap.delta).with_buckets()
+        arrays: dict[str, NDArray[Any]] = {
+            "prefix": main.prefix,
+            "rest": main.rest,
+            "refs": main.refs,
+        }
+        if main.buckets is not None:
+            arrays["buckets"] = main.buckets
+        return {"kind": "exact", "width": self.width, "shift": main.shift}, arrays
+
+    @classmethod
+    def from_segment(cls, params: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> ExactIndex:
+        """An index whose main run is the (memory-mapped, read-only) segment arrays.
+
+        Adds go to the in-memory delta and removals mark rows dead, as
+        always; :meth:`merge` leaves the shared main run alone until the
+        delta is large (a new segment replaces it first).
+
+        Raises:
+            ValueError: the arrays do not fit together.
+        """
+        index = cls(int(params["width"]))
+        prefix, rest, refs = arrays["prefix"], arrays["rest"], arrays["refs"]
+        n = len(prefix)
+        words = max(0, index.width - _PREFIX) // index._rest_dtype.itemsize
+        buckets = arrays.get("buckets")
+        shift = int(params["shift"])
+        if (
+            prefix.dtype != np.uint64
+            or refs.dtype != np.int64
+            or rest.dtype != index._rest_dtype
+            or rest.shape != (n, words)
+            or refs.shape != (n,)
+            or (buckets is not None and (shift < 32 or len(buckets) != (1 << (64 - shift)) + 1))
+            or (buckets is not None and int(buckets[-1]) != n)
+        ):
+            raise ValueError("segment arrays do not fit an exact index")
+        run = _Run(prefix, rest, refs, shift, buckets)
+        index._snap = _Snapshot(run, index._snap.delta, index._snap.dead)
+        return index
+
     @property
     def needs_merge(self) -> bool:
         """True when the delta or the dead rows are big enough to merge."""
@@ -270,6 +327,10 @@ class ExactIndex:
             with self._lock:
                 snap = self._snap
                 if not len(snap.delta) and not len(snap.dead):
+                    return
+                if not snap.main.prefix.flags.writeable and len(snap.delta) < _DELTA_HARD:
+                    # A shared, mapped main run: copying it would make it private
+                    # to this process; the next segment folds the delta instead.
                     return
                 self._log = []
             try:

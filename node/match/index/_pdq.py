@@ -24,6 +24,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -144,6 +145,68 @@ class PdqIndex:
     def __len__(self) -> int:
         snap = self._snap
         return snap.total - len(snap.dead)
+
+    # --- segments (node/match/index/segment.py) ---------------------------------------------
+
+    def live_rows(self) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+        """Words ``(n, 4)`` and refs of the live rows, in row order (one snapshot)."""
+        snap = self._snap
+        words, refs = snap.words[: snap.total], snap.refs[: snap.total]
+        if len(snap.dead):
+            alive = np.ones(snap.total, dtype=bool)
+            alive[snap.dead] = False
+            words, refs = words[alive], refs[alive]
+        return words, refs
+
+    def segment_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """The live rows and tables over all of them: ``(params, arrays)`` for a segment."""
+        snap = self._snap
+        if not len(snap.dead) and snap.tables is not None and snap.main == snap.total:
+            words, refs, tables = snap.words[: snap.total], snap.refs[: snap.total], snap.tables
+        else:
+            words, refs = self.live_rows()
+            tables = MihTables.build(words)
+        return segment_parts(words, refs, tables)
+
+    @classmethod
+    def from_segment(cls, params: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> PdqIndex:
+        """An index over the (memory-mapped, read-only) segment arrays.
+
+        Only :meth:`remove` may be called on it (it marks rows dead, no
+        copy): :class:`~node.match.index.mapped.MappedPdqIndex` keeps adds in
+        a separate in-memory index so the shared arrays stay shared.
+
+        Raises:
+            ValueError: the arrays do not fit together.
+        """
+        index = cls()
+        words, refs = arrays["words"], arrays["refs"]
+        n = len(words)
+        bits, rows = int(params["bits"]), int(params["rows"])
+        tables = MihTables(
+            bits,
+            rows,
+            arrays["coarse"],
+            arrays["fine"],
+            arrays["ids"],
+            arrays["heavy"],
+            arrays["heavy_fine"],
+        )
+        buckets = 11 << bits
+        if (
+            rows != n
+            or words.shape != (n, 4)
+            or words.dtype != np.uint64
+            or refs.shape != (n,)
+            or refs.dtype != np.int64
+            or tables.ids.shape != (11 * n,)
+            or tables.fine.shape != (buckets + 1,)
+            or tables.coarse.shape != (buckets // 64 + 1,)
+            or int(tables.coarse[-1]) != 11 * n
+        ):
+            raise ValueError("segment arrays do not fit a PDQ index")
+        index._snap = _fresh(words, refs, tables)
+        return index
 
     @property
     def needs_merge(self) -> bool:
@@ -300,6 +363,22 @@ class PdqIndex:
                     _append(fresh, op_words, op_refs) if is_add else _kill(fresh, op_words, op_refs)
                 )
             self._snap = fresh
+
+
+def segment_parts(
+    words: NDArray[np.uint64], refs: NDArray[np.int64], tables: MihTables
+) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+    """``(params, arrays)`` of a segment for these rows and their tables."""
+    arrays: dict[str, NDArray[Any]] = {
+        "words": words,
+        "refs": refs,
+        "coarse": tables.coarse,
+        "fine": tables.fine,
+        "ids": tables.ids,
+        "heavy": tables.heavy,
+        "heavy_fine": tables.heavy_fine.reshape(-1, 64),
+    }
+    return {"kind": "pdq", "bits": tables.bits, "rows": tables.rows}, arrays
 
 
 def _needs_compaction(snap: _Snapshot) -> bool:
