@@ -32,8 +32,18 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Listen address (default: node.toml).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (default: node.toml).")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Serving processes sharing the port (one per core).")
+    ] = 1,
+    worker: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run the node: HTTPS with client certificates, matching, lists, federation."""
+    if workers > 1 and not worker:
+        from api.workers import supervise
+
+        ensure_data_dir(Path(data), node_id=node_id)  # once, before the workers race to it
+        extra = [f"--{k}={v}" for k, v in {"host": host, "port": port}.items() if v is not None]
+        raise typer.Exit(supervise(Path(data), workers, extra))
     from api.routes.federation import build_routers
     from api.server import serve as run
     from federation.scheduler import FederationRuntime
@@ -46,7 +56,7 @@ def serve(
         f"node {settings.node_id} serving on https://{settings.host}:{settings.port} (data {data})"
     )
     runtime = FederationRuntime()
-    run(settings, extra_routers=build_routers(runtime), on_start=runtime.start)
+    run(settings, extra_routers=build_routers(runtime), on_start=runtime.start, reuse_port=worker)
 
 
 @app.command()

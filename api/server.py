@@ -131,9 +131,19 @@ def _own_pin(settings: NodeSettings) -> list[Path]:
     return [path] if cert.issuer == cert.subject else []
 
 
-def serve(settings: NodeSettings, **kw: Any) -> None:
-    """Run the node until interrupted."""
+def serve(settings: NodeSettings, *, reuse_port: bool = False, **kw: Any) -> None:
+    """Run the node until interrupted.
+
+    ``reuse_port``: listen on a socket other worker processes bind too
+    (:mod:`api.workers`).
+    """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    build_server(settings, **kw).run()
+    server = build_server(settings, **kw)
+    if reuse_port:
+        from api.workers import reuse_port_socket
+
+        server.run(sockets=[reuse_port_socket(settings.host, settings.port)])
+    else:
+        server.run()

@@ -18,6 +18,7 @@ A background thread checks every few seconds:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -205,5 +206,6 @@ class SegmentManager:
 
     def status(self) -> dict[str, Any]:
         out = dict(self.stats)
+        out["pid"] = os.getpid()  # which worker answered (hashfed serve --workers)
         out["mapped_bytes"] = self._segment.mapped_bytes if self._segment is not None else 0
         return out
