@@ -58,7 +58,9 @@ def test_two_workers_see_each_others_writes(tmp_path: Path) -> None:
                 )
                 assert r.status_code == 200, r.text
                 assert hit_lists(writer, htype, value) == [(LIST, "B2")]
-                wait_until(lambda v=value, t=htype: hit_lists(reader, t, v) == [(LIST, "B2")], 2.0)
+                wait_until(
+                    lambda c=reader, v=value, t=htype: hit_lists(c, t, v) == [(LIST, "B2")], 2.0
+                )
         statuses = [c.get("/api/v1/status").json() for c in (a, b)]
         # Both map the one segment generation in the shared data folder.
         assert {s["segments"]["generation"] for s in statuses} != {0}
