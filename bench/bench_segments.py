@@ -1,0 +1,226 @@
+"""Index segments: start-up, memory per worker, 2 workers vs 1, memmap vs in-memory queries.
+
+Fills a node with N sha256 and N PDQ hashes, then:
+
+- start to first correct answer (healthz ok and a stored hash found) from
+  the database (no segment: the build the node did before segments) and
+  with the segment the first start wrote;
+- ``hashfed serve --workers 2``: each worker's private memory (what it adds;
+  the mapped segment is shared through the page cache) and its total RSS;
+- single-hash GET throughput from the same load generator against 1 worker
+  and 2 workers;
+- p50 of one PDQ query (in-process, no HTTP) from a memory-mapped segment
+  vs the in-memory index built from the database.
+
+Run: ``python -m bench.bench_segments --scale 1000000`` (10M: ``--scale 10000000``).
+The machine is shared: compare the figures of one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench._serve import UNLIMITED, admin_context, free_port
+from bench.bench_api import fill_node, flip, run_get_load
+
+
+def private_mb(pid: int) -> tuple[float, float]:
+    """(private MB, RSS MB) of a process: private = Private_Clean + Private_Dirty."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        k, v = line.split(":", 1)
+        fields[k] = int(v.split()[0])
+    return (fields["Private_Clean"] + fields["Private_Dirty"]) / 1024, fields["Rss"] / 1024
+
+
+def start(
+    data: Path, port: int, known: str, workers: int = 1, timeout: float = 900.0
+) -> tuple[subprocess.Popen[bytes], float]:
+    """Start ``hashfed serve``; seconds until it answers ``known`` (sha256) correctly."""
+    hashfed = str(Path(sys.executable).with_name("hashfed"))
+    t0 = time.perf_counter()
+    argv = [hashfed, "serve", "--data", str(data), "--port", str(port)]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    proc = subprocess.Popen(
+        argv,
+        env={**os.environ, **UNLIMITED},
+        stdout=subprocess.DEVNULL,
+        stderr=(data / "serve.log").open("ab"),
+    )
+    ctx = admin_context(data)
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            raise SystemExit((data / "serve.log").read_text()[-3000:])
+        try:
+            r = httpx.get(
+                f"https://127.0.0.1:{port}/api/v1/match/sha256/{known}", verify=ctx, timeout=2
+            )
+            if r.status_code == 200 and r.json()["hits"] == 1:
+                return proc, time.perf_counter() - t0
+        except (httpx.TransportError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def status(data: Path, port: int) -> dict[str, Any]:
+    with httpx.Client(verify=admin_context(data), timeout=30) as c:
+        return dict(c.get(f"https://127.0.0.1:{port}/api/v1/status").json())
+
+
+def wait_for_segment(data: Path, port: int, timeout: float = 900.0) -> float:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if status(data, port)["segments"]["generation"] >= 1:
+            return time.perf_counter() - t0
+        time.sleep(0.5)
+    raise SystemExit("no segment written")
+
+
+def children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(x) for x in text.split()]
+
+
+def pdq_p50(data: Path, queries: list[str]) -> tuple[float, float]:
+    """p50 ms of one PDQ query: in-memory index built from the database vs the segment."""
+    from config import load_settings
+    from node.match.follower import LogFollower
+    from node.match.matcher import Matcher, Query
+    from node.match.segments import SEGMENT_FOLDER, SegmentManager
+    from node.node import Node
+
+    node = Node.open(load_settings(data))
+    try:
+        mem = Matcher()
+        mem.load(node.store)
+        seg = SegmentManager(data / SEGMENT_FOLDER, node.store, LogFollower(node.store, Matcher()))
+        seg.load()
+        assert seg.stats["started_from"] == "segment"
+        out = []
+        for m in (mem, seg.follower.matcher):
+            qs = [Query("pdq", v) for v in queries]
+            for q in qs[:200]:  # warm
+                m.match([q])
+            times = []
+            for q in qs:
+                t0 = time.perf_counter()
+                m.match([q])
+                times.append(time.perf_counter() - t0)
+            out.append(1000 * statistics.median(times))
+        return out[0], out[1]
+    finally:
+        node.close()
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, str]]:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--scale", type=int, default=1_000_000, help="hashes per type")
+    ap.add_argument("--seconds", type=float, default=15.0, help="duration of each GET load")
+    ap.add_argument("--clients", type=int, default=32)
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(3)
+    tmp = Path(tempfile.mkdtemp(prefix="hashfed-bench-seg-"))
+    data = tmp / "node"
+    rows: list[dict[str, str]] = []
+
+    def row(figure: str, value: str, target: str) -> None:
+        rows.append({"figure": figure, "value": value, "target": target})
+        print(f"{figure}: {value}   (target {target})", flush=True)
+
+    try:
+        t0 = time.perf_counter()
+        sha, pdq = fill_node(data, args.scale, rng)
+        print(f"filled {args.scale:,} + {args.scale:,} in {time.perf_counter() - t0:.0f} s")
+        known = bytes(sha[0]).hex()
+        port = free_port()
+        row("load average at start", f"{os.getloadavg()[0]:.1f} (2 cores)", "")
+
+        proc, fresh = start(data, port, known)
+        written = wait_for_segment(data, port)
+        st = status(data, port)["segments"]
+        stop(proc)
+        row(
+            "start to first correct answer, no segment (build from the database)",
+            f"{fresh:.1f} s",
+            "no slower than before",
+        )
+        row(
+            "segment written in the background after that start",
+            f"{written:.1f} s later, {st['mapped_bytes'] / 2**20:.0f} MB",
+            "",
+        )
+
+        proc, warm = start(data, port, known)
+        st = status(data, port)["segments"]
+        assert st["started_from"] == "segment", st
+        row("start to first correct answer, segment present", f"{warm:.1f} s", "≤ 5 s at 10M+10M")
+        one_private, one_rss = private_mb(proc.pid)
+        g1 = run_get_load(data, port, sha, clients=args.clients, seconds=args.seconds)
+        stop(proc)
+
+        proc, _ = start(data, port, known, workers=2)
+        time.sleep(3)  # both workers up (the first answer may come from either)
+        mem = [private_mb(pid) for pid in children(proc.pid)]
+        g2 = run_get_load(data, port, sha, clients=args.clients, seconds=args.seconds)
+        stop(proc)
+        row("1 worker: private / RSS", f"{one_private:.0f} MB / {one_rss:.0f} MB", "")
+        row(
+            "2 workers: private / RSS each",
+            ", ".join(f"{p:.0f} MB / {r:.0f} MB" for p, r in mem),
+            "≤ 300 MB private each",
+        )
+        row(
+            f"single GET, {args.clients} clients, 1 worker",
+            f"{g1['rps']:,.0f} req/s, p50 {g1['p50_ms']:.1f} ms, p99 {g1['p99_ms']:.1f} ms, "
+            f"{g1['errors']} errors",
+            "",
+        )
+        row(
+            f"single GET, {args.clients} clients, 2 workers",
+            f"{g2['rps']:,.0f} req/s, p50 {g2['p50_ms']:.1f} ms, p99 {g2['p99_ms']:.1f} ms, "
+            f"{g2['errors']} errors; {g2['rps'] / g1['rps']:.2f}× one worker",
+            "≥ 1.5×",
+        )
+
+        near = flip(pdq[rng.integers(0, args.scale, 1000)], 12, rng)
+        mem_p50, seg_p50 = pdq_p50(data, near + [os.urandom(32).hex() for _ in range(1000)])
+        row(
+            "one PDQ query p50, in-memory vs memory-mapped segment",
+            f"{mem_p50:.2f} ms vs {seg_p50:.2f} ms ({seg_p50 / mem_p50:.2f}×)",
+            "within 10 %",
+        )
+        row("load average at end", f"{os.getloadavg()[0]:.1f} (2 cores)", "")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
