@@ -197,10 +197,18 @@ class SegmentManager:
     def _run(self) -> None:
         # The first check soon: a start from the database writes a segment at once.
         wait = 0.0
+        failed = ""
         while not self._stop.wait(wait):
             wait = self.check_seconds
             try:
                 self.tick()
+                failed = ""
+            except OSError as exc:
+                # Full disk, read-only folder: matching goes on from what is
+                # mapped or in memory; say so once per cause, not every check.
+                if exc.strerror != failed:
+                    failed = exc.strerror or type(exc).__name__
+                    log.warning("index segments: cannot write a segment (%s); retrying", failed)
             except Exception:
                 log.exception("index segments: check failed; retrying")
 

@@ -163,18 +163,23 @@ def write_segment(
     final = folder / segment_name(generation)
     tmp = folder / (final.name + ".tmp")
     step("open")
-    with open(tmp, "wb") as f:
-        f.write(prefix + header)
-        f.write(b"\0" * (data_start - _PREFIX - len(header)))
-        pos = 0
-        for i, (e, a) in enumerate(zip(entries, blobs, strict=True)):
-            f.write(b"\0" * (e["offset"] - pos))
-            f.write(a.data)
-            pos = e["offset"] + e["nbytes"]
-            step(f"array-{i}")
-        f.flush()
-        step("written")
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(prefix + header)
+            f.write(b"\0" * (data_start - _PREFIX - len(header)))
+            pos = 0
+            for i, (e, a) in enumerate(zip(entries, blobs, strict=True)):
+                f.write(b"\0" * (e["offset"] - pos))
+                f.write(a.data)
+                pos = e["offset"] + e["nbytes"]
+                step(f"array-{i}")
+            f.flush()
+            step("written")
+            os.fsync(f.fileno())
+    except BaseException:
+        # A full disk must not keep the space; a kill leaves it for the next merger.
+        tmp.unlink(missing_ok=True)
+        raise
     step("synced")
     os.replace(tmp, final)
     step("renamed")
