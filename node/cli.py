@@ -20,7 +20,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from config import load_settings
 from crypto.errors import (
@@ -29,11 +28,13 @@ from crypto.errors import (
     DatabaseUnavailableError,
     HashfedError,
     InputError,
+    PeerAuthError,
     PeerError,
     StorageFullError,
     StoreError,
     VerificationError,
 )
+from node.cli_output import JsonOpt, print_json, print_table
 from node.datadir import init_data_dir
 from node.identity.audit import LOST_FILE, lost_on_file, verify_audit_chain
 from node.node import Node
@@ -68,6 +69,7 @@ EXIT_CODES: list[tuple[type[HashfedError], int]] = [
     (InputError, 2),
     (ConfigError, 3),
     (VerificationError, 4),
+    (PeerAuthError, 6),  # the peer refused our certificate or token: not a network error
     (PeerError, 5),
     (AuthError, 6),
     (StorageFullError, 8),
@@ -243,7 +245,12 @@ def list_add(
 ) -> None:
     """Add one hash (a no-op if the list holds it already)."""
     with open_node(data) as node:
-        result = node.add_raw(name, [(hash_type, value, category)], actor=_actor(node))
+        result = node.add_raw(
+            name,
+            [(hash_type, value, category)],
+            actor=_actor(node),
+            field_names=("TYPE", "VALUE", "--category"),
+        )
     out.print("added" if result.appended else "already present", f"(size {result.size})")
 
 
@@ -256,7 +263,9 @@ def list_remove(
 ) -> None:
     """Remove one hash by appending a tombstone entry."""
     with open_node(data) as node:
-        result = node.remove(name, [(hash_type, value)], actor=_actor(node))
+        result = node.remove(
+            name, [(hash_type, value)], actor=_actor(node), field_names=("TYPE", "VALUE")
+        )
     out.print(f"removed (size {result.size})")
 
 
@@ -269,23 +278,42 @@ def list_publish(name: str, data: DataOpt = DEFAULT_DATA) -> None:
 
 
 @list_app.command("ls")
-def list_ls(data: DataOpt = DEFAULT_DATA) -> None:
+def list_ls(data: DataOpt = DEFAULT_DATA, as_json: JsonOpt = False) -> None:
     """All lists: owned and received."""
+    rows = []
     with open_node(data) as node:
-        table = Table("list", "label", "owned", "hashes", "entries", "checkpoint", "state")
         for row in node.store.all_lists():
             st = node.store.get_state(list_id=row.id)
             cp = node.store.latest_checkpoint(list_id=row.id)
-            table.add_row(
-                row.full_name,
-                row.label,
-                "yes" if row.local else f"via {row.source_peer}",
-                str(st.live_count),
-                str(st.size),
-                str(cp.size) if cp else "-",
-                f"frozen: {row.frozen_reason}" if row.frozen_reason else "ok",
+            rows.append(
+                {
+                    "list": row.full_name,
+                    "label": row.label,
+                    "owned": bool(row.local),
+                    "source_peer": None if row.local else row.source_peer,
+                    "hashes": st.live_count,
+                    "entries": st.size,
+                    "checkpoint_size": cp.size if cp else None,
+                    "frozen": row.frozen_reason,
+                }
             )
-    out.print(table)
+    if as_json:
+        print_json(rows)
+        return
+    columns = ("list", "label", "owned", "hashes", "entries", "checkpoint", "state")
+    cells = [
+        (
+            escape(r["list"]),
+            escape(r["label"]),
+            "yes" if r["owned"] else f"via {r['source_peer']}",
+            str(r["hashes"]),
+            str(r["entries"]),
+            "-" if r["checkpoint_size"] is None else str(r["checkpoint_size"]),
+            f"frozen: {escape(r['frozen'])}" if r["frozen"] else "ok",
+        )
+        for r in rows
+    ]
+    print_table(columns, cells, console=out)
 
 
 @list_app.command("show")

@@ -18,7 +18,7 @@ from crypto.keys import NoteSigner, NoteVerifier
 from node.datadir import load_signer, protect_data_dir
 from node.log import lists, writer
 from node.log.add_queue import AddQueue
-from node.log.hashes import parse_category, parse_hash
+from node.log.hashes import get_type, parse_category, parse_hash
 from node.log.hashfile import read_hash_file
 from node.log.lists import AppendResult, Committed
 from node.log.verify import PARALLEL_FROM, Verifier, VerifyResult
@@ -164,17 +164,46 @@ class Node:
         return result
 
     def add_raw(
-        self, full_name: str, raw: Sequence[tuple[str, str, str]], *, actor: str
+        self,
+        full_name: str,
+        raw: Sequence[tuple[str, str, str]],
+        *,
+        actor: str,
+        field_names: tuple[str, str, str] | None = None,
     ) -> AppendResult:
-        """Parse then add ``(type, value, category)`` as typed by a user."""
+        """Parse then add ``(type, value, category)`` as typed by a user.
+
+        Errors name ``hashes[i].value`` (the API's fields), or ``field_names``
+        (a command's arguments, e.g. ``("TYPE", "VALUE", "--category")``).
+        """
         items = []
         for i, (t, v, c) in enumerate(raw):
-            htype, value = parse_hash(t, v, where=f"hashes[{i}]")
-            items.append((htype, value, parse_category(c, where=f"hashes[{i}].category")))
+            if field_names is None:
+                htype, value = parse_hash(t, v, where=f"hashes[{i}]")
+                items.append((htype, value, parse_category(c, where=f"hashes[{i}].category")))
+            else:
+                parsed = get_type(t, where=field_names[0])
+                value = parsed.parse(v, where=field_names[1])
+                items.append((parsed.name, value, parse_category(c, where=field_names[2])))
         return self.add(full_name, items, actor=actor)
 
-    def remove(self, full_name: str, raw: Sequence[tuple[str, str]], *, actor: str) -> AppendResult:
-        keys = [parse_hash(t, v, where=f"hashes[{i}]") for i, (t, v) in enumerate(raw)]
+    def remove(
+        self,
+        full_name: str,
+        raw: Sequence[tuple[str, str]],
+        *,
+        actor: str,
+        field_names: tuple[str, str] | None = None,
+    ) -> AppendResult:
+        keys = [
+            parse_hash(t, v, where=f"hashes[{i}]")
+            if field_names is None
+            else (
+                (h := get_type(t, where=field_names[0])).name,
+                h.parse(v, where=field_names[1]),
+            )
+            for i, (t, v) in enumerate(raw)
+        ]
         result = writer.remove_hashes(
             self.store,
             node_id=self.node_id,

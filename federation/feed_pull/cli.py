@@ -54,11 +54,12 @@ def pull_command(
     trust: Annotated[
         list[str] | None,
         typer.Option(
-            help="OWNER=VERIFIER_KEY of a list owner whose signature you trust (repeatable)."
+            help="A list owner's verifier key you trust, e.g. 'au-argos+9a268aa7+AS…' "
+            "(its name is the owner; OWNER=KEY also works; repeatable)."
         ),
     ] = None,
     trust_file: Annotated[
-        Path | None, typer.Option(help="File of OWNER=VERIFIER_KEY lines ('#' comments).")
+        Path | None, typer.Option(help="File of verifier keys, one a line ('#' comments).")
     ] = None,
     cert: Annotated[Path | None, typer.Option(help="Your client certificate (PEM).")] = None,
     key: Annotated[Path | None, typer.Option(help="Its private key (PEM).")] = None,

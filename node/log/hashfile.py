@@ -34,13 +34,35 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise InputError(f"not UTF-8 text (byte {exc.start})", where=str(path)) from None
 
 
+EMPTY_FILE = "holds no hashes (it is empty, or only blank lines and # comments)"
+# The csv module's default field_size_limit: a quoted field longer than this
+# is no hash, and the module would raise its own error in the middle of a row.
+MAX_FIELD_CHARS = 131_072
+
+
 def detect_format(path: Path) -> str:
-    """``csv`` when the first non-blank line has a comma, else ``text``."""
+    """``csv`` when the first non-blank line has a comma, else ``text``.
+
+    Raises:
+        InputError: the file holds no data line at all.
+    """
     for _, line in _lines(path):
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
             return "csv" if "," in stripped else "text"
-    return "text"
+    raise InputError(EMPTY_FILE, where=str(path))
+
+
+def _csv_row(line: str, *, where: str) -> list[str]:
+    if '"' not in line:
+        return line.split(",")
+    try:
+        return next(csv.reader(io.StringIO(line)))
+    except csv.Error:
+        raise InputError(
+            f"a quoted field longer than {MAX_FIELD_CHARS:,} characters (or a malformed quote)",
+            where=where,
+        ) from None
 
 
 def read_hash_file(
@@ -87,9 +109,7 @@ def read_hash_file(
                 items.append((fixed_type.name, fixed_type.parse(stripped, where=where), category))
                 continue
             # Hash files rarely quote; the csv module is the slow path for those that do.
-            row = (
-                next(csv.reader(io.StringIO(stripped))) if '"' in stripped else stripped.split(",")
-            )
+            row = _csv_row(stripped, where=where)
             is_first, first_row = first_row, False
             if is_first and [c.strip().lower() for c in row[:2]] == ["type", "value"]:
                 continue  # header
@@ -120,4 +140,6 @@ def read_hash_file(
             f"{error_count} invalid line(s), nothing imported:\n  " + "\n  ".join(errors) + tail,
             where=str(path),
         )
+    if not items:
+        raise InputError(EMPTY_FILE, where=str(path))
     return items
