@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.progress import TaskID
 
 from config import PeerSettings, TrustedOwner, load_settings
 from crypto.errors import InputError
@@ -21,7 +23,7 @@ from federation.health import peer_status
 from federation.peers import add_trusted_owner, check_peer, register_peer, remove_peer
 from federation.sync import PullReport, Syncer
 from node.cli import DEFAULT_DATA, DataOpt, err, exit_code_for, open_node, out
-from node.cli_output import JsonOpt, print_json, print_table
+from node.cli_output import JsonOpt, print_json, print_table, progress_bar
 from node.identity.principals import mark_changed
 from node.identity.trust import PINNED_DIR
 from node.store import now_ms
@@ -139,7 +141,7 @@ def peer_trust(
     node_id: Annotated[str, typer.Argument(help="The list owner's node id.")],
     keys: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[KEY]...", help="Its checkpoint verifier key(s): name+id+key."),
+        typer.Argument(metavar="KEY", help="Its checkpoint verifier key(s): name+id+key."),
     ] = None,
     signing_key: Annotated[
         list[str] | None,
@@ -244,10 +246,23 @@ def sync(
         out.print("no peers to pull from (hashfed peer add …)")
         return
     failed: list[PullReport] = []
-    with open_node(data) as node:
+    with open_node(data) as node, progress_bar(err) as progress:
         syncer = Syncer(node)
+        shown: list[TaskID] = []
+
+        def task(description: str, total: int | None) -> Callable[[int], None]:
+            # One bar at a time: the previous list's is done when the next starts.
+            for t in shown:
+                progress.remove_task(t)
+            shown[:] = [progress.add_task(description, total=total, unit="entries")]
+            return lambda n: progress.advance(shown[0], n)
+
+        syncer.progress_task = task
         for peer_id in targets:
             report = syncer.pull(peer_id)
+            for t in shown:
+                progress.remove_task(t)
+            shown.clear()
             _print_report(report)
             if not report.ok:
                 failed.append(report)

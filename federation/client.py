@@ -363,17 +363,26 @@ class AdminClient:
         self,
         url: str,
         *,
-        cert_file: Path,
-        key_file: Path,
+        cert_file: Path | None,
+        key_file: Path | None,
         ca_files: Sequence[Path] = (),
         pinned_cert_files: Sequence[Path] = (),
         timeout: float = 60.0,
+        token: str | None = None,
     ) -> None:
-        ctx = client_context(
-            cert_file, key_file, ca_files=ca_files, pinned_cert_files=pinned_cert_files
-        )
+        if cert_file is not None and key_file is not None:
+            ctx = client_context(
+                cert_file, key_file, ca_files=ca_files, pinned_cert_files=pinned_cert_files
+            )
+        elif token is not None:
+            ctx = token_context(ca_files=ca_files, pinned_cert_files=pinned_cert_files)
+        else:
+            raise InputError("give a client certificate and key, or a token", where="--cert")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url
-        self._http = httpx.Client(base_url=url, verify=ctx, timeout=timeout, trust_env=False)
+        self._http = httpx.Client(
+            base_url=url, verify=ctx, timeout=timeout, trust_env=False, headers=headers
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -15,9 +15,20 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
-__all__ = ["JsonOpt", "print_json", "print_table"]
+__all__ = ["JsonOpt", "print_json", "print_table", "progress_bar"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (one array) instead of a table.")]
 
@@ -42,3 +53,36 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, consol
         force_terminal=console.is_terminal,
     )
     wide.print(table)
+
+
+class _CountColumn(ProgressColumn):
+    """``1,234/5,000 entries``, or bytes as ``12.3/45.6 MB`` for a task whose unit is bytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bytes = DownloadColumn()
+
+    def render(self, task: Task) -> Text:
+        unit = str(task.fields.get("unit", ""))
+        if unit == "bytes":
+            return self._bytes.render(task)
+        total = "?" if task.total is None else f"{int(task.total):,}"
+        return Text(f"{int(task.completed):,}/{total} {unit}".rstrip())
+
+
+def progress_bar(console: Console) -> Progress:
+    """A bar with counts, total and time left (elapsed while the total is unknown).
+
+    Shown on a terminal only; a pipe or a log file gets the results alone.
+    Tasks may carry ``unit=`` ("entries", "hashes", "bytes").
+    """
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        _CountColumn(),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )

@@ -224,12 +224,24 @@ class Node:
         default_category: str = "",
         actor: str,
         progress: Callable[[int], None] | None = None,
+        read_progress: Callable[[int], None] | None = None,
+        on_read: Callable[[int], None] | None = None,
     ) -> AppendResult:
-        """Read a whole file, then add it in one transaction (nothing if invalid)."""
+        """Read a whole file, then add it in one transaction (nothing if invalid).
+
+        ``read_progress`` hears characters read, ``on_read`` the number of
+        hashes once the file is parsed, ``progress`` entries written.
+        """
         self.get_list(full_name)  # unknown list: fail before reading a large file
         items = read_hash_file(
-            path, fmt=fmt, default_type=default_type, default_category=default_category
+            path,
+            fmt=fmt,
+            default_type=default_type,
+            default_category=default_category,
+            progress=read_progress,
         )
+        if on_read is not None:
+            on_read(len(items))
         return self.add(full_name, items, actor=actor, action="list.import", progress=progress)
 
     def publish(self, full_name: str, *, actor: str) -> CheckpointRow:
@@ -276,12 +288,24 @@ class Node:
         return self.get_list(full_name)
 
     def verify(
-        self, full_name: str | None = None, *, parallel_from: int = PARALLEL_FROM
+        self,
+        full_name: str | None = None,
+        *,
+        parallel_from: int = PARALLEL_FROM,
+        progress: Callable[[int], None] | None = None,
     ) -> list[VerifyResult]:
-        """Verify one list, or every list; see :mod:`node.log.verify`."""
+        """Verify one list, or every list; see :mod:`node.log.verify`.
+
+        ``progress`` hears each list's entry count once it is verified.
+        """
         rows = [self.get_list(full_name)] if full_name else self.store.all_lists()
+        results = []
         with Verifier(self.store, parallel_from=parallel_from) as verifier:
-            return [verifier.verify(r, self.verifiers_for(r.owner)) for r in rows]
+            for r in rows:
+                results.append(verifier.verify(r, self.verifiers_for(r.owner)))
+                if progress is not None:
+                    progress(results[-1].size)
+        return results
 
     def content(self, full_name: str) -> Iterator[tuple[str, str, str]]:
         """Current ``(type, value, category)`` of a list, streamed in pages."""

@@ -78,6 +78,7 @@ def read_hash_file(
     CSV columns are ``type,value[,category]``; a header row naming those
     columns is allowed. Text files hold one value a line and need
     ``default_type``. Blank lines and lines starting with ``#`` are skipped.
+    ``progress`` is told how many characters were read since its last call.
 
     Raises:
         InputError: naming the file and the first offending lines.
@@ -96,9 +97,12 @@ def read_hash_file(
     parsers: dict[str, HashType] = {}
     categories: dict[str, str] = {}
     first_row = True  # a header may follow leading comments and blank lines
+    read = 0
     for lineno, line in _lines(path):
+        read += len(line)
         if progress is not None and lineno % 10_000 == 0:
-            progress(10_000)
+            progress(read)  # characters since the last call: ~bytes of a hash file
+            read = 0
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -133,6 +137,8 @@ def read_hash_file(
             error_count += 1
             if len(errors) < MAX_REPORTED_ERRORS:
                 errors.append(exc.message)
+    if progress is not None and read:
+        progress(read)
     if errors:
         more = error_count - len(errors)
         tail = f"\n  … and {more} more" if more else ""
