@@ -40,17 +40,18 @@ EMPTY_FILE = "holds no hashes (it is empty, or only blank lines and # comments)"
 MAX_FIELD_CHARS = 131_072
 
 
-def detect_format(path: Path) -> str:
-    """``csv`` when the first non-blank line has a comma, else ``text``.
-
-    Raises:
-        InputError: the file holds no data line at all.
-    """
+def _first_data_line(path: Path) -> str | None:
     for _, line in _lines(path):
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
-            return "csv" if "," in stripped else "text"
-    raise InputError(EMPTY_FILE, where=str(path))
+            return stripped
+    return None
+
+
+def detect_format(path: Path) -> str:
+    """``csv`` when the first non-blank line has a comma, else ``text``."""
+    first = _first_data_line(path)
+    return "csv" if first is not None and "," in first else "text"
 
 
 def _csv_row(line: str, *, where: str) -> list[str]:
@@ -83,6 +84,9 @@ def read_hash_file(
     Raises:
         InputError: naming the file and the first offending lines.
     """
+    if _first_data_line(path) is None:
+        # Before the --type check: "needs --type" would send the user the wrong way.
+        raise InputError(EMPTY_FILE, where=str(path))
     fmt = fmt or detect_format(path)
     if fmt not in {"csv", "text"}:
         raise InputError(f"unknown format {fmt!r}, expected csv or text", where=str(path))
