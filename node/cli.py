@@ -316,7 +316,7 @@ def list_publish(name: str, data: DataOpt = DEFAULT_DATA) -> None:
 @list_app.command("ls")
 def list_ls(data: DataOpt = DEFAULT_DATA, as_json: JsonOpt = False) -> None:
     """All lists: owned and received."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     with open_node(data) as node:
         for row in node.store.all_lists():
             st = node.store.get_state(list_id=row.id)

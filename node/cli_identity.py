@@ -7,7 +7,7 @@ imported, as the console entry point (:mod:`api.cli`) does.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -167,7 +167,7 @@ def principal_add(
 def principal_ls(data: DataOpt = DEFAULT_DATA, as_json: JsonOpt = False) -> None:
     """Registered principals."""
     with open_node(data) as node:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "name": p.name,
                 "role": p.role,
@@ -182,10 +182,12 @@ def principal_ls(data: DataOpt = DEFAULT_DATA, as_json: JsonOpt = False) -> None
         return
     cells = [
         (
-            r["name"],
-            r["role"],
-            ",".join(r["labels"]),
-            r["cert_fingerprint"] or ("CA-issued" if r["issuer_fingerprint"] else "tokens only"),
+            str(r["name"]),
+            str(r["role"]),
+            ",".join(r["labels"] or []),
+            str(
+                r["cert_fingerprint"] or ("CA-issued" if r["issuer_fingerprint"] else "tokens only")
+            ),
         )
         for r in rows
     ]
