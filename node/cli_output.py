@@ -66,8 +66,9 @@ class _CountColumn(ProgressColumn):
         unit = str(task.fields.get("unit", ""))
         if unit == "bytes":
             return self._bytes.render(task)
-        total = "?" if task.total is None else f"{int(task.total):,}"
-        return Text(f"{int(task.completed):,}/{total} {unit}".rstrip())
+        if task.total is None:  # no count known (a commit): elapsed time says enough
+            return Text(f"{int(task.completed):,} {unit}".rstrip() if task.completed else "")
+        return Text(f"{int(task.completed):,}/{int(task.total):,} {unit}".rstrip())
 
 
 def progress_bar(console: Console) -> Progress:

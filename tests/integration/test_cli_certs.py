@@ -35,7 +35,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     n.init()
     n.cli("ca", "init")
     n.log = base / "serve.log"
-    n.start()
+    n.start(timeout=180)  # a loaded machine starts slowly
     try:
         yield n
     finally:

@@ -29,7 +29,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     n.cli("list", "publish", LONG)
     n.cli("principal", "add", "acme", "--role", "partner", "--labels", "baseline")
     n.log = base / "serve.log"
-    n.start()
+    n.start(timeout=180)  # a loaded machine starts slowly
     try:
         yield n
     finally:
