@@ -51,8 +51,9 @@ def _usage_name(self: Any) -> str:
 
 
 def install() -> None:
-    option, argument = getattr(typer.core, "TyperOption", None), getattr(
-        typer.core, "TyperArgument", None
+    option, argument = (
+        getattr(typer.core, "TyperOption", None),
+        getattr(typer.core, "TyperArgument", None),
     )
     if option is None or argument is None:
         return
