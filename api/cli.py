@@ -16,7 +16,11 @@ from crypto.errors import InputError
 from federation import cli as federation_cli
 from federation.feed_pull import cli as feed_pull_cli  # noqa: F401  (adds `hashfed pull`)
 from node import cli as node_cli
-from node import cli_identity  # noqa: F401  (adds `hashfed ca`, `principal`, `token`)
+from node import (
+    cli_audit,  # noqa: F401  (adds `hashfed audit ls`, `audit export`)
+    cli_certs,  # noqa: F401  (adds `hashfed ca sign`, `ca bundle`, `ca trust`)
+    cli_identity,  # noqa: F401  (adds `hashfed ca`, `principal`, `token`)
+)
 from node.cli import DEFAULT_DATA, DataOpt, out
 from node.datadir import ensure_data_dir
 
@@ -75,8 +79,13 @@ def scan(
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write a CSV report here.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="HASHFED_TOKEN", help="API token for --node (or $HASHFED_TOKEN)."),
+    ] = None,
     state: Annotated[
-        Path | None, typer.Option(help="State file for --resume (default: beside the folder).")
+        Path | None,
+        typer.Option(help="State file for --resume (default: in the data folder, 0600)."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted scan.")] = False,
     max_distance: Annotated[int, typer.Option(help="PDQ match distance.")] = 31,
@@ -90,18 +99,23 @@ def scan(
     from node.match.matcher import LocalScanMatcher
 
     folder = folder.resolve()
-    state_file = state or folder.parent / f".{folder.name}.hashfed-scan"
+    state_file = state or scan_state_file(Path(data), folder)
     if node is not None:
         from federation.scan_remote import RemoteScanMatcher
 
-        if cert is None or key is None:
-            raise InputError("--node needs --cert and --key (a client certificate)", where="--node")
+        if (cert is None or key is None) and token is None:
+            raise InputError(
+                "--node needs --cert and --key (a client certificate) or --token", where="--node"
+            )
+        if (cert is None) != (key is None):
+            raise InputError("give both --cert and --key", where="--cert")
         matcher: Any = RemoteScanMatcher(
             node,
             cert_file=cert,
             key_file=key,
             ca_files=ca or [],
             pinned_cert_files=server_cert or [],
+            token=token if cert is None else None,
         )
         result = run_scan(
             folder,
@@ -132,6 +146,21 @@ def scan(
         f"{len(result.errors)} unreadable, {len(result.skipped)} skipped"
         + (f"; report {report}" if report else "")
     )
+
+
+def scan_state_file(data: Path, folder: Path) -> Path:
+    """Where a scan of ``folder`` keeps its state: ``<data>/scans/``, private to the user.
+
+    Not beside the scanned folder: the state lists every path and hash, and
+    the folder may be on shared or seized media.
+    """
+    import hashlib
+
+    scans = data / "scans"
+    scans.mkdir(parents=True, exist_ok=True, mode=0o700)
+    scans.chmod(0o700)
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
+    return scans / f"{folder.name[:40]}-{digest}.hashfed-scan"
 
 
 def main() -> None:

@@ -84,6 +84,9 @@ class PeerSettings(BaseModel):
 class TrustedOwner(BaseModel):
     """A list owner whose checkpoint-signing keys we trust (``[[trusted_owners]]``)."""
 
+    # A misspelt ``signing_keys`` must not silently leave an owner untrusted.
+    model_config = ConfigDict(extra="forbid")
+
     node_id: str
     signing_keys: list[str] = Field(default_factory=list)  # note verifier keys
 

@@ -307,6 +307,34 @@ class PeerProtocolError(PeerError):
     code = "peer_protocol"
 
 
+class PeerAuthError(PeerError):
+    """The peer refused our credentials: HTTP 401 or 403, or a TLS alert about our certificate.
+
+    Not a network failure: retrying does not help until the certificate,
+    token or grant is fixed, so the CLI gives it an exit code of its own.
+    """
+
+    code = "peer_auth_refused"
+
+
+# TLS alerts a server sends when it will not accept the client's certificate.
+_AUTH_ALERTS = (
+    "certificate required",
+    "bad certificate",
+    "certificate unknown",
+    "unknown ca",
+    "certificate revoked",
+    "certificate expired",
+    "access denied",
+)
+
+
+def is_auth_alert(text: str) -> bool:
+    """True when an SSL error's text is a server's alert refusing our certificate."""
+    lowered = text.lower().replace("_", " ")
+    return "alert" in lowered and any(a in lowered for a in _AUTH_ALERTS)
+
+
 class PeerLimitError(PeerProtocolError):
     """A peer sent more than a configured bound allows (bytes, entries, line length).
 

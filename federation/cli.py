@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.progress import TaskID
 
 from config import PeerSettings, TrustedOwner, load_settings
 from crypto.errors import InputError
@@ -22,6 +23,7 @@ from federation.health import peer_status
 from federation.peers import add_trusted_owner, check_peer, register_peer, remove_peer
 from federation.sync import PullReport, Syncer
 from node.cli import DEFAULT_DATA, DataOpt, err, exit_code_for, open_node, out
+from node.cli_output import JsonOpt, print_json, print_table, progress_bar
 from node.identity.principals import mark_changed
 from node.identity.trust import PINNED_DIR
 from node.store import now_ms
@@ -137,13 +139,21 @@ def peer_rm(node_id: str, data: DataOpt = DEFAULT_DATA) -> None:
 @peer_app.command("trust")
 def peer_trust(
     node_id: Annotated[str, typer.Argument(help="The list owner's node id.")],
+    keys: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="KEY", help="Its checkpoint verifier key(s): name+id+key."),
+    ] = None,
     signing_key: Annotated[
-        list[str], typer.Option("--signing-key", help="Its checkpoint verifier key (repeatable).")
-    ],
+        list[str] | None,
+        typer.Option("--signing-key", help="The same, as an option (repeatable)."),
+    ] = None,
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Trust an owner's signing key for its lists that peers relay (trusted_owners in node.toml)."""
-    add_trusted_owner(data, TrustedOwner(node_id=node_id, signing_keys=signing_key))
+    given = [*(keys or []), *(signing_key or [])]
+    if not given:
+        raise InputError("give the owner's verifier key: hashfed peer trust OWNER KEY", where="KEY")
+    add_trusted_owner(data, TrustedOwner(node_id=node_id, signing_keys=given))
     out.print(f"trusting {node_id}'s signing key for its lists, whoever relays them")
 
 
@@ -166,12 +176,15 @@ def _ago(ms: int | None, now: int) -> str:
 
 
 @peer_app.command("ls")
-def peer_ls(data: DataOpt = DEFAULT_DATA) -> None:
+def peer_ls(data: DataOpt = DEFAULT_DATA, as_json: JsonOpt = False) -> None:
     """Peers with their health: last success, last error, lag, next attempt."""
     with open_node(data) as node:
         rows = peer_status(node, now_ms=now_ms(), now_s=int(time.time()))
+    if as_json:
+        print_json(rows)
+        return
     now = now_ms()
-    table = Table(
+    columns = (
         "peer",
         "url",
         "receives",
@@ -182,8 +195,8 @@ def peer_ls(data: DataOpt = DEFAULT_DATA) -> None:
         "lag",
         "last error",
     )
-    for r in rows:
-        table.add_row(
+    cells = [
+        (
             r["peer"],
             r["url"],
             ",".join(r["labels"]) or "-",
@@ -194,7 +207,9 @@ def peer_ls(data: DataOpt = DEFAULT_DATA) -> None:
             str(r["lag_entries"]),
             escape(f"{r['last_error_code']}: {r['last_error']}") if r["last_error_code"] else "",
         )
-    out.print(table)
+        for r in rows
+    ]
+    print_table(columns, cells, console=out)
     for r in rows:
         for a in r["alerts"]:
             out.print(f"[red]ALERT[/] {a['list']} {a['alert']}: {escape(a['detail'])}")
@@ -231,20 +246,37 @@ def sync(
         out.print("no peers to pull from (hashfed peer add …)")
         return
     failed: list[PullReport] = []
-    with open_node(data) as node:
+    with open_node(data) as node, progress_bar(err) as progress:
         syncer = Syncer(node)
+        shown: list[TaskID] = []
+
+        def task(description: str, total: int | None) -> Callable[[int], None]:
+            # One bar at a time: the previous list's is done when the next starts.
+            for t in shown:
+                progress.remove_task(t)
+            shown[:] = [progress.add_task(description, total=total, unit="entries")]
+            return lambda n: progress.advance(shown[0], n)
+
+        syncer.progress_task = task
         for peer_id in targets:
             report = syncer.pull(peer_id)
+            for t in shown:
+                progress.remove_task(t)
+            shown.clear()
             _print_report(report)
             if not report.ok:
                 failed.append(report)
     if failed:
         # Network trouble (peer_*) exits like a PeerError, refusals like a
         # VerificationError (node/cli.py's exit codes).
-        from crypto.errors import PeerError, VerificationError
+        from crypto.errors import HashfedError, PeerAuthError, PeerError, VerificationError
 
-        network = any((f.error_code or "").startswith("peer") for f in failed)
-        exc = PeerError(peer=failed[0].peer, reason="") if network else VerificationError()
+        codes = [f.error_code or "" for f in failed]
+        exc: HashfedError = VerificationError()
+        if any(c.startswith("peer") for c in codes):
+            exc = PeerError(peer=failed[0].peer, reason="")
+        if "peer_auth_refused" in codes:
+            exc = PeerAuthError(peer=failed[0].peer, reason="")
         raise typer.Exit(exit_code_for(exc))
 
 

@@ -40,11 +40,13 @@ from config import Limits, NodeSettings, PeerSettings
 from crypto.errors import (
     HashfedError,
     InputError,
+    PeerAuthError,
     PeerError,
     PeerLimitError,
     PeerProtocolError,
     PeerTimeoutError,
     PeerUnreachableError,
+    is_auth_alert,
 )
 from crypto.pki import cert_fingerprint, node_id_from_certificate
 from crypto.tls import MIN_TLS_VERSION, TLS12_CIPHERS, client_context
@@ -159,6 +161,8 @@ class PeerClient:
         except httpx.TimeoutException as exc:
             raise PeerTimeoutError(peer=peer, reason=f"timed out ({type(exc).__name__})") from None
         except (httpx.NetworkError, ssl.SSLError) as exc:
+            if is_auth_alert(str(exc)):
+                raise PeerAuthError(peer=peer, reason=_describe(exc)) from None
             raise PeerUnreachableError(peer=peer, reason=_describe(exc)) from None
         except (httpx.ProtocolError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
             raise PeerProtocolError(peer=peer, reason=_describe(exc)) from None
@@ -219,9 +223,8 @@ class PeerClient:
                 code = parsed["error"][:64]
         except ValueError:
             pass
-        raise PeerProtocolError(
-            peer=self.peer_id, reason=f"{what}: HTTP {resp.status_code} ({code})"
-        )
+        error = PeerAuthError if resp.status_code in (401, 403) else PeerProtocolError
+        raise error(peer=self.peer_id, reason=f"{what}: HTTP {resp.status_code} ({code})")
 
     def _read(self, resp: httpx.Response, cap: int) -> bytes:
         body = bytearray()
@@ -360,17 +363,26 @@ class AdminClient:
         self,
         url: str,
         *,
-        cert_file: Path,
-        key_file: Path,
+        cert_file: Path | None,
+        key_file: Path | None,
         ca_files: Sequence[Path] = (),
         pinned_cert_files: Sequence[Path] = (),
         timeout: float = 60.0,
+        token: str | None = None,
     ) -> None:
-        ctx = client_context(
-            cert_file, key_file, ca_files=ca_files, pinned_cert_files=pinned_cert_files
-        )
+        if cert_file is not None and key_file is not None:
+            ctx = client_context(
+                cert_file, key_file, ca_files=ca_files, pinned_cert_files=pinned_cert_files
+            )
+        elif token is not None:
+            ctx = token_context(ca_files=ca_files, pinned_cert_files=pinned_cert_files)
+        else:
+            raise InputError("give a client certificate and key, or a token", where="--cert")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url
-        self._http = httpx.Client(base_url=url, verify=ctx, timeout=timeout, trust_env=False)
+        self._http = httpx.Client(
+            base_url=url, verify=ctx, timeout=timeout, trust_env=False, headers=headers
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -392,11 +404,14 @@ class AdminClient:
         try:
             resp = self._http.request(method, path, json=json)
         except (httpx.NetworkError, httpx.TimeoutException, ssl.SSLError, OSError) as exc:
+            if is_auth_alert(str(exc)):
+                raise PeerAuthError(peer=self.url, reason=_describe(exc)) from None
             raise PeerUnreachableError(peer=self.url, reason=_describe(exc)) from None
         except httpx.HTTPError as exc:
             raise PeerProtocolError(peer=self.url, reason=_describe(exc)) from None
         if not 200 <= resp.status_code < 300:
-            raise PeerProtocolError(
+            error = PeerAuthError if resp.status_code in (401, 403) else PeerProtocolError
+            raise error(
                 peer=self.url, reason=f"{method} {path}: HTTP {resp.status_code} {resp.text[:300]}"
             )
         return resp.json() if resp.content else None
@@ -500,6 +515,8 @@ class FeedClient:
                 peer=self.peer, reason=f"timed out ({type(exc).__name__})"
             ) from exc
         except (httpx.NetworkError, ssl.SSLError) as exc:
+            if is_auth_alert(str(exc)):
+                raise PeerAuthError(peer=self.peer, reason=_describe(exc)) from exc
             raise PeerUnreachableError(peer=self.peer, reason=_describe(exc)) from exc
         except (httpx.ProtocolError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
             raise PeerProtocolError(peer=self.peer, reason=_describe(exc)) from exc
@@ -529,7 +546,8 @@ class FeedClient:
             if resp.status_code == 410:
                 return Fetched(True, 0, 0)
             if resp.status_code != 200:
-                raise PeerProtocolError(peer=self.peer, reason=f"{path}: {self._error_of(resp)}")
+                error = PeerAuthError if resp.status_code in (401, 403) else PeerProtocolError
+                raise error(peer=self.peer, reason=f"{path}: {self._error_of(resp)}")
             ctype = resp.headers.get("content-type", "").split(";")[0].strip()
             if ctype != NDJSON:
                 raise PeerProtocolError(peer=self.peer, reason=f"{path}: content type {ctype!r}")

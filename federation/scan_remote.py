@@ -19,10 +19,11 @@ class RemoteScanMatcher:
         self,
         url: str,
         *,
-        cert_file: Path,
-        key_file: Path,
+        cert_file: Path | None,
+        key_file: Path | None,
         ca_files: Sequence[Path] = (),
         pinned_cert_files: Sequence[Path] = (),
+        token: str | None = None,
     ) -> None:
         self.description = url
         self._client = AdminClient(
@@ -31,6 +32,7 @@ class RemoteScanMatcher:
             key_file=key_file,
             ca_files=ca_files,
             pinned_cert_files=pinned_cert_files,
+            token=token,
         )
 
     def close(self) -> None:

@@ -132,6 +132,8 @@ class Syncer:
         self._locks_guard = threading.Lock()
         # Set when the node shuts down: pulls stop at the next page, applying nothing.
         self.stopping = threading.Event()
+        # ``hashfed sync`` shows a bar per list: (description, total entries) -> advance.
+        self.progress_task: Callable[[str, int | None], Callable[[int], None]] | None = None
 
     @property
     def settings(self) -> NodeSettings:
@@ -289,6 +291,11 @@ class Syncer:
                 )
                 update.verify_consistency(proof)
             page = self.settings.limits.max_page_entries
+            tick = (
+                self.progress_task(f"{peer.node_id}: {full}", update.remaining)
+                if self.progress_task is not None and update.remaining
+                else None
+            )
             while update.remaining:
                 if self.stopping.is_set():
                     raise PeerError(peer=peer.node_id, reason="the node is shutting down")
@@ -297,6 +304,8 @@ class Syncer:
                 )
                 update.add_leaves(leaf_hashes(got))
                 entries.extend(got)
+                if tick is not None:
+                    tick(len(got))
             accepted = update.finish()
         except (PeerError, LimitExceededError):
             raise
@@ -342,6 +351,8 @@ class Syncer:
             )
         else:
             self._follow_owner_metadata(peer, item, row)
+        if self.progress_task is not None and entries:
+            self.progress_task(f"{peer.node_id}: applying {full}", None)
         try:
             applied = writer.apply_verified(
                 store,

@@ -19,8 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.progress import Progress
 
 from config import load_settings
 from crypto.errors import (
@@ -29,13 +28,17 @@ from crypto.errors import (
     DatabaseUnavailableError,
     HashfedError,
     InputError,
+    PeerAuthError,
     PeerError,
     StorageFullError,
     StoreError,
     VerificationError,
 )
+from node import cli_help  # noqa: F401  (help without type tags)
+from node.cli_output import JsonOpt, print_json, print_table, progress_bar
 from node.datadir import init_data_dir
 from node.identity.audit import LOST_FILE, lost_on_file, verify_audit_chain
+from node.log.hashes import HASH_TYPES, MAX_CATEGORY_LENGTH
 from node.node import Node
 from node.store import ANY_DB_ERROR, Store, run_migrations, translate_db_error
 
@@ -68,6 +71,7 @@ EXIT_CODES: list[tuple[type[HashfedError], int]] = [
     (InputError, 2),
     (ConfigError, 3),
     (VerificationError, 4),
+    (PeerAuthError, 6),  # the peer refused our certificate or token: not a network error
     (PeerError, 5),
     (AuthError, 6),
     (StorageFullError, 8),
@@ -96,16 +100,10 @@ def _actor(node: Node) -> str:
     return f"{CLI_ACTOR}@{node.node_id}"
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    )
+# What a category may be (node/log/hashes.py parse_category), for help texts.
+_CATEGORY_RULE = (
+    f"At most {MAX_CATEGORY_LENGTH} letters, digits, spaces or . : / + - _ (e.g. A1, baseline)."
+)
 
 
 # --- init / keys / db ---------------------------------------------------------------------
@@ -202,22 +200,58 @@ def list_create(
     out.print(f"created {row.full_name} (label {row.label})")
 
 
+class _ImportProgress:
+    """The import's three stages on one bar each: reading, writing entries, committing."""
+
+    def __init__(self, progress: Progress, file: Path) -> None:
+        self.p = progress
+        size = file.stat().st_size if file.is_file() else None
+        self.task = progress.add_task(f"reading {file.name}", total=size, unit="bytes")
+
+    def read(self, chars: int) -> None:
+        self.p.advance(self.task, chars)
+
+    def parsed(self, count: int) -> None:
+        self.p.remove_task(self.task)
+        self.task = self.p.add_task("writing entries", total=count, unit="entries")
+
+    def __call__(self, entries: int) -> None:
+        self.p.advance(self.task, entries)
+
+    def entries_written(self) -> None:
+        self.p.remove_task(self.task)
+        # The content table, its indexes and the commit: no count, elapsed time only.
+        self.task = self.p.add_task("committing", total=None, unit="")
+
+
 @list_app.command("import")
 def list_import(
-    name: str,
-    file: Path,
+    name: Annotated[str, typer.Argument(help="owner/name of a list this node owns.")],
+    file: Annotated[Path, typer.Argument(help="The hash file (UTF-8).")],
     type_: Annotated[
-        str | None, typer.Option("--type", help="Hash type of a one-hash-per-line file.")
+        str | None,
+        typer.Option(
+            "--type",
+            help=f"Hash type of a one-hash-per-line file: {', '.join(HASH_TYPES)}.",
+        ),
     ] = None,
     fmt: Annotated[
         str | None, typer.Option("--format", help="csv or text (default: guess).")
     ] = None,
-    category: Annotated[str, typer.Option(help="Category for rows without one.")] = "",
+    category: Annotated[
+        str, typer.Option(help=f"Category for rows without one. {_CATEGORY_RULE}")
+    ] = "",
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
-    """Import a CSV (type,value,category) or one-hash-per-line file in one transaction."""
-    with open_node(data) as node, _progress() as progress:
-        task = progress.add_task("importing", total=None)
+    """Import a hash file in one transaction: all of it, or nothing if a line is bad.
+
+    CSV: type,value[,category] a line (a header row type,value,category is
+    allowed). Text: one value a line, with --type. Types: md5, sha1, sha256
+    (hex), pdq (64 hex), photodna (opaque). Blank lines and lines starting
+    with # are skipped.
+    """
+    with open_node(data) as node, progress_bar(err) as progress:
+        stages = _ImportProgress(progress, file)
         result = node.import_file(
             name,
             file,
@@ -225,7 +259,9 @@ def list_import(
             default_type=type_,
             default_category=category,
             actor=_actor(node),
-            progress=lambda n: progress.advance(task, n),
+            progress=stages,
+            read_progress=stages.read,
+            on_read=stages.parsed,
         )
     out.print(
         f"{result.row.full_name}: {result.appended} added, {result.skipped} already present, "
@@ -235,15 +271,22 @@ def list_import(
 
 @list_app.command("add")
 def list_add(
-    name: str,
-    hash_type: Annotated[str, typer.Argument(metavar="TYPE")],
-    value: str,
-    category: Annotated[str, typer.Option(help="Category, e.g. A1.")] = "",
+    name: Annotated[str, typer.Argument(help="owner/name of a list this node owns.")],
+    hash_type: Annotated[
+        str, typer.Argument(metavar="TYPE", help=f"One of {', '.join(HASH_TYPES)}.")
+    ],
+    value: Annotated[str, typer.Argument(help="The hash: hex for md5/sha1/sha256/pdq.")],
+    category: Annotated[str, typer.Option(help=f"Category, e.g. A1. {_CATEGORY_RULE}")] = "",
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Add one hash (a no-op if the list holds it already)."""
     with open_node(data) as node:
-        result = node.add_raw(name, [(hash_type, value, category)], actor=_actor(node))
+        result = node.add_raw(
+            name,
+            [(hash_type, value, category)],
+            actor=_actor(node),
+            field_names=("TYPE", "VALUE", "--category"),
+        )
     out.print("added" if result.appended else "already present", f"(size {result.size})")
 
 
@@ -256,7 +299,9 @@ def list_remove(
 ) -> None:
     """Remove one hash by appending a tombstone entry."""
     with open_node(data) as node:
-        result = node.remove(name, [(hash_type, value)], actor=_actor(node))
+        result = node.remove(
+            name, [(hash_type, value)], actor=_actor(node), field_names=("TYPE", "VALUE")
+        )
     out.print(f"removed (size {result.size})")
 
 
@@ -269,23 +314,42 @@ def list_publish(name: str, data: DataOpt = DEFAULT_DATA) -> None:
 
 
 @list_app.command("ls")
-def list_ls(data: DataOpt = DEFAULT_DATA) -> None:
+def list_ls(data: DataOpt = DEFAULT_DATA, as_json: JsonOpt = False) -> None:
     """All lists: owned and received."""
+    rows: list[dict[str, Any]] = []
     with open_node(data) as node:
-        table = Table("list", "label", "owned", "hashes", "entries", "checkpoint", "state")
         for row in node.store.all_lists():
             st = node.store.get_state(list_id=row.id)
             cp = node.store.latest_checkpoint(list_id=row.id)
-            table.add_row(
-                row.full_name,
-                row.label,
-                "yes" if row.local else f"via {row.source_peer}",
-                str(st.live_count),
-                str(st.size),
-                str(cp.size) if cp else "-",
-                f"frozen: {row.frozen_reason}" if row.frozen_reason else "ok",
+            rows.append(
+                {
+                    "list": row.full_name,
+                    "label": row.label,
+                    "owned": bool(row.local),
+                    "source_peer": None if row.local else row.source_peer,
+                    "hashes": st.live_count,
+                    "entries": st.size,
+                    "checkpoint_size": cp.size if cp else None,
+                    "frozen": row.frozen_reason,
+                }
             )
-    out.print(table)
+    if as_json:
+        print_json(rows)
+        return
+    columns = ("list", "label", "owned", "hashes", "entries", "checkpoint", "state")
+    cells = [
+        (
+            escape(r["list"]),
+            escape(r["label"]),
+            "yes" if r["owned"] else f"via {r['source_peer']}",
+            str(r["hashes"]),
+            str(r["entries"]),
+            "-" if r["checkpoint_size"] is None else str(r["checkpoint_size"]),
+            f"frozen: {escape(r['frozen'])}" if r["frozen"] else "ok",
+        )
+        for r in rows
+    ]
+    print_table(columns, cells, console=out)
 
 
 @list_app.command("show")
@@ -397,8 +461,11 @@ def list_verify(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Recompute each list's root from its entries and check the signed checkpoint."""
-    with open_node(data) as node:
-        results = node.verify(name)
+    with open_node(data) as node, progress_bar(err) as progress:
+        rows = [node.get_list(name)] if name else node.store.all_lists()
+        total = sum(node.store.get_state(list_id=r.id).size for r in rows)
+        task = progress.add_task("verifying", total=total, unit="entries")
+        results = node.verify(name, progress=lambda n: progress.advance(task, n))
     failed = [r for r in results if not r.ok]
     for r in results:
         mark = "[green]ok[/]" if r.ok else "[red]FAIL[/]"

@@ -7,16 +7,16 @@ imported, as the console entry point (:mod:`api.cli`) does.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from crypto.errors import (
     ConfigError,
     InputError,
 )
 from node.cli import DEFAULT_DATA, DataOpt, _actor, app, open_node, out
+from node.cli_output import JsonOpt, print_json, print_table
 from node.identity.principals import mark_changed
 from node.identity.trust import PINNED_DIR
 
@@ -164,15 +164,34 @@ def principal_add(
 
 
 @principal_app.command("ls")
-def principal_ls(data: DataOpt = DEFAULT_DATA) -> None:
+def principal_ls(data: DataOpt = DEFAULT_DATA, as_json: JsonOpt = False) -> None:
     """Registered principals."""
     with open_node(data) as node:
-        table = Table("name", "role", "labels", "certificate")
-        for p in node.store.all_principals():
-            table.add_row(
-                p.name, p.role, ",".join(sorted(p.labels)), p.cert_fingerprint or "CA-issued"
-            )
-    out.print(table)
+        rows: list[dict[str, Any]] = [
+            {
+                "name": p.name,
+                "role": p.role,
+                "labels": sorted(p.labels),
+                "cert_fingerprint": p.cert_fingerprint,
+                "issuer_fingerprint": p.issuer_fingerprint,
+            }
+            for p in node.store.all_principals()
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    cells = [
+        (
+            str(r["name"]),
+            str(r["role"]),
+            ",".join(r["labels"] or []),
+            str(
+                r["cert_fingerprint"] or ("CA-issued" if r["issuer_fingerprint"] else "tokens only")
+            ),
+        )
+        for r in rows
+    ]
+    print_table(("name", "role", "labels", "certificate"), cells, console=out)
 
 
 @principal_app.command("rm")
@@ -224,3 +243,35 @@ def token_revoke(prefix: str, data: DataOpt = DEFAULT_DATA) -> None:
         node.audit(actor=_actor(node), action="token.revoke", target=prefix, detail={})
     mark_changed(data)
     out.print(f"revoked {n} token(s)")
+
+
+@token_app.command("ls")
+def token_ls(data: DataOpt = DEFAULT_DATA, as_json: JsonOpt = False) -> None:
+    """API tokens: principal, prefix, scopes, expiry (never the token itself)."""
+    import datetime as dt
+
+    with open_node(data) as node:
+        rows = node.store.all_tokens()
+
+    def when(ms: object) -> str:
+        if not isinstance(ms, int):
+            return "-"
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+    if as_json:
+        print_json(rows)
+        return
+    cells = [
+        (
+            str(r["principal"]),
+            f"hf_{r['prefix']}",
+            str(r["scopes"]),
+            when(r["created_ms"]),
+            when(r["expires_ms"]),
+            "revoked" if r["revoked"] else "live",
+        )
+        for r in rows
+    ]
+    print_table(
+        ("principal", "prefix", "scopes", "created", "expires", "state"), cells, console=out
+    )

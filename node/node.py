@@ -18,7 +18,7 @@ from crypto.keys import NoteSigner, NoteVerifier
 from node.datadir import load_signer, protect_data_dir
 from node.log import lists, writer
 from node.log.add_queue import AddQueue
-from node.log.hashes import parse_category, parse_hash
+from node.log.hashes import get_type, parse_category, parse_hash
 from node.log.hashfile import read_hash_file
 from node.log.lists import AppendResult, Committed
 from node.log.verify import PARALLEL_FROM, Verifier, VerifyResult
@@ -164,17 +164,46 @@ class Node:
         return result
 
     def add_raw(
-        self, full_name: str, raw: Sequence[tuple[str, str, str]], *, actor: str
+        self,
+        full_name: str,
+        raw: Sequence[tuple[str, str, str]],
+        *,
+        actor: str,
+        field_names: tuple[str, str, str] | None = None,
     ) -> AppendResult:
-        """Parse then add ``(type, value, category)`` as typed by a user."""
+        """Parse then add ``(type, value, category)`` as typed by a user.
+
+        Errors name ``hashes[i].value`` (the API's fields), or ``field_names``
+        (a command's arguments, e.g. ``("TYPE", "VALUE", "--category")``).
+        """
         items = []
         for i, (t, v, c) in enumerate(raw):
-            htype, value = parse_hash(t, v, where=f"hashes[{i}]")
-            items.append((htype, value, parse_category(c, where=f"hashes[{i}].category")))
+            if field_names is None:
+                htype, value = parse_hash(t, v, where=f"hashes[{i}]")
+                items.append((htype, value, parse_category(c, where=f"hashes[{i}].category")))
+            else:
+                parsed = get_type(t, where=field_names[0])
+                value = parsed.parse(v, where=field_names[1])
+                items.append((parsed.name, value, parse_category(c, where=field_names[2])))
         return self.add(full_name, items, actor=actor)
 
-    def remove(self, full_name: str, raw: Sequence[tuple[str, str]], *, actor: str) -> AppendResult:
-        keys = [parse_hash(t, v, where=f"hashes[{i}]") for i, (t, v) in enumerate(raw)]
+    def remove(
+        self,
+        full_name: str,
+        raw: Sequence[tuple[str, str]],
+        *,
+        actor: str,
+        field_names: tuple[str, str] | None = None,
+    ) -> AppendResult:
+        keys = [
+            parse_hash(t, v, where=f"hashes[{i}]")
+            if field_names is None
+            else (
+                (h := get_type(t, where=field_names[0])).name,
+                h.parse(v, where=field_names[1]),
+            )
+            for i, (t, v) in enumerate(raw)
+        ]
         result = writer.remove_hashes(
             self.store,
             node_id=self.node_id,
@@ -195,12 +224,24 @@ class Node:
         default_category: str = "",
         actor: str,
         progress: Callable[[int], None] | None = None,
+        read_progress: Callable[[int], None] | None = None,
+        on_read: Callable[[int], None] | None = None,
     ) -> AppendResult:
-        """Read a whole file, then add it in one transaction (nothing if invalid)."""
+        """Read a whole file, then add it in one transaction (nothing if invalid).
+
+        ``read_progress`` hears characters read, ``on_read`` the number of
+        hashes once the file is parsed, ``progress`` entries written.
+        """
         self.get_list(full_name)  # unknown list: fail before reading a large file
         items = read_hash_file(
-            path, fmt=fmt, default_type=default_type, default_category=default_category
+            path,
+            fmt=fmt,
+            default_type=default_type,
+            default_category=default_category,
+            progress=read_progress,
         )
+        if on_read is not None:
+            on_read(len(items))
         return self.add(full_name, items, actor=actor, action="list.import", progress=progress)
 
     def publish(self, full_name: str, *, actor: str) -> CheckpointRow:
@@ -247,12 +288,24 @@ class Node:
         return self.get_list(full_name)
 
     def verify(
-        self, full_name: str | None = None, *, parallel_from: int = PARALLEL_FROM
+        self,
+        full_name: str | None = None,
+        *,
+        parallel_from: int = PARALLEL_FROM,
+        progress: Callable[[int], None] | None = None,
     ) -> list[VerifyResult]:
-        """Verify one list, or every list; see :mod:`node.log.verify`."""
+        """Verify one list, or every list; see :mod:`node.log.verify`.
+
+        ``progress`` hears each list's entry count once it is verified.
+        """
         rows = [self.get_list(full_name)] if full_name else self.store.all_lists()
+        results = []
         with Verifier(self.store, parallel_from=parallel_from) as verifier:
-            return [verifier.verify(r, self.verifiers_for(r.owner)) for r in rows]
+            for r in rows:
+                results.append(verifier.verify(r, self.verifiers_for(r.owner)))
+                if progress is not None:
+                    progress(results[-1].size)
+        return results
 
     def content(self, full_name: str) -> Iterator[tuple[str, str, str]]:
         """Current ``(type, value, category)`` of a list, streamed in pages."""

@@ -14,36 +14,16 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from crypto.errors import InputError
 from federation.client import FeedClient, cert_context, token_context
 from federation.feed_pull import DEFAULT_MAX_BYTES, load_trust, pull
 from node.cli import app, err, out
+from node.cli_output import progress_bar
 
 __all__ = ["pull_command"]
 
 DEFAULT_MAX_AGE = 7 * 86_400
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        DownloadColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    )
 
 
 @app.command("pull")
@@ -54,11 +34,12 @@ def pull_command(
     trust: Annotated[
         list[str] | None,
         typer.Option(
-            help="OWNER=VERIFIER_KEY of a list owner whose signature you trust (repeatable)."
+            help="A list owner's verifier key you trust, e.g. 'au-argos+9a268aa7+AS…' "
+            "(its name is the owner; OWNER=KEY also works; repeatable)."
         ),
     ] = None,
     trust_file: Annotated[
-        Path | None, typer.Option(help="File of OWNER=VERIFIER_KEY lines ('#' comments).")
+        Path | None, typer.Option(help="File of verifier keys, one a line ('#' comments).")
     ] = None,
     cert: Annotated[Path | None, typer.Option(help="Your client certificate (PEM).")] = None,
     key: Annotated[Path | None, typer.Option(help="Its private key (PEM).")] = None,
@@ -97,7 +78,7 @@ def pull_command(
         ctx = token_context(ca_files=cas, pinned_cert_files=pins)
     else:
         raise InputError("give --cert/--key or --token (or $HASHFED_FEED_TOKEN)", where="--token")
-    with FeedClient(url, ssl_context=ctx, token=token) as client, _progress() as progress:
+    with FeedClient(url, ssl_context=ctx, token=token) as client, progress_bar(err) as progress:
         result = pull(
             client,
             label=label,

@@ -43,10 +43,10 @@ class _Progress:
     def __init__(self, progress: Any) -> None:
         self.p = progress
 
-    def task(self, description: str, total: int | None) -> Callable[[int], None]:
+    def task(self, description: str, total: int | None, unit: str) -> Callable[[int], None]:
         if self.p is None:
             return lambda n: None
-        task = self.p.add_task(description, total=total)
+        task = self.p.add_task(description, total=total, unit=unit)
         return lambda n: self.p.advance(task, n)
 
 
@@ -98,12 +98,12 @@ def pull(
                 since,
                 spool_path,
                 max_bytes=max_bytes,
-                on_bytes=report.task("downloading", None),
+                on_bytes=report.task("downloading", None, "bytes"),
             )
             verifier = FeedVerifier(
                 old=old, trust=trust, peer=client.peer, tmp=tmp, max_age_seconds=max_age_seconds
             )
-            tick = report.task("verifying", got.lines)
+            tick = report.task("verifying", got.lines, "entries")
             with spool_path.open("rb") as fh:
                 n = 0
                 for line in spooled_lines(fh, client.peer):

@@ -17,7 +17,8 @@ def load_trust(
 ) -> dict[str, list[NoteVerifier]]:
     """Owner → the verifier keys trusted for its lists, from ``OWNER=KEY`` pairs and a file.
 
-    The file holds one ``OWNER=KEY`` (or ``OWNER KEY``) per line; ``#`` starts a comment.
+    The file holds one ``KEY``, ``OWNER=KEY`` or ``OWNER KEY`` per line; ``#`` starts a
+    comment. A bare key is trusted for the owner its name gives (``owner+keyid+…``).
 
     Raises:
         InputError: a pair or line is malformed or a key is not a verifier key.
@@ -39,8 +40,13 @@ def load_trust(
     for where, item in items:
         owner, sep, key = item.partition("=")
         owner, key = owner.strip(), key.strip()
-        if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", owner):
-            raise InputError("expected OWNER=VERIFIER_KEY", where=where)
+        if not sep or "+" in owner:
+            # A bare verifier key names its owner: ``au-argos+9a268aa7+AS…``
+            # (base64 may end in '=', so the '+' decides, not the '=').
+            key = item.strip()
+            owner = key.split("+", 1)[0]
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", owner):
+            raise InputError("expected VERIFIER_KEY or OWNER=VERIFIER_KEY", where=where)
         try:
             trust.setdefault(owner, []).append(NoteVerifier.from_verifier_key(key))
         except (HashfedError, ValueError):

@@ -18,6 +18,7 @@ from cryptography import x509
 
 from crypto.errors import InputError
 from crypto.pki import cert_fingerprint, node_id_from_certificate, public_key_fingerprint
+from node.identity.ca_trust import is_ca_certificate
 from node.identity.trust import TrustAnchors
 from node.identity.visibility import check_grantable
 from node.store import PrincipalRow, Store, now_ms
@@ -92,8 +93,19 @@ def binding_for_cert(cert: x509.Certificate, *, name: str, anchors: TrustAnchors
 
     Raises:
         InputError: a CA-issued certificate from no CA this node trusts, or
-            one that names another node.
+            one that names another node; a CA certificate (``CA:TRUE``).
     """
+    if is_ca_certificate(cert):
+        raise InputError(
+            f"{cert.subject.rfc4514_string()} is a CA certificate (CA:TRUE), which `serve` "
+            "refuses to pin. Have the partner make a key and a request: "
+            f"`openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+            f"-keyout {name}.key -out {name}.csr -subj /CN={name}`, then sign it here with "
+            f"`hashfed ca sign --csr {name}.csr`; or a self-signed one: `openssl req -x509 "
+            f"-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {name}.key -out "
+            f"{name}.crt -days 825 -subj /CN={name} -addext basicConstraints=critical,CA:FALSE`",
+            where="cert",
+        )
     if cert.issuer == cert.subject:
         return CertBinding(cert_fingerprint(cert), None, None)
     issuer = anchors.issuer_of(cert)

@@ -34,13 +34,36 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise InputError(f"not UTF-8 text (byte {exc.start})", where=str(path)) from None
 
 
-def detect_format(path: Path) -> str:
-    """``csv`` when the first non-blank line has a comma, else ``text``."""
+EMPTY_FILE = "holds no hashes (it is empty, or only blank lines and # comments)"
+# The csv module's default field_size_limit: a quoted field longer than this
+# is no hash, and the module would raise its own error in the middle of a row.
+MAX_FIELD_CHARS = 131_072
+
+
+def _first_data_line(path: Path) -> str | None:
     for _, line in _lines(path):
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
-            return "csv" if "," in stripped else "text"
-    return "text"
+            return stripped
+    return None
+
+
+def detect_format(path: Path) -> str:
+    """``csv`` when the first non-blank line has a comma, else ``text``."""
+    first = _first_data_line(path)
+    return "csv" if first is not None and "," in first else "text"
+
+
+def _csv_row(line: str, *, where: str) -> list[str]:
+    if '"' not in line:
+        return line.split(",")
+    try:
+        return next(csv.reader(io.StringIO(line)))
+    except csv.Error:
+        raise InputError(
+            f"a quoted field longer than {MAX_FIELD_CHARS:,} characters (or a malformed quote)",
+            where=where,
+        ) from None
 
 
 def read_hash_file(
@@ -56,10 +79,14 @@ def read_hash_file(
     CSV columns are ``type,value[,category]``; a header row naming those
     columns is allowed. Text files hold one value a line and need
     ``default_type``. Blank lines and lines starting with ``#`` are skipped.
+    ``progress`` is told how many characters were read since its last call.
 
     Raises:
         InputError: naming the file and the first offending lines.
     """
+    if _first_data_line(path) is None:
+        # Before the --type check: "needs --type" would send the user the wrong way.
+        raise InputError(EMPTY_FILE, where=str(path))
     fmt = fmt or detect_format(path)
     if fmt not in {"csv", "text"}:
         raise InputError(f"unknown format {fmt!r}, expected csv or text", where=str(path))
@@ -74,9 +101,12 @@ def read_hash_file(
     parsers: dict[str, HashType] = {}
     categories: dict[str, str] = {}
     first_row = True  # a header may follow leading comments and blank lines
+    read = 0
     for lineno, line in _lines(path):
+        read += len(line)
         if progress is not None and lineno % 10_000 == 0:
-            progress(10_000)
+            progress(read)  # characters since the last call: ~bytes of a hash file
+            read = 0
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -87,9 +117,7 @@ def read_hash_file(
                 items.append((fixed_type.name, fixed_type.parse(stripped, where=where), category))
                 continue
             # Hash files rarely quote; the csv module is the slow path for those that do.
-            row = (
-                next(csv.reader(io.StringIO(stripped))) if '"' in stripped else stripped.split(",")
-            )
+            row = _csv_row(stripped, where=where)
             is_first, first_row = first_row, False
             if is_first and [c.strip().lower() for c in row[:2]] == ["type", "value"]:
                 continue  # header
@@ -113,6 +141,8 @@ def read_hash_file(
             error_count += 1
             if len(errors) < MAX_REPORTED_ERRORS:
                 errors.append(exc.message)
+    if progress is not None and read:
+        progress(read)
     if errors:
         more = error_count - len(errors)
         tail = f"\n  … and {more} more" if more else ""
@@ -120,4 +150,6 @@ def read_hash_file(
             f"{error_count} invalid line(s), nothing imported:\n  " + "\n  ".join(errors) + tail,
             where=str(path),
         )
+    if not items:
+        raise InputError(EMPTY_FILE, where=str(path))
     return items

@@ -90,11 +90,36 @@ class AuditQueries(StoreBase):
             with self.write() as conn:
                 self._append_audit_chain(conn, records)
 
-    def audit_records(self, *, after_id: int = 0, limit: int = 1000) -> list[AuditRow]:
+    def audit_records(
+        self,
+        *,
+        after_id: int = 0,
+        limit: int = 1000,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        newest_first: bool = False,
+    ) -> list[AuditRow]:
+        """Records in id order, filtered: ``action`` ending in ``.*`` matches a prefix."""
+        query = select(_audit).where(_audit.c.id > after_id)
+        if actor is not None:
+            query = query.where(_audit.c.actor == actor)
+        if action is not None:
+            if action.endswith("*"):
+                query = query.where(_audit.c.action.startswith(action[:-1], autoescape=True))
+            else:
+                query = query.where(_audit.c.action == action)
+        if target is not None:
+            query = query.where(_audit.c.target == target)
+        if since_ms is not None:
+            query = query.where(_audit.c.ts_ms >= since_ms)
+        if until_ms is not None:
+            query = query.where(_audit.c.ts_ms < until_ms)
+        order = _audit.c.id.desc() if newest_first else _audit.c.id
         with self.read() as conn:
-            rows = conn.execute(
-                select(_audit).where(_audit.c.id > after_id).order_by(_audit.c.id).limit(limit)
-            ).all()
+            rows = conn.execute(query.order_by(order).limit(limit)).all()
         return [
             AuditRow(
                 **{

@@ -196,6 +196,11 @@ class LogQueries(AuditQueries, CheckpointQueries):
                 ((list_id, *e) for e in change.entries),
                 progress=progress,
             )
+            # What follows (content rows, indexes, commit) has no count: a
+            # caller showing progress learns that the entries are written.
+            entries_written = getattr(progress, "entries_written", None)
+            if entries_written is not None:
+                entries_written()
         # Per type, ``value IN (...)``: SQLite answers a row-value IN of
         # (type, value) pairs with a scan of the whole list (8 s for 1,000
         # removals at 10M), this with primary-key searches.

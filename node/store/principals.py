@@ -154,6 +154,33 @@ class PrincipalQueries(StoreBase):
             return None
         return _principal_row(r), r.scopes
 
+    def all_tokens(self) -> list[dict[str, object]]:
+        """Every token's public facts (never its hash), oldest first."""
+        with self.read() as conn:
+            rows = conn.execute(
+                select(
+                    _principals.c.name,
+                    _tokens.c.prefix,
+                    _tokens.c.scopes,
+                    _tokens.c.created_ms,
+                    _tokens.c.expires_ms,
+                    _tokens.c.revoked,
+                )
+                .join(_principals, _tokens.c.principal_id == _principals.c.id)
+                .order_by(_tokens.c.id)
+            ).all()
+        return [
+            {
+                "principal": r.name,
+                "prefix": r.prefix,
+                "scopes": r.scopes,
+                "created_ms": r.created_ms,
+                "expires_ms": r.expires_ms,
+                "revoked": bool(r.revoked),
+            }
+            for r in rows
+        ]
+
     def revoke_tokens(self, *, prefix: str) -> int:
         with self.write() as conn:
             res = conn.execute(

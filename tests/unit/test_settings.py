@@ -183,3 +183,17 @@ def test_settings_are_not_built_at_import_time() -> None:
     import config.settings as module
 
     assert not [v for v in vars(module).values() if isinstance(v, NodeSettings)]
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        '[[trusted_owners]]\nnode_id = "agency-c"\nsigning_key = ["x"]\n',  # misspelt
+        '[[peers]]\nnode_id = "b"\nurl = "https://b:1"\nfingerprnt = "sha256:00"\n',
+        "[limits]\nmax_batchh = 5\n",
+    ],
+)
+def test_an_unknown_key_in_any_table_is_refused(tmp_path: Path, table: str) -> None:
+    data = _data(tmp_path, render_node_toml("au-argos").split("\n[limits]")[0] + "\n" + table)
+    with pytest.raises(ConfigError):
+        load_settings(data)

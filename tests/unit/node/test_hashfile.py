@@ -244,3 +244,22 @@ def test_import_adds_once_and_reports_progress(
     assert sorted(node.content("au-argos/series")) == sorted(("sha256", v, "A1") for v in values)
     again = node.import_file("au-argos/series", path, default_type="sha256", actor="t")
     assert (again.appended, again.skipped, again.size) == (0, 310, 300)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n  # and another\n"])
+@pytest.mark.parametrize("fmt", [None, "text", "csv"])
+def test_an_empty_or_comment_only_file_is_refused_as_empty(
+    tmp_path: Path, text: str, fmt: str | None
+) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(InputError) as info:
+        read_hash_file(path, fmt=fmt, default_type="md5" if fmt == "text" else None)
+    assert "--type" not in info.value.message  # not "needs --type": the file is empty
+
+
+def test_a_quoted_field_over_the_csv_limit_is_a_line_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, f'md5,{MD5}\nmd5,"{"a" * 131_073}"\n')
+    with pytest.raises(InputError) as info:
+        read_hash_file(path)
+    assert f"{path}:2" in info.value.message
+    assert "\n" not in info.value.message.split(":2", 1)[1].split("\n  ")[0]
