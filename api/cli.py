@@ -14,6 +14,7 @@ import typer
 
 from crypto.errors import InputError
 from federation import cli as federation_cli
+from federation import cli_cases  # noqa: F401  (adds `sighting`, `webhook`, `list review`)
 from federation.feed_pull import cli as feed_pull_cli  # noqa: F401  (adds `hashfed pull`)
 from node import cli as node_cli
 from node import cli_identity  # noqa: F401  (adds `hashfed ca`, `principal`, `token`)
@@ -36,6 +37,7 @@ def serve(
     """Run the node: HTTPS with client certificates, matching, lists, federation."""
     from api.routes.federation import build_routers
     from api.server import serve as run
+    from federation.outbox import with_outbox
     from federation.scheduler import FederationRuntime
 
     settings = ensure_data_dir(Path(data), node_id=node_id)
@@ -46,7 +48,7 @@ def serve(
         f"node {settings.node_id} serving on https://{settings.host}:{settings.port} (data {data})"
     )
     runtime = FederationRuntime()
-    run(settings, extra_routers=build_routers(runtime), on_start=runtime.start)
+    run(settings, extra_routers=build_routers(runtime), on_start=with_outbox(runtime.start))
 
 
 @app.command()
