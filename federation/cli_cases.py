@@ -1,4 +1,4 @@
-"""``hashfed sighting``, ``hashfed webhook``, ``hashfed list review``, ``hashfed principal sightings``.
+"""``hashfed sighting``, ``webhook``, ``list review`` and ``principal sightings``.
 
 Registered on the ``hashfed`` command when imported (api/cli.py does).
 """
@@ -22,7 +22,9 @@ from node.cli import DEFAULT_DATA, DataOpt, _actor, app, list_app, open_node, ou
 from node.cli_identity import principal_app
 from node.sightings import flagged_entries, remove_flagged, report, sighting_stats
 
-sighting_app = typer.Typer(help="Report sightings to list owners; see your own.", no_args_is_help=True)
+sighting_app = typer.Typer(
+    help="Report sightings to list owners; see your own.", no_args_is_help=True
+)
 webhook_app = typer.Typer(help="Signed alerts to your systems.", no_args_is_help=True)
 app.add_typer(sighting_app, name="sighting")
 app.add_typer(webhook_app, name="webhook")
@@ -41,9 +43,7 @@ def _when(ms: int | None) -> str:
 def sighting_report(
     list_name: Annotated[str, typer.Argument(metavar="LIST", help="owner/name")],
     seq: Annotated[int, typer.Argument(help="The entry's seq (from a match or scan answer).")],
-    disposition: Annotated[
-        str, typer.Option(help=f"One of {', '.join(DISPOSITIONS)}.")
-    ] = "seen",
+    disposition: Annotated[str, typer.Option(help=f"One of {', '.join(DISPOSITIONS)}.")] = "seen",
     reason: Annotated[str | None, typer.Option(help="Reason code, [a-z0-9_]{1,32}.")] = None,
     send: Annotated[bool, typer.Option(help="Send to the next hop now (else serve does).")] = True,
     data: DataOpt = DEFAULT_DATA,
@@ -101,7 +101,7 @@ def list_review(
     ] = False,
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
-    """Entries enough distinct reporters called false_positive (sightings.false_positive_threshold)."""
+    """Entries that enough distinct reporters called false_positive."""
     with open_node(data) as node:
         flagged = flagged_entries(node, name)
         threshold = node.settings.sightings.false_positive_threshold
@@ -135,7 +135,9 @@ def principal_sightings(
         if node.store.get_principal(name=name) is None:
             raise InputError(f"no principal named {name!r}", where="name")
         node.store.set_sighting_optin(principal=name, enabled=state == "on")
-        node.audit(actor=_actor(node), action=f"principal.sightings.{state}", target=name, detail={})
+        node.audit(
+            actor=_actor(node), action=f"principal.sightings.{state}", target=name, detail={}
+        )
     out.print(f"sightings from {name}: {state}")
 
 
@@ -146,8 +148,11 @@ def principal_sightings(
 def webhook_add(
     url: str,
     events: Annotated[
-        str, typer.Option(help="Comma-separated: overlap, sighting, fork_refused, "
-        "rollback_refused, list_stale, peer_failing; or '*'.")
+        str,
+        typer.Option(
+            help="Comma-separated: overlap, sighting, fork_refused, "
+            "rollback_refused, list_stale, peer_failing; or '*'."
+        ),
     ] = "*",
     include_hashes: Annotated[
         bool, typer.Option(help="Put hash values in payloads (off: names and counts only).")

@@ -110,7 +110,10 @@ def _attempt(
         error = f"{type(exc).__name__}: {str(exc)[:200]}"
     if error is None:
         store.delivery_result(
-            delivery_id=row["id"], delivered=True, status_code=status, error=None,
+            delivery_id=row["id"],
+            delivered=True,
+            status_code=status,
+            error=None,
             next_attempt_ms=None,
         )
         return True
@@ -124,7 +127,10 @@ def _attempt(
         )
     )
     store.delivery_result(
-        delivery_id=row["id"], delivered=False, status_code=status, error=error,
+        delivery_id=row["id"],
+        delivered=False,
+        status_code=status,
+        error=error,
         next_attempt_ms=next_ms,
     )
     log.warning("webhook %s delivery %s failed: %s", row["webhook_id"], row["id"], error)

@@ -65,7 +65,7 @@ def accept(
     store = node.store
     settings = node.settings
     if principal is not None and principal.name not in store.sighting_optins():
-        raise ForbiddenError(f"principal {principal.name!r} may not send sightings here")
+        raise ForbiddenError(reason=f"principal {principal.name!r} may not send sightings here")
     s = verify_sighting(note, node.verifiers_for(unverified_reporter(note)))
     t = time.time() if now is None else now
     if s.when > t + settings.max_clock_skew_seconds:
@@ -134,8 +134,7 @@ def report(
     when: int | None = None,
 ) -> Accepted:
     """Sign a sighting as this node and accept it locally (recorded, or queued to relay)."""
-    owner, _, name = full_name.partition("/")
-    if not name:
+    if "/" not in full_name:
         raise InputError("expected owner/name", where="list")
     s = Sighting(
         list_name=full_name,

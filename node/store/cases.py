@@ -101,9 +101,7 @@ class CaseQueries(StoreBase):
                 )
             )
 
-    def sighting_counts(
-        self, *, owner: str, name: str | None = None
-    ) -> list[dict[str, Any]]:
+    def sighting_counts(self, *, owner: str, name: str | None = None) -> list[dict[str, Any]]:
         """Per list, entry, reporter and disposition: how many sightings were recorded."""
         t = _t("SightingRecord")
         cond = [t.c.status == "recorded", t.c.owner == owner]
@@ -355,7 +353,5 @@ class CaseQueries(StoreBase):
         d = _t("WebhookDelivery")
         with self.read() as conn:
             return int(
-                conn.execute(
-                    select(func.count()).where(d.c.status == "pending")
-                ).scalar_one()
+                conn.execute(select(func.count()).where(d.c.status == "pending")).scalar_one()
             )

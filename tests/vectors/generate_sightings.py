@@ -91,9 +91,7 @@ def vectors() -> dict[str, Any]:
         },
         {
             "name": "unknown-disposition",
-            "note": _sig_note(
-                format_sighting(BASE).replace("false_positive", "deleted"), REPORTER
-            ),
+            "note": _sig_note(format_sighting(BASE).replace("false_positive", "deleted"), REPORTER),
             "expect": "MalformedSightingError",
         },
         {

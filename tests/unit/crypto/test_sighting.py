@@ -14,8 +14,8 @@ import crypto.sighting as sighting_mod
 from crypto.keys import NoteSigner, NoteVerifier, generate_signing_key
 from crypto.sighting import (
     MalformedSightingError,
-    Sighting,
     SighterMismatchError,
+    Sighting,
     format_sighting,
     new_nonce,
     parse_sighting,
@@ -30,7 +30,8 @@ VECTORS = Path(__file__).parents[2] / "vectors"
 
 def _generator() -> Any:
     spec = importlib.util.spec_from_file_location("gen_s", VECTORS / "generate_sightings.py")
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -98,7 +99,7 @@ def test_forged_signature_refused(reporter: NoteSigner) -> None:
 
 
 def test_signer_must_be_the_reporter(reporter: NoteSigner) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not the reporter"):
         sign_sighting(_sighting(reporter="node-d"), reporter)
 
 
