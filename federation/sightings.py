@@ -58,13 +58,15 @@ def relay_due(
                 )
                 log.warning("sighting relay to %s failed: %s", hop, exc.message)
                 continue
-            node.store.forward_done(sighting_id=row["id"])
-            node.audit(
-                actor="relay",
-                action="sighting.forwarded",
-                target=f"{row['owner']}/{row['name']}",
-                count=1,
-                detail={"to": hop, "reporter": row["reporter"]},
+            node.store.forward_done(
+                sighting_id=row["id"],
+                audit=(
+                    "relay",
+                    "sighting.forwarded",
+                    f"{row['owner']}/{row['name']}",
+                    1,
+                    {"to": hop, "reporter": row["reporter"]},
+                ),
             )
             sent += 1
     finally:

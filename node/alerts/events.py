@@ -65,7 +65,7 @@ def emit(
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
-    hooks = [h for h in store.webhooks() if event_type in h["events"].split(",")]
+    hooks = [h for h in store.webhooks() if {event_type, "*"} & set(h["events"].split(","))]
     if not hooks:
         return None
     if not any(h["include_hashes"] for h in hooks):

@@ -98,16 +98,16 @@ def accept(
         note=note,
         status=status,
         next_hop=hop,
+        audit=(
+            via,
+            "sighting.recorded" if ours else "sighting.queued",
+            s.list_name,
+            1,
+            {"seq": s.seq, "reporter": s.reporter, "disposition": s.disposition},
+        ),
     )
     if not fresh:
         raise ReplayedSightingError()
-    node.audit(
-        actor=via,
-        action="sighting.recorded" if ours else "sighting.queued",
-        target=s.list_name,
-        count=1,
-        detail={"seq": s.seq, "reporter": s.reporter, "disposition": s.disposition},
-    )
     if ours:
         emit(
             store,

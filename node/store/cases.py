@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from node.store.engine import StoreBase, now_ms
+from node.store.audit import AuditQueries
+from node.store.engine import now_ms
 
 
 def _t(name: str) -> Any:
@@ -22,7 +23,7 @@ def _t(name: str) -> Any:
     return getattr(models, name).__table__
 
 
-class CaseQueries(StoreBase):
+class CaseQueries(AuditQueries):
     # --- opt-in -----------------------------------------------------------------------
 
     def set_sighting_optin(self, *, principal: str, enabled: bool) -> None:
@@ -39,8 +40,10 @@ class CaseQueries(StoreBase):
 
     # --- sightings --------------------------------------------------------------------
 
-    def add_sighting(self, **row: Any) -> bool:
-        """Store a verified sighting; False if its digest was seen before (a replay)."""
+    def add_sighting(
+        self, *, audit: tuple[str, str, str, int, dict[str, Any]] | None = None, **row: Any
+    ) -> bool:
+        """Store a verified sighting with its audit record; False if its digest was seen before."""
         table = _t("SightingRecord")
         row.setdefault("received_ms", now_ms())
         row.setdefault("attempts", 0)
@@ -48,6 +51,8 @@ class CaseQueries(StoreBase):
         try:
             with self.write() as conn:
                 conn.execute(insert(table).values(**row))
+                if audit is not None:
+                    self._append_audit(conn, *audit)
         except IntegrityError:
             return False
         return True
@@ -79,7 +84,9 @@ class CaseQueries(StoreBase):
         with self.read() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
-    def forward_done(self, *, sighting_id: int) -> None:
+    def forward_done(
+        self, *, sighting_id: int, audit: tuple[str, str, str, int, dict[str, Any]]
+    ) -> None:
         table = _t("SightingRecord")
         with self.write() as conn:
             conn.execute(
@@ -87,6 +94,7 @@ class CaseQueries(StoreBase):
                 .where(table.c.id == sighting_id)
                 .values(status="forwarded", last_error=None)
             )
+            self._append_audit(conn, *audit)
 
     def forward_failed(self, *, sighting_id: int, error: str, next_attempt_ms: int) -> None:
         table = _t("SightingRecord")

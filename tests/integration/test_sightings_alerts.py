@@ -178,7 +178,7 @@ def fed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                 rows = cl.get("/api/v1/lists").json()
             return any(r["name"] == "a/base" and r["checkpoint_size"] == 5 for r in rows)
 
-        wait_until(c_has_it, 30, every=0.2, what="a/base at c")
+        wait_until(c_has_it, 90, every=0.2, what="a/base at c")
         yield f
 
 
