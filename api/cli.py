@@ -14,7 +14,7 @@ import typer
 
 from crypto.errors import InputError
 from federation import cli as federation_cli
-from federation import cli_cases  # noqa: F401  (adds `sighting`, `webhook`, `list review`)
+from federation import cli_cases  # adds `sighting`, `webhook`, `list review`
 from federation.feed_pull import cli as feed_pull_cli  # noqa: F401  (adds `hashfed pull`)
 from node import cli as node_cli
 from node import cli_identity  # noqa: F401  (adds `hashfed ca`, `principal`, `token`)
@@ -71,6 +71,9 @@ def scan(
         Path | None, typer.Option(help="State file for --resume (default: beside the folder).")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted scan.")] = False,
+    report_sightings: Annotated[
+        bool, typer.Option(help="Report a 'seen' sighting of each matched entry to its owner.")
+    ] = False,
     max_distance: Annotated[int, typer.Option(help="PDQ match distance.")] = 31,
     workers: Annotated[int, typer.Option(help="Hashing processes.")] = 2,
     data: DataOpt = DEFAULT_DATA,
@@ -82,6 +85,8 @@ def scan(
     from node.match.matcher import LocalScanMatcher
 
     folder = folder.resolve()
+    if report_sightings and node is not None:
+        raise InputError("--report-sightings needs a local node (--data)", where="--node")
     state_file = state or folder.parent / f".{folder.name}.hashfed-scan"
     if node is not None:
         from federation.scan_remote import RemoteScanMatcher
@@ -119,6 +124,8 @@ def scan(
         write_html_report(result, report)
     if csv_out:
         write_csv_report(result, csv_out)
+    if report_sightings:
+        cli_cases.report_scan_sightings(data, result)
     out.print(
         f"{len(result.files)} files: {len(result.known)} known, {len(result.unknown)} unknown, "
         f"{len(result.errors)} unreadable, {len(result.skipped)} skipped"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,7 +21,9 @@ from federation.webhooks import deliver_due
 from node.alerts import parse_events
 from node.cli import DEFAULT_DATA, DataOpt, _actor, app, list_app, open_node, out
 from node.cli_identity import principal_app
+from node.local.scan import ScanResult
 from node.sightings import flagged_entries, remove_flagged, report, sighting_stats
+from node.sightings.scan_report import report_scan
 
 sighting_app = typer.Typer(
     help="Report sightings to list owners; see your own.", no_args_is_help=True
@@ -244,3 +247,14 @@ def webhook_replay(delivery_id: int, data: DataOpt = DEFAULT_DATA) -> None:
         node.audit(actor=_actor(node), action="webhook.replay", target=str(delivery_id), detail={})
         ok, _bad = deliver_due(node.store, node.settings.alerts, node_id=node.node_id)
     out.print(f"delivery {delivery_id}: " + ("delivered" if ok else "queued for retry"))
+
+
+def report_scan_sightings(data: Path, result: ScanResult) -> None:
+    """``hashfed scan --report-sightings``: report what a local scan found, then send."""
+    with open_node(data) as node:
+        got = report_scan(node, result)
+        sent, failed = relay_due(node)
+    out.print(
+        f"sightings: {got.reported} reported ({sent} sent now, {failed} queued for retry), "
+        f"{got.skipped} skipped (near PDQ hits or removed entries), {got.failed} refused"
+    )
