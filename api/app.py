@@ -25,7 +25,7 @@ from api.errors import (
     error_response,
     install_error_handlers,
 )
-from api.routes import docs, feeds, health, lists, match, taxii
+from api.routes import docs, feeds, health, lists, match, sightings, taxii
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
 from node.identity.audit import LOST_FILE, AuditBuffer
@@ -223,7 +223,7 @@ def create_app(
         openapi_url=None,
     )
     install_error_handlers(app)
-    builtin = (health, match, lists, feeds, taxii, docs)
+    builtin = (health, match, lists, feeds, taxii, sightings, docs)
     for router in [m.router for m in builtin] + list(extra_routers or []):
         app.include_router(router, responses=ERROR_RESPONSES)
     # The hottest request's plain form, first in the one router.

@@ -14,6 +14,7 @@ import typer
 
 from crypto.errors import InputError
 from federation import cli as federation_cli
+from federation import cli_cases  # adds `sighting`, `webhook`, `list review`
 from federation.feed_pull import cli as feed_pull_cli  # noqa: F401  (adds `hashfed pull`)
 from node import cli as node_cli
 from node import (
@@ -50,6 +51,7 @@ def serve(
         raise typer.Exit(supervise(Path(data), workers, extra))
     from api.routes.federation import build_routers
     from api.server import serve as run
+    from federation.outbox import with_outbox
     from federation.scheduler import FederationRuntime
 
     settings = ensure_data_dir(Path(data), node_id=node_id)
@@ -60,7 +62,12 @@ def serve(
         f"node {settings.node_id} serving on https://{settings.host}:{settings.port} (data {data})"
     )
     runtime = FederationRuntime()
-    run(settings, extra_routers=build_routers(runtime), on_start=runtime.start, reuse_port=worker)
+    run(
+        settings,
+        extra_routers=build_routers(runtime),
+        on_start=with_outbox(runtime.start),
+        reuse_port=worker,
+    )
 
 
 @app.command()
@@ -88,6 +95,9 @@ def scan(
         typer.Option(help="State file for --resume (default: in the data folder, 0600)."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted scan.")] = False,
+    report_sightings: Annotated[
+        bool, typer.Option(help="Report a 'seen' sighting of each matched entry to its owner.")
+    ] = False,
     max_distance: Annotated[int, typer.Option(help="PDQ match distance.")] = 31,
     workers: Annotated[int, typer.Option(help="Hashing processes.")] = 2,
     data: DataOpt = DEFAULT_DATA,
@@ -99,6 +109,8 @@ def scan(
     from node.match.matcher import LocalScanMatcher
 
     folder = folder.resolve()
+    if report_sightings and node is not None:
+        raise InputError("--report-sightings needs a local node (--data)", where="--node")
     state_file = state or scan_state_file(Path(data), folder)
     if node is not None:
         from federation.scan_remote import RemoteScanMatcher
@@ -141,6 +153,8 @@ def scan(
         write_html_report(result, report)
     if csv_out:
         write_csv_report(result, csv_out)
+    if report_sightings:
+        cli_cases.report_scan_sightings(data, result)
     out.print(
         f"{len(result.files)} files: {len(result.known)} known, {len(result.unknown)} unknown, "
         f"{len(result.errors)} unreadable, {len(result.skipped)} skipped"

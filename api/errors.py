@@ -32,12 +32,14 @@ from crypto.errors import (
     VerificationError,
     WriteLockTimeoutError,
 )
+from node.sightings import ReplayedSightingError
 from node.store import translate_db_error
 
 # Most specific first.
 STATUS_CODES: list[tuple[type[HashfedError], int]] = [
     (UnknownListError, 404),
     (ListExistsError, 409),
+    (ReplayedSightingError, 409),
     (NotOwnerError, 403),
     (LimitExceededError, 413),
     (InputError, 422),

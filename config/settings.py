@@ -91,6 +91,28 @@ class TrustedOwner(BaseModel):
     signing_keys: list[str] = Field(default_factory=list)  # note verifier keys
 
 
+class SightingSettings(BaseModel):
+    """Sightings: reports of an owner's entries, sent back to the owner (``[sightings]``)."""
+
+    # Distinct reporters of false_positive that flag an entry for review.
+    false_positive_threshold: int = Field(3, ge=1, le=1000)
+    # Per sending principal; a partner scanning a large seizure reports in batches.
+    per_minute: int = Field(600, ge=1)
+    # A sighting older than this is refused (bounds how long a replay could matter).
+    max_age_seconds: int = Field(30 * 86_400, ge=60)
+
+
+class AlertSettings(BaseModel):
+    """Webhook alerts (``[alerts]``)."""
+
+    # A peer failing for longer than this raises one "peer_failing" alert.
+    peer_failing_seconds: int = Field(3600, ge=1)
+    # Retries: base * 2^attempt seconds, at most retry_max_seconds apart.
+    retry_base_seconds: float = Field(2.0, gt=0)
+    retry_max_seconds: float = Field(3600.0, gt=0)
+    max_attempts: int = Field(24, ge=1)
+
+
 class NodeSettings(BaseSettings):
     """Everything a node needs to start. See docs/OPERATIONS.md for each key."""
 
@@ -142,6 +164,8 @@ class NodeSettings(BaseSettings):
     limits: Limits = Field(default_factory=Limits)
     peers: list[PeerSettings] = Field(default_factory=list)
     trusted_owners: list[TrustedOwner] = Field(default_factory=list)
+    sightings: SightingSettings = Field(default_factory=SightingSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -336,6 +336,27 @@ class PeerClient:
             )
         return out
 
+    def post_sighting(self, note: str) -> bool:
+        """``POST /federation/v1/sightings``: hand a signed sighting to the next hop.
+
+        True if the peer took it, False if it had it already (a replay is
+        what a retry after a lost answer looks like: the note arrived).
+
+        Raises:
+            PeerProtocolError: any other refusal (the error code is in the reason).
+        """
+        with self._errors():
+            resp = self._http.post(
+                f"{_API}/sightings", json={"note": note}, timeout=self._timeout(_NOTIFY_SECONDS)
+            )
+            self._check_server(resp)
+            if resp.status_code in (200, 201, 202):
+                return True
+            if resp.status_code == 409:
+                return False
+            self._check_status(resp, f"{_API}/sightings")
+        return True
+
     def notify(self, owner: str, name: str, size: int) -> bool:
         """``POST /federation/v1/notify``; True if the peer scheduled a pull."""
         body = NotifyRequest(owner=owner, name=name, size=size).model_dump()

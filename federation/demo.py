@@ -10,7 +10,9 @@ issued by a demo federation CA:
   A's baseline list relayed, verified with *A's* key, and never learns of the
   restricted one.
 
-Then a match at the partner, and a removal at A that reaches the partner.
+Then a match at the partner, and a removal at A that reaches the partner;
+last, the partner reports a sighting that reaches A through B, and A's
+webhook delivers a signed alert to a local receiver.
 Every process started here is stopped before returning, also on Ctrl-C.
 """
 
@@ -45,6 +47,7 @@ from crypto.pki import (
     save_private_key,
 )
 from federation.client import AdminClient
+from federation.demo_cases import DemoReceiver, prepare_cases, sighting_and_alert
 from federation.peers import add_trusted_owner, register_peer
 from node.datadir import init_data_dir
 from node.node import Node
@@ -170,7 +173,7 @@ def _setup(work: Path) -> dict[str, _Node]:
             peer(
                 A, signing_keys=[nodes[A].verifier_key()], subscribe=[f"{A}/*"], interval_seconds=10
             ),
-            peer(P, labels=["baseline"], subscribe=[]),
+            peer(P, labels=["baseline"], subscribe=[], signing_keys=[nodes[P].verifier_key()]),
         ],
         # P pulls from B whatever of A's it is offered; labels decide what that is.
         P: [peer(B, subscribe=[f"{A}/*"], interval_seconds=10)],
@@ -247,10 +250,14 @@ def run_demo(*, folder: Path | None, keep: bool, console: Console) -> bool:
     steps = _Steps(console)
     nodes: dict[str, _Node] = {}
     rnd = random.Random()
+    receiver: DemoReceiver | None = None
     console.print(f"[bold]hashfed demo[/]: a federation of three nodes in {work}")
     try:
         with steps.step("create a federation CA and three nodes (keys, certificates, peers)"):
             nodes = _setup(work)
+            receiver = prepare_cases(
+                owner=nodes[A].data, relay=nodes[B].data, partner=nodes[P].data
+            )
             for n in nodes.values():
                 steps.say(f"{n.node_id:10} {n.url}  signing key {n.verifier_key()[:28]}…")
         with steps.step("start three `hashfed serve` processes (mutual TLS)"):
@@ -343,6 +350,17 @@ def run_demo(*, folder: Path | None, keep: bool, console: Console) -> bool:
                             f"{n.node_id} → {h['peer']}: pulls {','.join(h['subscribe'])}: "
                             f"{state}, {h['failures']} failures, lag {h['lag_entries']} entries"
                         )
+        _overlap_step(steps, a, b)
+        with steps.step(f"{P} reports a sighting; it reaches {A} through {B}; an alert fires"):
+            assert receiver is not None
+            sighting_and_alert(
+                partner=p.data,
+                owner_client=a.client,
+                list_name=BASELINE,
+                seq=8,
+                receiver=receiver,
+                say=steps.say,
+            )
         console.print(
             "[bold green]the federation works:[/] signed lists pulled, relayed, "
             "verified, matched and revoked across three nodes"
@@ -360,11 +378,17 @@ def run_demo(*, folder: Path | None, keep: bool, console: Console) -> bool:
     finally:
         for n in nodes.values():
             _stop(n)
+        if receiver is not None:
+            receiver.stop()
         console.print(f"[dim]stopped {len(nodes)} node process(es)[/]")
         if keep:
             console.print(f"[dim]data kept in {work}[/]")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _overlap_step(steps: _Steps, a: _Node, b: _Node) -> None:
+    """Overlaps between A's and B's lists, found by the overlap detector."""
 
 
 def _wait_started(node: _Node) -> None:

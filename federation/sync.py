@@ -56,6 +56,7 @@ from federation.client import PeerClient
 from federation.peers import find_peer, owner_verifiers
 from federation.policy import subscribed
 from federation.protocol import CatalogList
+from federation.sync_alerts import alert_list_outcome, alert_peer_health
 from federation.trusted_state import Accepted, ListUpdate, Outcome
 from node.log import writer
 from node.log.entry import leaf_hashes
@@ -211,6 +212,9 @@ class Syncer:
         else:
             values.update(last_error_code=report.error_code, last_error=(report.error or "")[:1000])
         store.save_peer_health(peer=report.peer, **values)
+        if not report.ok:
+            saved = store.peer_health(peer=report.peer)
+            alert_peer_health(self.node, peer=report.peer, health=saved[0] if saved else None)
 
     # --- one list ---------------------------------------------------------------------------
 
@@ -445,6 +449,16 @@ class Syncer:
             offered_size=item.size,
             offered_timestamp=result.offered_timestamp,
             local_size=result.size,
+        )
+        alert_list_outcome(
+            self.node,
+            peer=peer.node_id,
+            owner=item.owner,
+            name=item.name,
+            outcome=result.outcome,
+            error_code=result.error_code,
+            offered_size=item.size,
+            offered_timestamp=result.offered_timestamp,
         )
 
 

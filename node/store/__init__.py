@@ -16,11 +16,13 @@ puts them together, so callers hold one object:
 - ``federation``: peer health, offers, evidence, the scheduler lock;
 - ``changes``: list sizes and a wake-up on any commit (the change feed).
 - ``pull_requests``: notifies handed to the process that runs the scheduler.
+- ``cases``: sightings (opt-in, relay queue, counts) and alerts (webhooks, outbox).
 """
 
 from __future__ import annotations
 
 from node.store.audit import AUDIT_GENESIS, audit_record_hash
+from node.store.cases import CaseQueries
 from node.store.changes import ChangeQueries, ChangeWatch
 from node.store.engine import MIGRATIONS_DIR, create_db_engine, now_ms, run_migrations
 from node.store.errors import ANY_DB_ERROR, DB_ERRORS, translate_db_error
@@ -65,6 +67,12 @@ __all__ = [
 
 
 class Store(
-    ListQueries, LogQueries, PrincipalQueries, FederationQueries, ChangeQueries, PullRequestQueries
+    ListQueries,
+    LogQueries,
+    PrincipalQueries,
+    FederationQueries,
+    ChangeQueries,
+    PullRequestQueries,
+    CaseQueries,
 ):
     """The node's database. Methods take keyword arguments; rows come back frozen."""

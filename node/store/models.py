@@ -209,3 +209,93 @@ class DatabaseIdentity(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     value: str = Field(max_length=64)
     created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+# --- sightings and alerts ----------------------------------------------------
+
+
+class SightingOptIn(SQLModel, table=True):
+    """A principal allowed to send sightings here (off unless the operator turns it on)."""
+
+    __tablename__ = "sighting_optin"
+
+    principal: str = Field(max_length=63, primary_key=True)
+    updated_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class SightingRecord(SQLModel, table=True):
+    """A verified sighting: recorded at the list's owner, or waiting to be relayed toward it.
+
+    ``digest`` (SHA-256 of the signed text, which holds a nonce) is the
+    replay guard: a note seen once is refused the second time. Never a hash
+    value: the note names the entry by list and seq.
+    """
+
+    __tablename__ = "sighting"
+    __table_args__ = (
+        Index("ix_sighting_list_seq", "owner", "name", "seq"),
+        Index("ix_sighting_status_next", "status", "next_attempt_ms"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(max_length=64, unique=True)
+    owner: str = Field(max_length=63)
+    name: str = Field(max_length=100)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    reporter: str = Field(max_length=63)
+    disposition: str = Field(max_length=16)
+    reason: str | None = Field(default=None, max_length=32)
+    seen_s: int = Field(sa_column=Column(BigInteger, nullable=False))
+    received_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    via: str = Field(max_length=63)  # the principal that handed it to us (or "local")
+    note: str = Field(max_length=4096)
+    # recorded (we own the list) | forward (to relay) | forwarded
+    status: str = Field(max_length=16)
+    next_hop: str | None = Field(default=None, max_length=63)
+    attempts: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    next_attempt_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+class Webhook(SQLModel, table=True):
+    """Where alerts go: a URL, the events it wants, and its HMAC secret."""
+
+    __tablename__ = "webhook"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2000)
+    events: str = Field(max_length=500)  # comma-separated event types
+    include_hashes: bool = False
+    secret: str = Field(max_length=128)
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class AlertEvent(SQLModel, table=True):
+    """One alert, before it is fanned out to the webhooks that want it."""
+
+    __tablename__ = "alert_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_type: str = Field(max_length=32)
+    payload: str = Field(max_length=65536)  # JSON
+    # Events that a periodic check raises (stale, peer failing) once per episode.
+    dedupe_key: str | None = Field(default=None, max_length=300, unique=True)
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The outbox: one event to one webhook, retried with backoff until delivered."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (Index("ix_webhook_delivery_due", "status", "next_attempt_ms"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    webhook_id: int = Field(foreign_key="webhook.id")
+    event_id: int = Field(foreign_key="alert_event.id")
+    status: str = Field(max_length=16)  # pending | delivered | failed
+    attempts: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    next_attempt_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # A worker that took the row holds it until then (several serve processes).
+    lease_until_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    last_status: int | None = Field(default=None)
+    last_error: str | None = Field(default=None, max_length=500)
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    delivered_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))

@@ -1,0 +1,337 @@
+"""Sightings relayed hop by hop to the owner, and signed webhook alerts, on three real nodes.
+
+``a`` owns ``a/base``; ``b`` pulls it from ``a``; ``c`` pulls it from ``b``.
+A sighting reported at ``c`` (signed by c's key) goes to ``b``, which verifies
+it and relays it to ``a``, which verifies c's signature again and records it.
+``a`` has two webhooks: a receiver that is up, and one that is down until
+after ``a`` restarted. Runs on SQLite and, when configured, on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from _cluster import PG_URL, pg_schema, wait_until
+from _nodes import Identity, NodeProcess, free_port
+from _receiver import Receiver
+
+from crypto.keys import NoteSigner, generate_signing_key
+from crypto.sighting import Sighting, new_nonce, sign_sighting
+from node.alerts import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from node.store import Store
+
+pytestmark = pytest.mark.network
+
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql", marks=pytest.mark.skipif(not PG_URL, reason="needs HASHFED_TEST_DATABASE_URL")
+    ),
+]
+
+
+@dataclass
+class Fed:
+    a: NodeProcess
+    b: NodeProcess
+    c: NodeProcess
+    up: Receiver
+    down: Receiver
+    secrets: dict[str, str]
+    values: list[str]
+
+    def as_c(self) -> Identity:
+        return Identity("c", self.c.cert, self.c.data / "tls" / "node.key")
+
+    def c_signer(self) -> NoteSigner:
+        from crypto.keys import load_private_key
+
+        return NoteSigner("c", load_private_key(self.c.data / "keys" / "signing.key"))
+
+    def stats(self) -> dict[str, Any]:
+        with self.a.client() as cl:
+            r = cl.get("/api/v1/sightings", params={"list": "a/base"})
+            assert r.status_code == 200, r.text
+            return dict(r.json())
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        # The table `hashfed webhook deliveries --json` prints, read without a process per poll.
+        with _store(self.a) as store:
+            return store.deliveries()
+
+
+@contextmanager
+def _store(node: NodeProcess) -> Iterator[Store]:
+    url = node.env.get("HASHFED_DATABASE_URL") or f"sqlite:///{node.data / 'hashfed.db'}"
+    store = Store.open(url, migrate=False)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _webhook(node: NodeProcess, url: str, events: str) -> str:
+    out = node.cli("webhook", "add", url, "--events", events).stdout
+    return next(line.split()[1] for line in out.splitlines() if line.startswith("secret "))
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def fed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
+    base = tmp_path_factory.mktemp(f"sight-{request.param}")
+    with ExitStack() as stack:
+        urls = (
+            [stack.enter_context(pg_schema()) for _ in range(3)]
+            if request.param == "postgresql"
+            else [None, None, None]
+        )
+        fast = {
+            "HASHFED_ALERTS__RETRY_BASE_SECONDS": "0.2",
+            "HASHFED_ALERTS__RETRY_MAX_SECONDS": "1",
+        }
+        nodes = []
+        for name, url in zip("abc", urls, strict=True):
+            env = dict(fast) | ({"HASHFED_DATABASE_URL": url} if url else {})
+            if name == "a":
+                env["HASHFED_SIGHTINGS__FALSE_POSITIVE_THRESHOLD"] = "1"
+            nodes.append(NodeProcess(name, base / name, free_port(), env=env).init())
+        a, b, c = nodes
+        key = {n.node_id: (n.data / "keys" / "signing.pub").read_text().strip() for n in nodes}
+        a.cli("peer", "add", "b", b.url, "--cert", str(b.cert), "--labels", "baseline", "--no-pull")
+        b.cli(
+            "peer",
+            "add",
+            "a",
+            a.url,
+            "--cert",
+            str(a.cert),
+            "--signing-key",
+            key["a"],
+            "--subscribe",
+            "a/*",
+            "--interval",
+            "1",
+        )
+        b.cli(
+            "peer",
+            "add",
+            "c",
+            c.url,
+            "--cert",
+            str(c.cert),
+            "--signing-key",
+            key["c"],
+            "--labels",
+            "baseline",
+            "--no-pull",
+        )
+        c.cli(
+            "peer",
+            "add",
+            "b",
+            b.url,
+            "--cert",
+            str(b.cert),
+            "--subscribe",
+            "a/base",
+            "--interval",
+            "1",
+        )
+        c.cli("peer", "trust", "a", "--signing-key", key["a"])
+        a.cli("peer", "trust", "c", "--signing-key", key["c"])  # to verify c's sightings
+        a.cli("principal", "sightings", "b", "on")
+        up, down = Receiver(free_port()).start(), Receiver(free_port())
+        secrets = {"up": _webhook(a, up.url, "sighting,overlap"), "down": "d" * 32}
+        # The rest of the set-up through the store: each CLI start costs seconds here.
+        with _store(a) as store:
+            store.add_webhook(
+                url=down.url, events="sighting", include_hashes=False, secret="d" * 32
+            )
+        with _store(b) as store:
+            store.set_sighting_optin(principal="c", enabled=True)
+        for n in nodes:
+            n.start()
+        stack.callback(lambda: [n.stop() for n in reversed(nodes)])
+        stack.callback(up.stop)
+        stack.callback(down.stop)
+        values = [os.urandom(32).hex() for _ in range(5)]
+        with a.client() as cl:
+            assert (
+                cl.post("/api/v1/lists", json={"name": "a/base", "label": "baseline"}).status_code
+                == 201
+            )
+            hashes = [{"type": "sha256", "value": v, "category": "A1"} for v in values]
+            assert (
+                cl.post("/api/v1/lists/a/base/hashes", json={"hashes": hashes}).status_code == 200
+            )
+            assert cl.post("/api/v1/lists/a/base/publish").status_code == 200
+        f = Fed(a, b, c, up, down, secrets, values)
+
+        def c_has_it() -> bool:
+            with c.client() as cl:
+                rows = cl.get("/api/v1/lists").json()
+            return any(r["name"] == "a/base" and r["checkpoint_size"] == 5 for r in rows)
+
+        wait_until(c_has_it, 90, every=0.2, what="a/base at c")
+        yield f
+
+
+def test_sighting_reported_at_c_reaches_a_through_b(fed: Fed) -> None:
+    out = fed.c.cli("sighting", "report", "a/base", "2", "--disposition", "confirmed").stdout
+    assert "via b" in out
+    wait_until(lambda: fed.stats()["lists"] != [], 15, every=0.1, what="the sighting at a")
+    lst = fed.stats()["lists"][0]
+    assert lst["list"] == "a/base"
+    assert lst["reporters"] == ["c"]
+    entry = lst["entries"][0]
+    assert (entry["seq"], entry["by_disposition"], entry["reporters"]) == (
+        2,
+        {"confirmed": 1},
+        {"c": 1},
+    )
+    assert "intact" in fed.a.cli("audit", "verify").stdout
+
+
+def test_signed_alert_reaches_the_receiver_and_verifies(fed: Fed) -> None:
+    wait_until(lambda: len(fed.up.got) >= 1, 15, every=0.1, what="a delivery")
+    d = fed.up.got[0]
+    assert verify_signature(
+        fed.secrets["up"],
+        timestamp=d.headers[TIMESTAMP_HEADER],
+        signature=d.headers[SIGNATURE_HEADER],
+        body=d.body,
+    )
+    assert not verify_signature(
+        fed.secrets["down"],
+        timestamp=d.headers[TIMESTAMP_HEADER],
+        signature=d.headers[SIGNATURE_HEADER],
+        body=d.body,
+    )
+    body = json.loads(d.body)
+    assert body["type"] == "sighting"
+    assert body["data"]["list"] == "a/base"
+    assert body["data"]["reporter"] == "c"
+    assert not any(v in d.body.decode() for v in fed.values)  # names and counts, no hashes
+
+
+def test_receiver_that_was_down_gets_the_delivery_after_a_restart(fed: Fed) -> None:
+    def tried() -> bool:
+        return any(
+            r["url"] == fed.down.url and r["attempts"] >= 1 and r["status"] == "pending"
+            for r in fed.deliveries()
+        )
+
+    wait_until(tried, 20, every=0.3, what="a failed attempt to the down receiver")
+    fed.a.stop()
+    fed.down.start()
+    fed.a.start()
+    wait_until(lambda: len(fed.down.got) >= 1, 20, every=0.1, what="the delayed delivery")
+    d = fed.down.got[0]
+    assert verify_signature(
+        fed.secrets["down"],
+        timestamp=d.headers[TIMESTAMP_HEADER],
+        signature=d.headers[SIGNATURE_HEADER],
+        body=d.body,
+    )
+    rows = [r for r in fed.deliveries() if r["url"] == fed.down.url]
+    assert rows[0]["status"] == "delivered"
+    assert rows[0]["attempts"] >= 2
+
+
+def test_replay_sends_a_delivery_again(fed: Fed) -> None:
+    wait_until(lambda: len(fed.up.got) >= 1, 15, every=0.1, what="a delivery")
+    first = next(r for r in fed.deliveries() if r["url"] == fed.up.url)
+    before = len(fed.up.got)
+    fed.a.cli("webhook", "replay", str(first["id"]))
+    wait_until(lambda: len(fed.up.got) > before, 10, every=0.1, what="the replayed delivery")
+    assert json.loads(fed.up.got[-1].body)["id"] == json.loads(fed.up.got[0].body)["id"]
+
+
+def _note(fed: Fed, signer: NoteSigner, seq: int = 1) -> str:
+    s = Sighting(
+        list_name="a/base",
+        seq=seq,
+        when=int(time.time()),
+        reporter="c",
+        disposition="seen",
+        nonce=new_nonce(),
+    )
+    return sign_sighting(s, signer)
+
+
+def test_forged_sighting_refused(fed: Fed) -> None:
+    forger = NoteSigner("c", generate_signing_key())  # c's name, not c's key
+    with fed.b.client(fed.as_c()) as cl:
+        r = cl.post("/federation/v1/sightings", json={"note": _note(fed, forger)})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "no_trusted_signature"
+    # altered after signing: the seq changed, c's signature no longer verifies
+    good = _note(fed, fed.c_signer())
+    with fed.b.client(fed.as_c()) as cl:
+        r = cl.post("/federation/v1/sightings", json={"note": good.replace("seq 1\n", "seq 3\n")})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "bad_signature"
+
+
+def test_replayed_sighting_refused(fed: Fed) -> None:
+    note = _note(fed, fed.c_signer())
+    with fed.b.client(fed.as_c()) as cl:
+        assert cl.post("/federation/v1/sightings", json={"note": note}).status_code == 201
+        r = cl.post("/federation/v1/sightings", json={"note": note})
+    assert r.status_code == 409, r.text
+    assert r.json()["error"] == "replayed_sighting"
+    # b relayed the first copy; a refuses the same note handed to it again
+    wait_until(
+        lambda: sum(e["total"] for e in fed.stats()["lists"][0]["entries"] if e["seq"] == 1) == 1,
+        15,
+        what="the relayed copy at a",
+    )
+    as_b = Identity("b", fed.b.cert, fed.b.data / "tls" / "node.key")
+    with fed.a.client(as_b) as cl:
+        assert cl.post("/federation/v1/sightings", json={"note": note}).status_code == 409
+
+
+def test_sighting_from_a_principal_not_opted_in_refused(fed: Fed) -> None:
+    # a is b's peer (a principal there) but b never opted a in.
+    with fed.b.client(fed.a.admin) as cl:
+        r = cl.post("/federation/v1/sightings", json={"note": _note(fed, fed.c_signer())})
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "forbidden"
+
+
+def test_false_positive_flags_the_entry_and_the_owner_removes_it(fed: Fed) -> None:
+    # a's threshold is one reporter (HASHFED_SIGHTINGS__FALSE_POSITIVE_THRESHOLD=1).
+    with _store(fed.c) as store:
+        assert store.sighting_counts(owner="a") == []  # c keeps nothing it relayed as its own
+    fed.c.cli(
+        "sighting",
+        "report",
+        "a/base",
+        "4",
+        "--disposition",
+        "false_positive",
+        "--reason",
+        "stock_image",
+    )
+    with fed.a.client() as cl:
+
+        def flagged() -> list[dict[str, Any]]:
+            r = cl.get("/api/v1/sightings/review", params={"list": "a/base"})
+            assert r.status_code == 200, r.text
+            return list(r.json())
+
+        wait_until(lambda: flagged() != [], 15, every=0.1, what="the flag at a")
+        assert flagged() == [
+            {"seq": 4, "false_positive_reporters": 1, "in_list": True, "category": "A1"}
+        ]
+        out = fed.a.cli("list", "review", "a/base", "--remove-flagged").stdout
+        assert "removed 1 flagged entries" in out
+        assert flagged()[0]["in_list"] is False
+        r = cl.post("/api/v1/match", json={"hashes": [{"type": "sha256", "value": fed.values[4]}]})
+        assert [h for res in r.json()["results"] for h in res["hits"]] == []
