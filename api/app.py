@@ -25,7 +25,9 @@ from api.errors import (
     error_response,
     install_error_handlers,
 )
-from api.routes import docs, feeds, health, lists, match, taxii
+from api.metrics import MetricsMiddleware, NodeMetrics
+from api.routes import docs, feeds, health, lists, match, metrics, taxii
+from api.ui import router as ui_router
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
 from node.identity.audit import LOST_FILE, AuditBuffer
@@ -179,6 +181,7 @@ def create_app(
         owned = node is None
         the_node = node if node is not None else Node.open(settings)
         state = build_state(settings, the_node)
+        state.metrics = node_metrics
         app.state.hashfed = state
         stop = threading.Event()
         merger = threading.Thread(
@@ -216,8 +219,14 @@ def create_app(
         openapi_url=None,
     )
     install_error_handlers(app)
-    builtin = (health, match, lists, feeds, taxii, docs)
-    for router in [m.router for m in builtin] + list(extra_routers or []):
+    builtin = [health.router, match.router, lists.router, feeds.router, taxii.router, docs.router]
+    builtin.append(ui_router.build_router())
+    node_metrics = None
+    if settings.metrics:
+        node_metrics = NodeMetrics(lambda: getattr(app.state, "hashfed", None))
+        app.state.metrics = node_metrics
+        builtin.append(metrics.router)
+    for router in builtin + list(extra_routers or []):
         app.include_router(router, responses=ERROR_RESPONSES)
     # The hottest request's plain form, first in the one router.
     app.router.routes.insert(0, match.PlainMatchRoute())
@@ -227,5 +236,7 @@ def create_app(
         max_bytes=settings.limits.max_body_bytes,
         route_limits={("POST", match.BATCH_PATH): match.batch_body_limit(settings.limits)},
     )
+    if node_metrics is not None:  # outside the body limit: its 413s are counted too
+        app.add_middleware(MetricsMiddleware, metrics=node_metrics)
     app.add_middleware(CatchAllMiddleware)  # added last: the outermost
     return app

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from node.store.audit import AUDIT_GENESIS, audit_record_hash
 from node.store.changes import ChangeQueries, ChangeWatch
+from node.store.dashboard import DashboardQueries
 from node.store.engine import MIGRATIONS_DIR, create_db_engine, now_ms, run_migrations
 from node.store.errors import ANY_DB_ERROR, DB_ERRORS, translate_db_error
 from node.store.federation import FederationQueries
@@ -65,6 +66,12 @@ __all__ = [
 
 
 class Store(
-    ListQueries, LogQueries, PrincipalQueries, FederationQueries, ChangeQueries, PullRequestQueries
+    ListQueries,
+    LogQueries,
+    PrincipalQueries,
+    FederationQueries,
+    ChangeQueries,
+    PullRequestQueries,
+    DashboardQueries,
 ):
     """The node's database. Methods take keyword arguments; rows come back frozen."""
