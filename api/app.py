@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from api import openapi_extras
 from api.auth import FailureLimiter, PrincipalCache, RateLimiter
 from api.deps import AppState
 from api.errors import (
@@ -231,6 +232,7 @@ def create_app(
     # The hottest request's plain form, first in the one router.
     app.router.routes.insert(0, match.PlainMatchRoute())
     _add_schemas(app, match.openapi_components())
+    openapi_extras.install(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.limits.max_body_bytes,

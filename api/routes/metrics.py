@@ -13,13 +13,20 @@ __all__ = ["router"]
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics(request: Request, principal: PrincipalDep) -> Response:
     """Prometheus metrics (admin, or a token with the ``metrics`` scope)."""
     # A token reaches here only with the scope (api/auth.py); a certificate needs admin.
     if principal.scopes is None and not principal.is_admin:
         raise ForbiddenError(reason="metrics need the admin role or a token with 'metrics'")
-    node_metrics = getattr(request.app.state, "metrics", None)
-    if node_metrics is None:
-        raise ForbiddenError(reason="metrics are turned off on this node (metrics = false)")
+    node_metrics = request.app.state.metrics  # the route exists only when metrics are on
     return Response(generate_latest(node_metrics.registry), media_type=CONTENT_TYPE_LATEST)
