@@ -4,6 +4,7 @@ OpenAPI security schemes and feed schemas, and the vendored assets' checksums.""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,16 +12,20 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import PlainTextResponse
 from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
 from api.app import build_state, create_app
 from api.health_server import is_ready
+from api.metrics import NodeMetrics
 from api.ui import nav
 from api.ui.router import build_router
 from config import NodeSettings
 from node.identity.principals import Principal
 
 UI = Path(__file__).parents[3] / "api" / "ui"
+DOCS = Path(__file__).parents[3] / "docs"
 
 
 def test_ready_needs_a_running_caught_up_follower_and_a_database(node_factory: Any) -> None:
@@ -92,3 +97,27 @@ def test_vendored_assets_match_their_checksums() -> None:
     assert len(rows) == 3
     for path, digest in rows:
         assert hashlib.sha256((UI / path).read_bytes()).hexdigest() == digest, path
+
+
+def test_grafana_dashboard_queries_only_metrics_the_node_exports(node_factory: Any) -> None:
+    node = node_factory()
+    state = build_state(node.settings, node)
+    try:
+        metrics = NodeMetrics(lambda: state)
+        metrics.observe("/api/v1/match/{hash_type}/{value}", "GET", 200, 0.001)
+        metrics.matched(1, 1)
+        names: set[str] = set()
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+            names.add(family.name)
+            names.update(s.name for s in family.samples)
+    finally:
+        state.audit.close()
+    board = json.loads((DOCS / "grafana" / "hashfed-node.json").read_text())
+    used = {
+        name
+        for panel in board["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bhashfed_[a-z_]+", target["expr"])
+    }
+    assert used
+    assert used <= names, used - names
