@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from api import openapi_extras
 from api.auth import FailureLimiter, PrincipalCache, RateLimiter
 from api.deps import AppState
 from api.errors import (
@@ -25,7 +26,9 @@ from api.errors import (
     error_response,
     install_error_handlers,
 )
-from api.routes import docs, feeds, health, lists, match, sightings, taxii
+from api.metrics import MetricsMiddleware, NodeMetrics
+from api.routes import docs, feeds, health, lists, match, metrics, sightings, taxii
+from api.ui import router as ui_router
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
 from node.identity.audit import LOST_FILE, AuditBuffer
@@ -182,6 +185,7 @@ def create_app(
         owned = node is None
         the_node = node if node is not None else Node.open(settings)
         state = build_state(settings, the_node)
+        state.metrics = node_metrics
         app.state.hashfed = state
         stop = threading.Event()
         merger = threading.Thread(
@@ -223,16 +227,33 @@ def create_app(
         openapi_url=None,
     )
     install_error_handlers(app)
-    builtin = (health, match, lists, feeds, taxii, sightings, docs)
-    for router in [m.router for m in builtin] + list(extra_routers or []):
+    builtin = [
+        health.router,
+        match.router,
+        lists.router,
+        feeds.router,
+        taxii.router,
+        sightings.router,
+        docs.router,
+    ]
+    builtin.append(ui_router.build_router())
+    node_metrics = None
+    if settings.metrics:
+        node_metrics = NodeMetrics(lambda: getattr(app.state, "hashfed", None))
+        app.state.metrics = node_metrics
+        builtin.append(metrics.router)
+    for router in builtin + list(extra_routers or []):
         app.include_router(router, responses=ERROR_RESPONSES)
     # The hottest request's plain form, first in the one router.
     app.router.routes.insert(0, match.PlainMatchRoute())
     _add_schemas(app, match.openapi_components())
+    openapi_extras.install(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.limits.max_body_bytes,
         route_limits={("POST", match.BATCH_PATH): match.batch_body_limit(settings.limits)},
     )
+    if node_metrics is not None:  # outside the body limit: its 413s are counted too
+        app.add_middleware(MetricsMiddleware, metrics=node_metrics)
     app.add_middleware(CatchAllMiddleware)  # added last: the outermost
     return app

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 
 from api.auth import FailureLimiter, PrincipalCache, RateLimiter, authenticate, require_role
+from api.metrics import NodeMetrics
 from config import NodeSettings
 from crypto.errors import NotAuthenticatedError
 from node.identity.audit import AuditBuffer
@@ -42,6 +43,8 @@ class AppState:
     peer_status: Callable[[], list[dict[str, Any]]] | None = None
     # Index segments in the data folder: started by the lifespan.
     segments: SegmentManager | None = None
+    # Prometheus metrics (api/metrics.py), None when turned off.
+    metrics: NodeMetrics | None = None
 
 
 async def get_state(request: Request) -> AppState:

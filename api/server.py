@@ -23,6 +23,7 @@ import uvicorn
 from api._uvicorn_tls import make_uvicorn_config
 from api.app import create_app
 from api.deps import AppState
+from api.health_server import HealthServer, is_ready
 from config import NodeSettings
 from crypto.pki import load_certificate
 from crypto.tls import server_context
@@ -97,10 +98,17 @@ def build_server(
     def start(state: AppState) -> Callable[[], None]:
         stop = threading.Event()
         live.watch(stop)
+        probes = None
+        if settings.health_port is not None:
+            probes = HealthServer(
+                settings.health_host, settings.health_port, lambda: is_ready(state)
+            ).start()
         inner = on_start(state) if on_start else None
 
         def stop_all() -> None:
             stop.set()
+            if probes:
+                probes.stop()
             if inner:
                 inner()
 

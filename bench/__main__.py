@@ -21,6 +21,7 @@ BENCHES: list[tuple[str, object]] = [
     ("scan", lambda n: ["--images", "10000"]),
     ("change_feed", lambda n: ["--scale", str(min(n, 1_000_000)), "--changes", "200"]),
     ("timing", lambda n: ["--scale", str(min(n, 1_000_000)), "--rounds", "200"]),
+    ("metrics", lambda n: ["--scale", str(min(n, 1_000_000))]),
 ]
 
 

@@ -161,6 +161,14 @@ class NodeSettings(BaseSettings):
     pdq_default_max_distance: int = Field(31, ge=0, le=256)
     pdq_min_quality: int = Field(50, ge=0, le=100)
 
+    # Prometheus metrics at /metrics, for administrators and `metrics` tokens.
+    metrics: bool = True
+    # Liveness and readiness over plain HTTP, for a load balancer or an
+    # orchestrator that holds no client certificate. Off unless a port is set;
+    # loopback by default, since it answers anyone who can reach it.
+    health_host: str = "127.0.0.1"
+    health_port: int | None = Field(None, ge=1, le=65535)
+
     limits: Limits = Field(default_factory=Limits)
     peers: list[PeerSettings] = Field(default_factory=list)
     trusted_owners: list[TrustedOwner] = Field(default_factory=list)

@@ -213,7 +213,8 @@ def token_create(
     scopes: Annotated[
         str,
         typer.Option(
-            help="Comma-separated: match feeds lists:read lists:write status peers federation."
+            help="Comma-separated: match feeds lists:read lists:write status peers federation "
+            "metrics."
         ),
     ] = "match,feeds",
     allow_admin: Annotated[bool, typer.Option(help="Allow a token for an administrator.")] = False,

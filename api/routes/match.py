@@ -205,6 +205,8 @@ def run_match(
         hits=len(hits),
         via=principal.via,
     )
+    if state.metrics is not None:
+        state.metrics.matched(len(queries), len(hits))
     return MatchResponse(
         queries=len(queries), hits=len(hits), results=[results[i] for i in sorted(results)]
     )
@@ -296,6 +298,7 @@ class PlainMatchRoute(Route):
             and 0 < len(params["value"]) <= MAX_VALUE_LENGTH
         ):
             return Match.NONE, {}
+        child["route"] = self  # as FastAPI's routes do: metrics label by template
         return match, child
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from node.store.audit import AUDIT_GENESIS, audit_record_hash
 from node.store.cases import CaseQueries
 from node.store.changes import ChangeQueries, ChangeWatch
+from node.store.dashboard import DashboardQueries
 from node.store.engine import MIGRATIONS_DIR, create_db_engine, now_ms, run_migrations
 from node.store.errors import ANY_DB_ERROR, DB_ERRORS, translate_db_error
 from node.store.federation import FederationQueries
@@ -74,5 +75,6 @@ class Store(
     ChangeQueries,
     PullRequestQueries,
     CaseQueries,
+    DashboardQueries,
 ):
     """The node's database. Methods take keyword arguments; rows come back frozen."""

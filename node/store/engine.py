@@ -171,6 +171,15 @@ class StoreBase:
         except DB_ERRORS as exc:
             raise translate_db_error(exc, operation="read") from None
 
+    def ping(self) -> bool:
+        """Whether the database answers a trivial query now (readiness probes)."""
+        try:
+            with self.read() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception:  # any failure means "not ready"; the probe gives no detail
+            return False
+        return True
+
     def _connect(self, operation: str) -> Connection:
         """A pooled connection; failing to get one is a translated error too."""
         try:

@@ -1,0 +1,122 @@
+"""A served node with something to show: lists, hashes, principals, tokens.
+
+Set up in this process through the node's own functions (the ones the CLI
+calls), then served by a real ``hashfed serve``: a CLI start per step costs
+seconds on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from _nodes import Identity, NodeProcess, free_port, make_identity
+from conftest import PG_URL, _pg_schema_url
+from sqlalchemy import create_engine, text
+
+from config import load_settings
+from crypto.pki import load_certificate
+from node.identity.principals import add_principal, binding_for_cert, create_token, mark_changed
+from node.identity.trust import PINNED_DIR, TrustAnchors
+from node.node import Node
+
+# Known hashes of the node's lists (test data, not real material).
+KNOWN = [hashlib.sha256(f"known-{i}".encode()).hexdigest() for i in range(5)]
+PRIVATE_KNOWN = hashlib.sha256(b"private-0").hexdigest()
+UNKNOWN = hashlib.sha256(b"never-added").hexdigest()
+
+
+@dataclass
+class ServedNode:
+    node: NodeProcess
+    partner: Identity  # a registered partner (certificate): refused by the dashboard
+    peer: Identity  # a registered peer cleared for baseline only
+    metrics_token: str
+    match_token: str
+
+
+def _pin(node: Node, data: Path, name: str, role: str, ident: Identity) -> None:
+    anchors = TrustAnchors.from_settings(node.settings)
+    bound = binding_for_cert(load_certificate(ident.cert), name=name, anchors=anchors)
+    add_principal(
+        node.store,
+        name=name,
+        role=role,
+        labels=["baseline"],
+        fingerprint=bound.fingerprint,
+        actor="test",
+        issuer_fingerprint=bound.issuer_fingerprint,
+        public_key=bound.public_key,
+    )
+    pinned = data / PINNED_DIR / f"{name}.crt"
+    pinned.parent.mkdir(parents=True, exist_ok=True)
+    pinned.write_bytes(ident.cert.read_bytes())
+
+
+@contextmanager
+def database(backend: str, tmp: Path) -> Iterator[str]:
+    """A database URL for a module's node: SQLite in ``tmp``, or a PostgreSQL schema."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp / 'node.db'}"
+        return
+    assert PG_URL
+    schema = "t_" + secrets.token_hex(6)
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield _pg_schema_url(schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def served_node(
+    base: Path,
+    *,
+    db_url: str | None = None,
+    node_id: str = "au-argos",
+    env: dict[str, str] | None = None,
+) -> ServedNode:
+    env = dict(env or {})
+    overrides = {}
+    if db_url and not db_url.startswith("sqlite"):
+        env["HASHFED_DATABASE_URL"] = db_url
+        overrides["database_url"] = db_url
+    node = NodeProcess(node_id, base / node_id, free_port(), env=env).init()
+    partner = make_identity(base / "ids", "acme")
+    peer = make_identity(base / "ids", "be-fccu")
+    n = Node.open(load_settings(node.data, **overrides))
+    try:
+        series = f"{node_id}/series-2041"
+        n.create_list(series, label="baseline", actor="test")
+        n.add_raw(series, [("sha256", h, "A1") for h in KNOWN], actor="test")
+        n.publish(series, actor="test")
+        n.create_list(f"{node_id}/internal", label="private", actor="test")
+        n.add_raw(f"{node_id}/internal", [("sha256", PRIVATE_KNOWN, "B2")], actor="test")
+        _pin(n, node.data, "acme", "partner", partner)
+        _pin(n, node.data, "be-fccu", "peer", peer)
+        add_principal(
+            n.store,
+            name="prometheus",
+            role="partner",
+            labels=["baseline"],
+            fingerprint=None,
+            actor="test",
+        )
+        metrics_token = create_token(
+            n.store, principal="prometheus", scopes="metrics", ttl_days=None, actor="test"
+        )
+        match_token = create_token(
+            n.store, principal="acme", scopes="match", ttl_days=None, actor="test"
+        )
+    finally:
+        n.close()
+    mark_changed(node.data)
+    node.start()
+    return ServedNode(node, partner, peer, metrics_token, match_token)
