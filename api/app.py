@@ -25,7 +25,7 @@ from api.errors import (
     error_response,
     install_error_handlers,
 )
-from api.routes import docs, feeds, health, lists, match, taxii
+from api.routes import docs, feeds, health, lists, match, overlaps, taxii
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
 from node.identity.audit import LOST_FILE, AuditBuffer
@@ -34,6 +34,7 @@ from node.identity.trust import TrustAnchors
 from node.match.follower import LogFollower
 from node.match.matcher import Matcher
 from node.node import Node
+from node.overlaps import OverlapDetector
 
 log = logging.getLogger("hashfed.api")
 Scope = MutableMapping[str, Any]
@@ -144,7 +145,15 @@ def build_state(settings: NodeSettings, node: Node) -> AppState:
     node.on_change(lambda c: follower.note_commit(c.list_id, c.start, c.end, c.changes))
     own = cert_fingerprint(load_certificate(settings.path(settings.tls_cert_file)))
     limiter = RateLimiter(settings.limits.rate_limit_per_second, settings.limits.rate_limit_burst)
+    detector = OverlapDetector(
+        node.store,
+        matcher,
+        lists=follower.lists,
+        applied=follower.watermark,
+        pdq_distance=settings.overlap_pdq_distance,
+    )
     return AppState(
+        overlaps=detector,
         settings=settings,
         node=node,
         matcher=matcher,
@@ -186,6 +195,8 @@ def create_app(
         )
         merger.start()
         state.follower.start()
+        if state.overlaps is not None:
+            state.overlaps.start()
         stop_hook = on_start(state) if on_start else None
         # What start-up built lives as long as the process: moved out of the
         # collector's reach, a full collection no longer walks it. Without this,
@@ -199,6 +210,8 @@ def create_app(
             if stop_hook:
                 stop_hook()
             stop.set()
+            if state.overlaps is not None:
+                state.overlaps.stop()
             state.follower.stop()
             merger.join(timeout=5)
             state.audit.close()
@@ -216,7 +229,7 @@ def create_app(
         openapi_url=None,
     )
     install_error_handlers(app)
-    builtin = (health, match, lists, feeds, taxii, docs)
+    builtin = (health, match, lists, feeds, taxii, overlaps, docs)
     for router in [m.router for m in builtin] + list(extra_routers or []):
         app.include_router(router, responses=ERROR_RESPONSES)
     # The hottest request's plain form, first in the one router.

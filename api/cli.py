@@ -16,7 +16,10 @@ from crypto.errors import InputError
 from federation import cli as federation_cli
 from federation.feed_pull import cli as feed_pull_cli  # noqa: F401  (adds `hashfed pull`)
 from node import cli as node_cli
-from node import cli_identity  # noqa: F401  (adds `hashfed ca`, `principal`, `token`)
+from node import (
+    cli_identity,  # noqa: F401  (adds `hashfed ca`, `principal`, `token`)
+    cli_overlaps,  # noqa: F401  (adds `hashfed overlaps`)
+)
 from node.cli import DEFAULT_DATA, DataOpt, out
 from node.datadir import ensure_data_dir
 

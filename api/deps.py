@@ -18,6 +18,7 @@ from node.log.proofs import ProofCache
 from node.match.follower import LogFollower
 from node.match.matcher import Matcher
 from node.node import Node
+from node.overlaps import OverlapDetector
 
 
 @dataclass
@@ -39,6 +40,8 @@ class AppState:
     proxy_fingerprints: frozenset[str] = frozenset()
     # Set by the federation layer when it runs: per-peer health for /status.
     peer_status: Callable[[], list[dict[str, Any]]] | None = None
+    # Overlap detection (its listeners hear of each batch of new overlaps).
+    overlaps: OverlapDetector | None = None
 
 
 async def get_state(request: Request) -> AppState:

@@ -16,6 +16,7 @@ puts them together, so callers hold one object:
 - ``federation``: peer health, offers, evidence, the scheduler lock;
 - ``changes``: list sizes and a wake-up on any commit (the change feed).
 - ``pull_requests``: notifies handed to the process that runs the scheduler.
+- ``overlaps``: overlaps between lists and the detector's watermarks.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from node.store.errors import ANY_DB_ERROR, DB_ERRORS, translate_db_error
 from node.store.federation import FederationQueries
 from node.store.lists import ListQueries
 from node.store.log import AuditTuple, ListChange, ListTxn, LogQueries
+from node.store.overlaps import OverlapQueries, OverlapRow, PairCount
 from node.store.principals import PrincipalQueries
 from node.store.pull_requests import PullRequestQueries
 from node.store.rows import (
@@ -53,6 +55,8 @@ __all__ = [
     "ListChange",
     "ListRow",
     "ListTxn",
+    "OverlapRow",
+    "PairCount",
     "PrincipalRow",
     "StateRow",
     "Store",
@@ -65,6 +69,12 @@ __all__ = [
 
 
 class Store(
-    ListQueries, LogQueries, PrincipalQueries, FederationQueries, ChangeQueries, PullRequestQueries
+    ListQueries,
+    LogQueries,
+    PrincipalQueries,
+    FederationQueries,
+    ChangeQueries,
+    PullRequestQueries,
+    OverlapQueries,
 ):
     """The node's database. Methods take keyword arguments; rows come back frozen."""

@@ -10,6 +10,8 @@ from node.store.models import (
     HashList,
     ListState,
     LogEntry,
+    Overlap,
+    OverlapMark,
     Principal,
     RevokedKey,
 )
@@ -23,3 +25,5 @@ _audit = AuditRecord.__table__  # type: ignore[attr-defined]
 _principals = Principal.__table__  # type: ignore[attr-defined]
 _tokens = ApiToken.__table__  # type: ignore[attr-defined]
 _revoked_keys = RevokedKey.__table__  # type: ignore[attr-defined]
+_overlaps = Overlap.__table__  # type: ignore[attr-defined]
+_overlap_marks = OverlapMark.__table__  # type: ignore[attr-defined]
