@@ -121,8 +121,11 @@ class OverlapDetector:
         entries: list[EntryTuple] = []
         for page in self.store.iter_entry_pages(list_id=row.id, start=start, end=end):
             entries.extend(page)
-        found = [] if row.kind == ALLOW_KIND else self.detect(row, entries, rows)
-        new = self.store.record_overlaps(overlaps=found, marks={row.id: end})
+        if row.kind == ALLOW_KIND:
+            found, covered = [], self.covered(row, entries, rows)
+        else:
+            found, covered = self.detect(row, entries, rows), []
+        new = self.store.record_overlaps(overlaps=found, marks={row.id: end}, suppressed=covered)
         self._marks[row.id] = end
         took = int(1e6 * (time.perf_counter() - started))
         st = self._stats
@@ -176,13 +179,8 @@ class OverlapDetector:
         other: NDArray[np.bool_],
         allow: NDArray[np.int64],
     ) -> list[OverlapRow]:
-        htype = REGISTRY[htype_name]
-        near = htype.match == "hamming"
-        if htype.hex_bytes is not None:
-            raw = bytes.fromhex("".join(values))
-        else:
-            raw = b"".join(htype.key(v) for v in values)
-        keys = np.frombuffer(raw, np.uint8).reshape(len(values), htype.key_width)
+        near = REGISTRY[htype_name].match == "hamming"
+        keys = _keys(htype_name, values)
         radius = self.pdq_distance if near else 0
         reach = max(radius, int(allow.max())) if near else 0
         qpos, lids, dists, stored = self.matcher.search_keys(htype_name, keys, reach)
@@ -222,6 +220,39 @@ class OverlapDetector:
                 their = (other_id, got[1])
                 (la, sa), (lb, sb) = sorted((mine, their))
                 out.append(OverlapRow(la, sa, lb, sb, htype_name, dist, found_ms))
+        return out
+
+    def covered(
+        self, row: ListRow, entries: Sequence[EntryTuple], rows: Mapping[int, ListRow]
+    ) -> list[tuple[int, int]]:
+        """``(list_id, seq)`` of the block-list entries an allow-list's new ``entries`` cover.
+
+        An allow-list that arrives after an overlap was recorded takes it
+        back: overlaps are suppressed whichever came first.
+        """
+        out: list[tuple[int, int]] = []
+        by_type: dict[str, list[str]] = {}
+        for _seq, op, htype, value, _cat, _ts in entries:
+            if op == "add":
+                by_type.setdefault(htype, []).append(value)
+        for htype_name, values in by_type.items():
+            htype = REGISTRY[htype_name]
+            near = htype.match == "hamming"
+            keys = _keys(htype_name, values)
+            qpos, lids, _d, stored = self.matcher.search_keys(
+                htype_name, keys, row.allow_distance if near else 0
+            )
+            held: dict[int, set[str]] = {}
+            for k in range(len(qpos)):
+                lid = int(lids[k])
+                other = rows.get(lid)
+                if other is None or other.kind == ALLOW_KIND:
+                    continue
+                code = stored[k].tobytes().hex() if near and stored is not None else None
+                held.setdefault(lid, set()).add(code or values[int(qpos[k])])
+            for lid, vals in held.items():
+                got = self.store.content_of(list_id=lid, keys=[(htype_name, v) for v in vals])
+                out.extend((lid, seq) for _cat, seq in got.values())
         return out
 
     def _on_allow(
@@ -288,3 +319,13 @@ class OverlapDetector:
                 log.exception("overlap detection failed; retrying")
                 loaded = False  # re-read the watermarks: a batch may not have committed
             self._stop.wait(self.poll_seconds)
+
+
+def _keys(htype_name: str, values: Sequence[str]) -> NDArray[np.uint8]:
+    """Canonical values as the index's key rows (one ``fromhex`` for hex types)."""
+    htype = REGISTRY[htype_name]
+    if htype.hex_bytes is not None:
+        raw = bytes.fromhex("".join(values))
+    else:
+        raw = b"".join(htype.key(v) for v in values)
+    return np.frombuffer(raw, np.uint8).reshape(len(values), htype.key_width)

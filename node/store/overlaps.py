@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -54,18 +54,42 @@ class OverlapQueries(StoreBase):
         return {int(lid): int(seq) for lid, seq in rows}
 
     def record_overlaps(
-        self, *, overlaps: Sequence[OverlapRow], marks: Mapping[int, int]
+        self,
+        *,
+        overlaps: Sequence[OverlapRow],
+        marks: Mapping[int, int],
+        suppressed: Sequence[tuple[int, int]] = (),
     ) -> list[OverlapRow]:
         """Insert ``overlaps`` (those already known are skipped) and raise ``marks``.
 
-        Returns the overlaps this call inserted, with their ids.
+        ``suppressed``: ``(list_id, seq)`` of entries now on an allow-list;
+        every overlap they are a side of is deleted. Returns the overlaps
+        this call inserted, with their ids.
         """
         new: list[OverlapRow] = []
         with self.write() as conn:
+            self._delete_suppressed(conn, suppressed)
             for i in range(0, len(overlaps), _INSERT_CHUNK):
                 new.extend(self._insert_new(conn, overlaps[i : i + _INSERT_CHUNK]))
             self._raise_marks(conn, marks)
         return new
+
+    def _delete_suppressed(self, conn: Connection, entries: Sequence[tuple[int, int]]) -> None:
+        by_list: dict[int, list[int]] = {}
+        for lid, seq in entries:
+            by_list.setdefault(lid, []).append(seq)
+        c = _overlaps.c
+        for lid, seqs in by_list.items():
+            for i in range(0, len(seqs), _INSERT_CHUNK):
+                part = seqs[i : i + _INSERT_CHUNK]
+                conn.execute(
+                    delete(_overlaps).where(
+                        or_(
+                            and_(c.list_a == lid, c.seq_a.in_(part)),
+                            and_(c.list_b == lid, c.seq_b.in_(part)),
+                        )
+                    )
+                )
 
     def _dialect_insert(self, table: object) -> object:
         return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)  # type: ignore[arg-type]

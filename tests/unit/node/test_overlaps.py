@@ -148,6 +148,7 @@ def _detector(store: Store, follower: LogFollower, batch: int) -> OverlapDetecto
     steps=st.lists(st.tuples(st.integers(0, 3), st.integers(1, 4), st.integers(0, 3)), max_size=30),
     batch=st.integers(1, 5),
     restart_at=st.integers(0, 30),
+    allow_at=st.integers(0, 30),
 )
 def test_detector_in_any_interleaving_and_restart_equals_brute_force(
     contents: list[list[int]],
@@ -155,12 +156,13 @@ def test_detector_in_any_interleaving_and_restart_equals_brute_force(
     steps: list[tuple[int, int, int]],
     batch: int,
     restart_at: int,
+    allow_at: int,
 ) -> None:
     # A fresh database per example: lists of earlier examples would overlap.
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(f"sqlite:///{tmp}/t.db")
         try:
-            _interleave(store, contents, allowed, steps, batch, restart_at)
+            _interleave(store, contents, allowed, steps, batch, restart_at, allow_at)
         finally:
             store.close()
 
@@ -172,9 +174,9 @@ def _interleave(
     steps: list[tuple[int, int, int]],
     batch: int,
     restart_at: int,
+    allow_at: int,
 ) -> None:
     allow = _Log(store, "xx-benign", kind="allow", dist=ALLOW_DISTANCE)
-    allow.commit([_POOL[k] for k in allowed])
     logs = [_Log(store, owner) for owner in OWNERS]
     pending = [[_POOL[k] for k in c] for c in contents]
     follower = LogFollower(store, Matcher())
@@ -183,6 +185,8 @@ def _interleave(
     for i, (which, n, action) in enumerate(steps):
         if i == restart_at:  # a new process: resumes at the persisted watermarks
             detector = _detector(store, follower, batch)
+        if i == allow_at:  # before or after the overlaps it suppresses were found
+            allow.commit([_POOL[k] for k in allowed])
         chunk, pending[which] = pending[which][:n], pending[which][n:]
         if chunk:
             logs[which].commit(chunk)
@@ -193,6 +197,8 @@ def _interleave(
     for which, rest in enumerate(pending):
         if rest:
             logs[which].commit(rest)
+    if allow_at >= len(steps):
+        allow.commit([_POOL[k] for k in allowed])
     follower.check()
     detector.run_until_idle()
     assert detector.backlog() == 0
