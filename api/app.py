@@ -27,7 +27,7 @@ from api.errors import (
     install_error_handlers,
 )
 from api.metrics import MetricsMiddleware, NodeMetrics
-from api.routes import docs, feeds, health, lists, match, metrics, sightings, taxii
+from api.routes import docs, feeds, health, lists, match, metrics, overlaps, sightings, taxii
 from api.ui import router as ui_router
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
@@ -38,6 +38,7 @@ from node.match.follower import LogFollower
 from node.match.matcher import Matcher
 from node.match.segments import SEGMENT_FOLDER, SegmentManager
 from node.node import Node
+from node.overlaps import OverlapDetector
 
 log = logging.getLogger("hashfed.api")
 Scope = MutableMapping[str, Any]
@@ -149,7 +150,15 @@ def build_state(settings: NodeSettings, node: Node) -> AppState:
     node.on_change(lambda c: follower.note_commit(c.list_id, c.start, c.end, c.changes))
     own = cert_fingerprint(load_certificate(settings.path(settings.tls_cert_file)))
     limiter = RateLimiter(settings.limits.rate_limit_per_second, settings.limits.rate_limit_burst)
+    detector = OverlapDetector(
+        node.store,
+        matcher,
+        lists=follower.lists,
+        applied=follower.watermark,
+        pdq_distance=settings.overlap_pdq_distance,
+    )
     return AppState(
+        overlaps=detector,
         settings=settings,
         node=node,
         matcher=matcher,
@@ -195,6 +204,8 @@ def create_app(
         state.follower.start()
         if state.segments is not None:
             state.segments.start()
+        if state.overlaps is not None:
+            state.overlaps.start()
         stop_hook = on_start(state) if on_start else None
         # What start-up built lives as long as the process: moved out of the
         # collector's reach, a full collection no longer walks it. Without this,
@@ -208,6 +219,8 @@ def create_app(
             if stop_hook:
                 stop_hook()
             stop.set()
+            if state.overlaps is not None:
+                state.overlaps.stop()
             state.follower.stop()
             if state.segments is not None:
                 state.segments.stop()
@@ -234,6 +247,7 @@ def create_app(
         feeds.router,
         taxii.router,
         sightings.router,
+        overlaps.router,
         docs.router,
     ]
     builtin.append(ui_router.build_router())

@@ -21,6 +21,7 @@ from node import (
     cli_audit,  # noqa: F401  (adds `hashfed audit ls`, `audit export`)
     cli_certs,  # noqa: F401  (adds `hashfed ca sign`, `ca bundle`, `ca trust`)
     cli_identity,  # noqa: F401  (adds `hashfed ca`, `principal`, `token`)
+    cli_overlaps,  # noqa: F401  (adds `hashfed overlaps`)
 )
 from node.cli import DEFAULT_DATA, DataOpt, out
 from node.datadir import ensure_data_dir

@@ -20,6 +20,7 @@ from node.match.follower import LogFollower
 from node.match.matcher import Matcher
 from node.match.segments import SegmentManager
 from node.node import Node
+from node.overlaps import OverlapDetector
 
 
 @dataclass
@@ -45,6 +46,8 @@ class AppState:
     segments: SegmentManager | None = None
     # Prometheus metrics (api/metrics.py), None when turned off.
     metrics: NodeMetrics | None = None
+    # Overlap detection (its listeners hear of each batch of new overlaps).
+    overlaps: OverlapDetector | None = None
 
 
 async def get_state(request: Request) -> AppState:

@@ -160,6 +160,8 @@ class NodeSettings(BaseSettings):
     max_clock_skew_seconds: int = Field(300, ge=0, le=86_400)
     pdq_default_max_distance: int = Field(31, ge=0, le=256)
     pdq_min_quality: int = Field(50, ge=0, le=100)
+    # Two lists' PDQ codes this near (Hamming) are recorded as an overlap.
+    overlap_pdq_distance: int = Field(31, ge=0, le=64)
 
     # Prometheus metrics at /metrics, for administrators and `metrics` tokens.
     metrics: bool = True

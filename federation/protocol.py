@@ -100,6 +100,9 @@ class CatalogList(_Wire):
     name: ListName
     label: str = Field(pattern=_LABEL)
     description: str = Field("", max_length=1000)
+    # Absent from older peers: a plain list.
+    kind: str = Field("block", pattern=r"^(block|allow)$")
+    allow_distance: int = Field(0, ge=0, le=31, description="PDQ distance of an allow-list")
     size: Size = Field(description="Tree size of the checkpoint; entries [0, size) are served")
     checkpoint: str = Field(max_length=MAX_NOTE_BYTES, description="The owner's signed note")
 

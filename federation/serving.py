@@ -64,6 +64,8 @@ def catalog(node: Node, principal: Principal) -> Catalog:
                 name=row.name,
                 label=row.label,
                 description=row.description,
+                kind=row.kind,
+                allow_distance=row.allow_distance,
                 size=cp.size,
                 checkpoint=cp.note,
             )

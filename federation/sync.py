@@ -352,6 +352,8 @@ class Syncer:
                 label=item.label,
                 description=item.description,
                 peer=peer.node_id,
+                kind=item.kind,
+                allow_distance=item.allow_distance,
             )
         else:
             self._follow_owner_metadata(peer, item, row)

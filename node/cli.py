@@ -192,12 +192,25 @@ def list_create(
     name: Annotated[str, typer.Argument(help="owner/name, the owner being this node.")],
     label: Annotated[str, typer.Option(help="Sharing label: baseline, restricted, private…")],
     description: Annotated[str, typer.Option(help="What the list holds.")] = "",
+    kind: Annotated[
+        str, typer.Option(help="block (hashes to find) or allow (known-benign: suppresses).")
+    ] = "block",
+    allow_distance: Annotated[
+        int, typer.Option(help="For --kind allow: PDQ codes this near count as on the list.")
+    ] = 0,
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Create an empty list owned by this node."""
     with open_node(data) as node:
-        row = node.create_list(name, label=label, description=description, actor=_actor(node))
-    out.print(f"created {row.full_name} (label {row.label})")
+        row = node.create_list(
+            name,
+            label=label,
+            description=description,
+            actor=_actor(node),
+            kind=kind,
+            allow_distance=allow_distance,
+        )
+    out.print(f"created {row.full_name} (label {row.label}, kind {row.kind})")
 
 
 class _ImportProgress:

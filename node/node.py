@@ -122,7 +122,14 @@ class Node:
         return row
 
     def create_list(
-        self, full_name: str, *, label: str, description: str = "", actor: str
+        self,
+        full_name: str,
+        *,
+        label: str,
+        description: str = "",
+        actor: str,
+        kind: str = "block",
+        allow_distance: int = 0,
     ) -> ListRow:
         return writer.create_local(
             self.store,
@@ -131,6 +138,8 @@ class Node:
             label=label,
             description=description,
             actor=actor,
+            kind=kind,
+            allow_distance=allow_distance,
         )
 
     def add(

@@ -36,6 +36,11 @@ class Status(BaseModel):
     )
     lists: list[ListOut]
     peers: list[dict[str, Any]]
+    overlaps: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overlap detection: backlog_entries (applied, not yet checked), "
+        "counts, timings",
+    )
 
 
 @router.get("/healthz")
@@ -58,4 +63,5 @@ def status(state: StateDep, _admin: AdminDep) -> Status:
         segments=state.segments.status() if state.segments is not None else None,
         lists=[list_out(state, r) for r in state.node.store.all_lists()],
         peers=peers,
+        overlaps=state.overlaps.status() if state.overlaps is not None else {},
     )

@@ -29,6 +29,8 @@ class ListCreate(BaseModel):
     name: str = Field(max_length=170, description="owner/name; the owner is this node")
     label: str = Field(max_length=32)
     description: str = Field("", max_length=1000)
+    kind: str = Field("block", max_length=8, description="block, or allow (known-benign)")
+    allow_distance: int = Field(0, description="For an allow-list: PDQ distance counted as on it")
 
 
 class ListOut(BaseModel):
@@ -39,6 +41,8 @@ class ListOut(BaseModel):
     local: bool
     source_peer: str | None
     frozen_reason: str | None
+    kind: str = "block"
+    allow_distance: int = 0
     size: int
     hashes: int
     checkpoint_size: int | None
@@ -83,6 +87,8 @@ def list_out(state: StateDep, row: ListRow) -> ListOut:
         local=row.local,
         source_peer=row.source_peer,
         frozen_reason=row.frozen_reason,
+        kind=row.kind,
+        allow_distance=row.allow_distance,
         size=st.size,
         hashes=st.live_count,
         checkpoint_size=cp.size if cp else None,
@@ -101,7 +107,12 @@ def all_lists(state: StateDep) -> list[ListOut]:
 def create_list(body: ListCreate, state: StateDep, admin: AdminDep) -> ListOut:
     """Create a list owned by this node."""
     row = state.node.create_list(
-        body.name, label=body.label, description=body.description, actor=admin.name
+        body.name,
+        label=body.label,
+        description=body.description,
+        actor=admin.name,
+        kind=body.kind,
+        allow_distance=body.allow_distance,
     )
     return list_out(state, row)
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crypto.errors import StoreError
+from node.log.kinds import ALLOW_KIND
 from node.log.lists import ContentChange
 from node.match.index.segment import Segment
 from node.match.matcher import Matcher
@@ -268,6 +269,7 @@ class LogFollower:
         rows = self.store.all_lists()
         self._lists = {r.id: r for r in rows}
         self._by_name = {(r.owner, r.name): r for r in rows}
+        self.matcher.allow = {r.id: r.allow_distance for r in rows if r.kind == ALLOW_KIND}
 
     def note_commit(
         self,

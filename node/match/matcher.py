@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from node.local.scan import Hit as ScanHit
 from node.local.scan import Query as ScanQuery
 from node.log.hashes import REGISTRY, HashType
+from node.log.kinds import ALLOW_KIND
 from node.log.lists import ContentChange
 from node.match.index import ExactIndex, PdqIndex
 from node.match.index.mapped import MappedPdqIndex
@@ -76,6 +77,9 @@ class Matcher:
         self._state = _State(_empty_indexes(), {}, [])
         self._lock = threading.Lock()  # guards category interning and apply figures
         self.loaded = False
+        # Allow-lists (list id -> PDQ distance within which a code is on it):
+        # a query that hits one gets no hits at all. Replaced whole, never changed.
+        self.allow: dict[int, int] = {}
         # Commit-to-matchable: how long applying committed changes took.
         self._applied = {"calls": 0, "changes": 0, "last_us": 0, "max_us": 0}
 
@@ -303,6 +307,9 @@ class Matcher:
 
     def match(self, queries: Sequence[Query], *, max_distance: int = 31) -> list[Hit]:
         """Every hit of every query, in no particular order."""
+        allow = self.allow
+        # Near enough to an allow-list is looked for even beyond the caller's distance.
+        search_distance = max([max_distance, *allow.values()])
         hits: list[Hit] = []
         by_type: dict[str, list[int]] = {}
         for i, q in enumerate(queries):
@@ -315,13 +322,39 @@ class Matcher:
             ).reshape(len(idxs), htype.key_width)
             index = state.indexes[htype_name]
             if not isinstance(index, ExactIndex):
-                hits.extend(self._match_pdq(index, state.names, queries, idxs, codes, max_distance))
+                hits.extend(
+                    self._match_pdq(index, state.names, queries, idxs, codes, search_distance)
+                )
                 continue
             qpos, refs = index.lookup(codes)
             for qp, ref in zip(qpos.tolist(), refs.tolist(), strict=True):
                 list_id, category = self._unref(ref, state.names)
                 hits.append(Hit(idxs[qp], list_id, category, htype_name, 0))
-        return hits
+        if not allow:
+            return hits
+        allowed = {h.query_index for h in hits if h.distance <= allow.get(h.list_id, -1)}
+        return [
+            h
+            for h in hits
+            if h.query_index not in allowed
+            and h.list_id not in allow
+            and h.distance <= max_distance
+        ]
+
+    def search_keys(
+        self, hash_type: str, keys: NDArray[np.uint8], max_distance: int = 0
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int32], NDArray[np.uint8] | None]:
+        """``(query_index, list_id, distance, stored PDQ codes or None)`` of every hit of ``keys``.
+
+        The raw index answer, for overlap detection: no quality floor, no
+        allow-lists, no categories.
+        """
+        index = self._indexes[hash_type]
+        if not isinstance(index, ExactIndex):
+            qpos, refs, dists, stored = index.search_codes(keys, max_distance)
+            return qpos, refs >> _CATEGORY_BITS, dists, stored
+        qpos, refs = index.lookup(keys)
+        return qpos, refs >> _CATEGORY_BITS, np.zeros(len(qpos), np.int32), None
 
     def _match_pdq(
         self,
@@ -388,6 +421,9 @@ class LocalScanMatcher:
         self._matcher = Matcher(pdq_min_quality=pdq_min_quality)
         self._matcher.load(store)
         self._rows = {r.id: r for r in store.all_lists()}
+        self._matcher.allow = {
+            r.id: r.allow_distance for r in self._rows.values() if r.kind == ALLOW_KIND
+        }
 
     def match(self, queries: Sequence[ScanQuery], *, max_distance: int) -> list[list[ScanHit]]:
         hits = self._matcher.match(

@@ -17,6 +17,7 @@ puts them together, so callers hold one object:
 - ``changes``: list sizes and a wake-up on any commit (the change feed).
 - ``pull_requests``: notifies handed to the process that runs the scheduler.
 - ``cases``: sightings (opt-in, relay queue, counts) and alerts (webhooks, outbox).
+- ``overlaps``: overlaps between lists and the detector's watermarks.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from node.store.errors import ANY_DB_ERROR, DB_ERRORS, translate_db_error
 from node.store.federation import FederationQueries
 from node.store.lists import ListQueries
 from node.store.log import AuditTuple, ListChange, ListTxn, LogQueries
+from node.store.overlaps import OverlapQueries, OverlapRow, PairCount
 from node.store.principals import PrincipalQueries
 from node.store.pull_requests import PullRequestQueries
 from node.store.rows import (
@@ -56,6 +58,8 @@ __all__ = [
     "ListChange",
     "ListRow",
     "ListTxn",
+    "OverlapRow",
+    "PairCount",
     "PrincipalRow",
     "StateRow",
     "Store",
@@ -76,5 +80,6 @@ class Store(
     PullRequestQueries,
     CaseQueries,
     DashboardQueries,
+    OverlapQueries,
 ):
     """The node's database. Methods take keyword arguments; rows come back frozen."""

@@ -39,6 +39,8 @@ class ListQueries(AuditQueries):
         description: str = "",
         local: bool = True,
         source_peer: str | None = None,
+        kind: str = "block",
+        allow_distance: int = 0,
         empty_range: bytes,
         audit: tuple[str, str, str, int, dict[str, Any]] | None = None,
     ) -> ListRow:
@@ -54,6 +56,8 @@ class ListQueries(AuditQueries):
                         description=description,
                         local=local,
                         source_peer=source_peer,
+                        kind=kind,
+                        allow_distance=allow_distance,
                         created_ms=created,
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]

@@ -28,6 +28,10 @@ class HashList(SQLModel, table=True):
     # Set after proven misbehaviour (a fork); a frozen list takes no updates.
     frozen_reason: str | None = Field(default=None, max_length=500)
     created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # ``block`` (hashes to find) or ``allow`` (known-benign: suppresses matches
+    # and overlaps); for an allow-list, how near a PDQ code counts as on it.
+    kind: str = Field(default="block", max_length=8, sa_column_kwargs={"server_default": "block"})
+    allow_distance: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class LogEntry(SQLModel, table=True):
@@ -299,3 +303,37 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
     created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     delivered_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+# --- overlaps between lists of different owners ---------------------------
+
+
+class Overlap(SQLModel, table=True):
+    """An entry of one list equal or near to an entry of another owner's list.
+
+    The pair is stored with ``list_a < list_b``, so one overlap is one row
+    whichever side's entry arrived last.
+    """
+
+    __tablename__ = "overlap"
+    __table_args__ = (
+        UniqueConstraint("list_a", "seq_a", "list_b", "seq_b", name="uq_overlap_entries"),
+        Index("ix_overlap_pair_found", "list_a", "list_b", "found_ms"),
+        Index("ix_overlap_found", "found_ms"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_a: int = Field(foreign_key="hash_list.id")
+    seq_a: int = Field(sa_column=Column(BigInteger, nullable=False))
+    list_b: int = Field(foreign_key="hash_list.id")
+    seq_b: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hash_type: str = Field(max_length=16)
+    distance: int
+    found_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class OverlapMark(SQLModel, table=True):
+    """How far into a list's log overlap detection has got (entries ``[0, seq)`` done)."""
+
+    __tablename__ = "overlap_mark"
+
+    list_id: int = Field(foreign_key="hash_list.id", primary_key=True)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -17,6 +17,8 @@ class ListRow:
     source_peer: str | None
     frozen_reason: str | None
     created_ms: int
+    kind: str = "block"
+    allow_distance: int = 0
 
     @property
     def full_name(self) -> str:

@@ -11,6 +11,8 @@ from node.store.models import (
     HashList,
     ListState,
     LogEntry,
+    Overlap,
+    OverlapMark,
     Principal,
     RevokedKey,
 )
@@ -25,3 +27,5 @@ _principals = Principal.__table__  # type: ignore[attr-defined]
 _tokens = ApiToken.__table__  # type: ignore[attr-defined]
 _revoked_keys = RevokedKey.__table__  # type: ignore[attr-defined]
 _identity = DatabaseIdentity.__table__  # type: ignore[attr-defined]
+_overlaps = Overlap.__table__  # type: ignore[attr-defined]
+_overlap_marks = OverlapMark.__table__  # type: ignore[attr-defined]
