@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select
 
 from node.store.engine import StoreBase
 from node.store.rows import AuditRow
-from node.store.tables import _audit, _content, _principals, _tokens
+from node.store.tables import _audit, _content
 
 # A page of audit records: enough to read, small enough to render at once.
 MAX_AUDIT_PAGE = 1000
@@ -25,23 +23,6 @@ class DashboardQueries(StoreBase):
             for list_id, hash_type, n in conn.execute(stmt):
                 out.setdefault(int(list_id), {})[str(hash_type)] = int(n)
         return out
-
-    def all_tokens(self) -> list[dict[str, Any]]:
-        """Every token's public facts: prefix, owner, scopes, dates; never its hash."""
-        stmt = (
-            select(
-                _tokens.c.prefix,
-                _principals.c.name.label("principal"),
-                _tokens.c.scopes,
-                _tokens.c.created_ms,
-                _tokens.c.expires_ms,
-                _tokens.c.revoked,
-            )
-            .join(_principals, _principals.c.id == _tokens.c.principal_id)
-            .order_by(_principals.c.name, _tokens.c.created_ms)
-        )
-        with self.read() as conn:
-            return [dict(r._mapping) for r in conn.execute(stmt)]
 
     def audit_filtered(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import (
     delete,
@@ -154,7 +155,7 @@ class PrincipalQueries(StoreBase):
             return None
         return _principal_row(r), r.scopes
 
-    def all_tokens(self) -> list[dict[str, object]]:
+    def all_tokens(self) -> list[dict[str, Any]]:
         """Every token's public facts (never its hash), oldest first."""
         with self.read() as conn:
             rows = conn.execute(
