@@ -33,6 +33,11 @@ from node.identity.trust import ca_files as trusted_ca_files
 log = logging.getLogger("hashfed.server")
 
 
+def _stamp(path: Path) -> tuple[Path, int, int]:
+    st = path.stat()
+    return path, st.st_mtime_ns, st.st_size
+
+
 class LiveServerContext:
     """Builds the server SSLContext once and adds pinned certificates to it live."""
 
@@ -40,7 +45,9 @@ class LiveServerContext:
         self.settings = settings
         self.pinned_dir = settings.path(PINNED_DIR)
         ca_files = trusted_ca_files(settings)
-        self.loaded: set[Path] = set(self._pinned_files())
+        # By path and stamp: `principal rm` then `add` under the same name
+        # writes a new certificate to the same file, which must be trusted too.
+        self.loaded: set[tuple[Path, int, int]] = {_stamp(p) for p in self._pinned_files()}
         # pin our own certificate only when it is
         # self-signed: a CA-issued one cannot be pinned (crypto/tls.py refuses
         # it) and is trusted through its CA instead.
@@ -51,7 +58,7 @@ class LiveServerContext:
             settings.path(settings.tls_cert_file),
             settings.path(settings.tls_key_file),
             ca_files=ca_files,
-            pinned_cert_files=pinned + sorted(self.loaded),
+            pinned_cert_files=pinned + sorted(p for p, _m, _s in self.loaded),
             require_client_cert=settings.tls_client_auth == "required",
         )
 
@@ -62,13 +69,17 @@ class LiveServerContext:
         """Trust certificates added to the pinned folder since the last look."""
         added = 0
         for path in self._pinned_files():
-            if path not in self.loaded:
+            try:
+                stamp = _stamp(path)
+            except OSError:
+                continue  # removed meanwhile
+            if stamp not in self.loaded:
                 try:
                     self.context.load_verify_locations(cafile=str(path))
                 except (ssl.SSLError, OSError) as exc:
                     log.warning("cannot pin %s: %s", path, exc)
                     continue
-                self.loaded.add(path)
+                self.loaded.add(stamp)
                 added += 1
         return added
 

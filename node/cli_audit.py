@@ -30,6 +30,7 @@ __all__ = ["audit_export", "audit_ls"]
 _PAGE = 5_000
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+_DETAIL_CHARS = 60
 
 ActorOpt = Annotated[str | None, typer.Option(help="Only this actor, e.g. cli@au-argos or acme.")]
 ActionOpt = Annotated[
@@ -109,6 +110,11 @@ def _filters(
     }
 
 
+def _short(detail: str) -> str:
+    # Details can be long (fingerprints, counts per type); --json prints them whole.
+    return detail if len(detail) <= _DETAIL_CHARS else detail[: _DETAIL_CHARS - 1] + "…"
+
+
 @audit_app.command("ls")
 def audit_ls(
     actor: ActorOpt = None,
@@ -139,7 +145,7 @@ def audit_ls(
             r["action"],
             r["target"],
             str(r["count"]),
-            json.dumps(r["detail"], separators=(",", ":")) if r["detail"] else "",
+            _short(json.dumps(r["detail"], separators=(",", ":"))) if r["detail"] else "",
         )
         for r in records
     ]

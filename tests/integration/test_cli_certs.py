@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,3 +115,25 @@ def test_ca_bundle_then_ca_trust_on_another_node(node: NodeProcess, tmp_path: Pa
     r = run_cli("ca", "trust", cert, data=other, check=False)
     assert r.returncode == 2
     assert tomllib.loads((other / "node.toml").read_text())["tls_ca_files"] == files
+
+
+def test_a_partner_re_registered_with_a_new_certificate_is_accepted_live(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    from _nodes import make_identity
+
+    old = make_identity(tmp_path / "old", "rotating")
+    new = make_identity(tmp_path / "new", "rotating")
+    node.cli("principal", "add", "rotating", "--role", "partner", "--cert", str(old.cert))
+    node.cli("principal", "rm", "rotating")
+    node.cli("principal", "add", "rotating", "--role", "partner", "--cert", str(new.cert))
+    ctx = client_context(new.cert, new.key, pinned_cert_files=[node.cert])
+    deadline = time.monotonic() + 60
+    status = 0
+    while time.monotonic() < deadline and status != 200:
+        try:
+            with httpx.Client(base_url=node.url, verify=ctx, timeout=10) as c:
+                status = c.get(f"/api/v1/match/sha256/{'0' * 64}").status_code
+        except httpx.TransportError:
+            time.sleep(0.5)
+    assert status == 200

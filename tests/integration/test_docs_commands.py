@@ -203,7 +203,7 @@ def _introduce(world: World, data: Path) -> None:
     )  # fmt: skip
     ctx = client_context(data / "tls" / "node.crt", data / "tls" / "node.key",
                          pinned_cert_files=[b.cert])  # fmt: skip
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # a running node trusts new pins within seconds
         try:
             with httpx.Client(base_url=b.url, verify=ctx, timeout=5) as c:
