@@ -9,12 +9,15 @@ after ``a`` restarted. Runs on SQLite and, when configured, on PostgreSQL.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,12 +25,18 @@ from _cluster import PG_URL, pg_schema, wait_until
 from _nodes import Identity, NodeProcess, free_port
 from _receiver import Receiver
 
+from config import PeerSettings, TrustedOwner
 from crypto.keys import NoteSigner, generate_signing_key
+from crypto.pki import cert_fingerprint, load_certificate
 from crypto.sighting import Sighting, new_nonce, sign_sighting
+from federation.peers import add_trusted_owner, register_peer
 from node.alerts import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from node.datadir import init_data_dir
+from node.identity.trust import PINNED_DIR
 from node.store import Store
 
-pytestmark = pytest.mark.network
+# Three nodes and a restart: minutes on a loaded machine.
+pytestmark = [pytest.mark.network, pytest.mark.timeout(1200)]
 
 BACKENDS = [
     "sqlite",
@@ -70,7 +79,7 @@ class Fed:
 @contextmanager
 def _store(node: NodeProcess) -> Iterator[Store]:
     url = node.env.get("HASHFED_DATABASE_URL") or f"sqlite:///{node.data / 'hashfed.db'}"
-    store = Store.open(url, migrate=False)
+    store = Store.open(url)
     try:
         yield store
     finally:
@@ -94,73 +103,58 @@ def fed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         fast = {
             "HASHFED_ALERTS__RETRY_BASE_SECONDS": "0.2",
             "HASHFED_ALERTS__RETRY_MAX_SECONDS": "1",
+            "HASHFED_ALERTS__MAX_ATTEMPTS": "100000",
         }
         nodes = []
         for name, url in zip("abc", urls, strict=True):
             env = dict(fast) | ({"HASHFED_DATABASE_URL": url} if url else {})
             if name == "a":
                 env["HASHFED_SIGHTINGS__FALSE_POSITIVE_THRESHOLD"] = "1"
-            nodes.append(NodeProcess(name, base / name, free_port(), env=env).init())
+            node = NodeProcess(name, base / name, free_port(), env=env)
+            init_data_dir(node.data, node_id=name, port=node.port)
+            nodes.append(node)
         a, b, c = nodes
         key = {n.node_id: (n.data / "keys" / "signing.pub").read_text().strip() for n in nodes}
-        a.cli("peer", "add", "b", b.url, "--cert", str(b.cert), "--labels", "baseline", "--no-pull")
-        b.cli(
-            "peer",
-            "add",
-            "a",
-            a.url,
-            "--cert",
-            str(a.cert),
-            "--signing-key",
-            key["a"],
-            "--subscribe",
-            "a/*",
-            "--interval",
-            "1",
-        )
-        b.cli(
-            "peer",
-            "add",
-            "c",
-            c.url,
-            "--cert",
-            str(c.cert),
-            "--signing-key",
-            key["c"],
-            "--labels",
-            "baseline",
-            "--no-pull",
-        )
-        c.cli(
-            "peer",
-            "add",
-            "b",
-            b.url,
-            "--cert",
-            str(b.cert),
-            "--subscribe",
-            "a/base",
-            "--interval",
-            "1",
-        )
-        c.cli("peer", "trust", "a", "--signing-key", key["a"])
-        a.cli("peer", "trust", "c", "--signing-key", key["c"])  # to verify c's sightings
+
+        # Set-up in this process, as `hashfed peer add` does it: a CLI start per
+        # step costs many seconds on a loaded machine.
+        def peer(at: NodeProcess, other: NodeProcess, **kw: Any) -> None:
+            settings = PeerSettings(
+                node_id=other.node_id,
+                url=other.url,
+                fingerprint=cert_fingerprint(load_certificate(other.cert)),
+                **kw,
+            )
+            with _store(at) as store:
+                register_peer(store, at.data, settings, actor="test")
+            (at.data / PINNED_DIR).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(other.cert, at.data / PINNED_DIR / f"{other.node_id}.crt")
+
+        peer(a, b, labels=["baseline"], subscribe=[])
+        peer(b, a, signing_keys=[key["a"]], subscribe=["a/*"], interval_seconds=1)
+        peer(b, c, signing_keys=[key["c"]], labels=["baseline"], subscribe=[])
+        peer(c, b, subscribe=["a/base"], interval_seconds=1)
+        add_trusted_owner(c.data, TrustedOwner(node_id="a", signing_keys=[key["a"]]))
+        add_trusted_owner(a.data, TrustedOwner(node_id="c", signing_keys=[key["c"]]))
         a.cli("principal", "sightings", "b", "on")
         up, down = Receiver(free_port()).start(), Receiver(free_port())
         secrets = {"up": _webhook(a, up.url, "sighting,overlap"), "down": "d" * 32}
-        # The rest of the set-up through the store: each CLI start costs seconds here.
         with _store(a) as store:
             store.add_webhook(
                 url=down.url, events="sighting", include_hashes=False, secret="d" * 32
             )
         with _store(b) as store:
             store.set_sighting_optin(principal="c", enabled=True)
-        for n in nodes:
-            n.start()
         stack.callback(lambda: [n.stop() for n in reversed(nodes)])
+        for n in nodes:
+            n.start(timeout=180)
         stack.callback(up.stop)
         stack.callback(down.stop)
+        seized = base / "seized"
+        seized.mkdir()
+        (seized / "f.bin").write_bytes(b"hashfed sighting scan test file")
         values = [os.urandom(32).hex() for _ in range(5)]
+        values.append(hashlib.sha256((seized / "f.bin").read_bytes()).hexdigest())
         with a.client() as cl:
             assert (
                 cl.post("/api/v1/lists", json={"name": "a/base", "label": "baseline"}).status_code
@@ -176,7 +170,7 @@ def fed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         def c_has_it() -> bool:
             with c.client() as cl:
                 rows = cl.get("/api/v1/lists").json()
-            return any(r["name"] == "a/base" and r["checkpoint_size"] == 5 for r in rows)
+            return any(r["name"] == "a/base" and r["checkpoint_size"] == 6 for r in rows)
 
         wait_until(c_has_it, 90, every=0.2, what="a/base at c")
         yield f
@@ -230,8 +224,8 @@ def test_receiver_that_was_down_gets_the_delivery_after_a_restart(fed: Fed) -> N
     wait_until(tried, 20, every=0.3, what="a failed attempt to the down receiver")
     fed.a.stop()
     fed.down.start()
-    fed.a.start()
-    wait_until(lambda: len(fed.down.got) >= 1, 20, every=0.1, what="the delayed delivery")
+    fed.a.start(timeout=180)
+    wait_until(lambda: len(fed.down.got) >= 1, 60, every=0.1, what="the delayed delivery")
     d = fed.down.got[0]
     assert verify_signature(
         fed.secrets["down"],
@@ -335,3 +329,19 @@ def test_false_positive_flags_the_entry_and_the_owner_removes_it(fed: Fed) -> No
         assert flagged()[0]["in_list"] is False
         r = cl.post("/api/v1/match", json={"hashes": [{"type": "sha256", "value": fed.values[4]}]})
         assert [h for res in r.json()["results"] for h in res["hits"]] == []
+
+
+def test_scan_reports_what_it_found(fed: Fed, tmp_path: Path) -> None:
+    # c scans a folder holding a file whose sha256 is a/base entry 5; the report reaches a.
+    folder = fed.a.data.parent / "seized"
+    out = fed.c.cli(
+        "scan", str(folder), "--report-sightings", "--state", str(tmp_path / "st")
+    ).stdout
+    assert "sightings: 1 reported" in out
+
+    def seen_5() -> bool:
+        entries = fed.stats()["lists"][0]["entries"]
+        return any(e["seq"] == 5 and e["by_disposition"] == {"seen": 1} for e in entries)
+
+    wait_until(seen_5, 20, every=0.2, what="the scan's sighting at a")
+    assert "f.bin" not in json.dumps(fed.stats())
