@@ -15,11 +15,17 @@ collected at scrape time, not on the request path.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -50,23 +56,17 @@ UNMATCHED = "unmatched"  # a 404's path is the caller's text: never a label
 
 
 class NodeMetrics:
-    """The node's metrics and the hooks that feed the scrape-time ones."""
+    """The node's metrics and the hooks that feed the scrape-time ones.
+
+    Requests and match latencies are counted in plain dicts and lists by the
+    middleware, which runs on the event loop's one thread (no lock), and
+    exported at scrape time: a labelled prometheus_client child costs a lock
+    and several attribute lookups per request, which is most of the price
+    on the single-hash GET.
+    """
 
     def __init__(self, state: Callable[[], AppState | None]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.requests = Counter(
-            "hashfed_http_requests",
-            "HTTP requests answered, by route template, method and status",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.match_latency = Histogram(
-            "hashfed_match_duration_seconds",
-            "Time to answer a match request, by route template",
-            ["route"],
-            buckets=MATCH_BUCKETS,
-            registry=self.registry,
-        )
         self.match_queries = Counter(
             "hashfed_match_queries", "Hashes queried", registry=self.registry
         )
@@ -75,11 +75,13 @@ class NodeMetrics:
             "Hits answered (in lists the caller may see)",
             registry=self.registry,
         )
+        # (route, method, status) -> requests; route -> [bucket counts..., +Inf count, sum].
+        self.requests: dict[tuple[str, str, int], int] = {}
+        self.latency: dict[str, list[float]] = {}
         # Queue name -> its length; the audit log's is built in, webhooks register theirs.
         self.backlogs: dict[str, Callable[[], int]] = {}
+        self.registry.register(_RequestCollector(self))
         self.registry.register(_NodeCollector(state, self.backlogs))
-        self._children: dict[tuple[str, str, int], Any] = {}
-        self._latency: dict[str, Any] = {}
 
     def register_backlog(self, queue: str, length: Callable[[], int]) -> None:
         """Report ``length()`` as ``hashfed_backlog{queue=...}`` at every scrape."""
@@ -91,16 +93,44 @@ class NodeMetrics:
             self.match_hits.inc(hits)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request (on the event loop thread only)."""
         key = (route, method, status)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.requests.labels(route, method, str(status))
-        child.inc()
+        self.requests[key] = self.requests.get(key, 0) + 1
         if route.startswith(MATCH_PREFIX):
-            hist = self._latency.get(route)
+            hist = self.latency.get(route)
             if hist is None:
-                hist = self._latency[route] = self.match_latency.labels(route)
-            hist.observe(seconds)
+                hist = self.latency[route] = [0.0] * (len(MATCH_BUCKETS) + 2)
+            hist[bisect_left(MATCH_BUCKETS, seconds)] += 1
+            hist[-1] += seconds
+
+
+class _RequestCollector(Collector):
+    def __init__(self, metrics: NodeMetrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "hashfed_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            labels=["route", "method", "status"],
+        )
+        for (route, method, status), n in sorted(dict(self._m.requests).items()):
+            requests.add_metric([route, method, str(status)], n)
+        yield requests
+        latency = HistogramMetricFamily(
+            "hashfed_match_duration_seconds",
+            "Time to answer a match request, by route template",
+            labels=["route"],
+        )
+        for route, hist in sorted(dict(self._m.latency).items()):
+            counts = list(hist)
+            cumulative = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, in_bucket in zip((*MATCH_BUCKETS, float("inf")), counts[:-1], strict=True):
+                cumulative += in_bucket
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            latency.add_metric([route], buckets, sum_value=counts[-1])
+        yield latency
 
 
 class _NodeCollector(Collector):
