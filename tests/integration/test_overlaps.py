@@ -25,7 +25,8 @@ import pytest
 from _cluster import PG_URL, pg_schema, wait_until
 from _nodes import Identity, NodeProcess, free_port, make_identity
 
-pytestmark = pytest.mark.network
+# Three nodes and a dozen CLI runs: minutes on a loaded machine.
+pytestmark = [pytest.mark.network, pytest.mark.timeout(900)]
 
 
 def rand_hex(n: int = 32) -> str:
