@@ -149,14 +149,15 @@ class OverlapDetector:
         self, row: ListRow, entries: Sequence[EntryTuple], rows: Mapping[int, ListRow]
     ) -> list[OverlapRow]:
         """The overlaps of ``row``'s ``entries`` (adds) with other owners' lists now indexed."""
-        by_type: dict[str, tuple[list[int], list[str]]] = {}
-        for seq, op, htype, value, _cat, _ts in entries:
-            if op == "add":
-                seqs, values = by_type.setdefault(htype, ([], []))
-                seqs.append(seq)
-                values.append(value)
-        if not by_type:
+        adds = [e for e in entries if e[1] == "add"]
+        if not adds:
             return []
+        # Comprehensions, not one append per entry: this loop is the hot part.
+        by_type: dict[str, tuple[list[int], list[str]]] = {}
+        types = {e[2] for e in adds}
+        for htype in types:
+            part = adds if len(types) == 1 else [e for e in adds if e[2] == htype]
+            by_type[htype] = ([e[0] for e in part], [e[3] for e in part])
         top = max(rows) + 1
         other = np.zeros(top + 1, bool)  # lists of another owner that can overlap
         allow = np.full(top + 1, -1, np.int64)  # allow-lists: their PDQ distance
