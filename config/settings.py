@@ -106,6 +106,9 @@ class NodeSettings(BaseSettings):
     public_url: str | None = None  # what peers dial; default https://host:port
 
     signing_key_file: str = "keys/signing.key"
+    # Cosigns (dates) this node's checkpoints and witnesses others'; created
+    # at the first start that lacks it. Never the same key as the one above.
+    cosigning_key_file: str = "keys/cosigning.key"
     tls_cert_file: str = "tls/node.crt"
     tls_key_file: str = "tls/node.key"
     # Trust anchors for client and peer certificates: federation CAs and

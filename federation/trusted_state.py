@@ -31,7 +31,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crypto.checkpoint import Checkpoint, verify_checkpoint
+from crypto.checkpoint import SignedCheckpoint, verify_checkpoint
 from crypto.errors import (
     ConsistencyProofError,
     ForkError,
@@ -94,7 +94,9 @@ class ListUpdate:
 
         Args:
             origin: The list's checkpoint origin, ``crypto.checkpoint.list_origin``.
-            verifiers: The list owner's keys (never the relaying peer's).
+            verifiers: The list owner's keys (never the relaying peer's): its
+                log keys and its cosigner keys, whose dated cosignature is
+                the checkpoint's time for every freshness check below.
             trusted: The newest checkpoint accepted for this list, if any.
             stored: The right edge of the stored tree; its size and root must
                 be those of ``trusted`` (empty without one).
@@ -129,7 +131,7 @@ class ListUpdate:
         self._by_entries = False
         self._replay_until = 0  # replaying from 0: the trusted size whose root is checked
         self._replay_diverged = False
-        self.offered: Checkpoint | None = None
+        self.offered: SignedCheckpoint | None = None
         self.offered_note: str | None = None
 
     # --- guards ---------------------------------------------------------------------------
@@ -159,6 +161,8 @@ class ListUpdate:
             BadSignatureError: an owner key's signature does not verify.
             NoTrustedSignatureError: no owner key signed it (another node's key,
                 e.g. a relay signing a list it does not own).
+            MissingCosignatureError: the owner's cosigner key did not cosign
+                it, so it has no trusted date (a note from before cosignatures).
             MalformedCheckpointError: the signed text is not a checkpoint.
             UnknownOriginError: a checkpoint for another list.
             FutureCheckpointError: dated more than ``max_skew_seconds`` ahead:
@@ -219,7 +223,7 @@ class ListUpdate:
         self._step = _Step.PROVEN if not self.needs_consistency_proof_for(cp) else _Step.OFFERED
         return Outcome.GROW
 
-    def needs_consistency_proof_for(self, cp: Checkpoint) -> bool:
+    def needs_consistency_proof_for(self, cp: SignedCheckpoint) -> bool:
         return self.trusted is not None and 0 < self.trusted.size < cp.size
 
     @property

@@ -125,6 +125,7 @@ def init(
         pass  # creates and migrates the database
     out.print(f"initialised node [bold]{result.node_id}[/] in {data}")
     out.print(f"signing key: {result.verifier_key}")
+    out.print(f"cosigner key: {result.cosigner_key}")
 
 
 @keys_app.command("show")
@@ -137,6 +138,7 @@ def keys_show(data: DataOpt = DEFAULT_DATA) -> None:
         cert = load_certificate(settings.path(settings.tls_cert_file))
         out.print(f"node_id          {node.node_id}")
         out.print(f"signing_key      {node.signer.verifier_key}")
+        out.print(f"cosigner_key     {node.cosigner.verifier_key}")
         out.print(f"tls_fingerprint  {cert_fingerprint(cert)}")
         out.print(f"url              {settings.effective_public_url}")
 
@@ -372,7 +374,11 @@ def list_export(
 def verify_export_file(
     file: Annotated[Path, typer.Argument(help="A file written by `list export --log`.")],
     key: Annotated[
-        list[str], typer.Option(help="The owner's verifier key (name+id+key); repeatable.")
+        list[str],
+        typer.Option(
+            help="The owner's verifier keys (name+id+key): its signing key and its cosigner "
+            "key; repeatable."
+        ),
     ],
 ) -> None:
     """Check a list export offline against the owner's verifier key alone."""

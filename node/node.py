@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from config import NodeSettings
+from crypto.checkpoint import CheckpointSigner
 from crypto.errors import InputError
-from crypto.keys import NoteSigner, NoteVerifier
-from node.datadir import load_signer, protect_data_dir
+from crypto.keys import NoteVerifier
+from node.datadir import load_checkpoint_signer, protect_data_dir
 from node.log import lists, writer
 from node.log.add_queue import AddQueue
 from node.log.hashes import parse_category, parse_hash
@@ -35,10 +36,12 @@ ChangeListener = Callable[[Committed], None]
 class Node:
     """A running node's state. Create with :meth:`open`; close when done."""
 
-    def __init__(self, settings: NodeSettings, store: Store, signer: NoteSigner) -> None:
+    def __init__(self, settings: NodeSettings, store: Store, signer: CheckpointSigner) -> None:
         self.settings = settings
         self.store = store
-        self.signer = signer
+        self.checkpoint_signer = signer
+        self.signer = signer.log
+        self.cosigner = signer.cosigner
         self._listeners: list[ChangeListener] = []
         self._adds = AddQueue(store, node_id=settings.node_id)
         # Lists this node owns, by name, for the write path: id, owner and
@@ -47,7 +50,7 @@ class Node:
 
     @classmethod
     def open(cls, settings: NodeSettings, *, migrate: bool = True) -> Node:
-        signer = load_signer(settings)
+        signer = load_checkpoint_signer(settings)
         if not settings.database_url:
             protect_data_dir(settings)  # before SQLite creates or opens its files
         store = Store.open(
@@ -96,7 +99,7 @@ class Node:
     def verifiers_for(self, owner: str) -> list[NoteVerifier]:
         """The keys trusted to sign ``owner``'s lists."""
         if owner == self.node_id:
-            return [self.signer.verifier()]
+            return self.checkpoint_signer.verifiers()
         out: list[NoteVerifier] = []
         for peer in self.settings.peers:
             if peer.node_id == owner:
@@ -208,7 +211,7 @@ class Node:
             self.store,
             node_id=self.node_id,
             row=self.get_list(full_name),
-            signer=self.signer,
+            signer=self.checkpoint_signer,
             actor=actor,
         )
 
@@ -227,7 +230,7 @@ class Node:
                 self.store,
                 node_id=self.node_id,
                 row=row,
-                signer=self.signer,
+                signer=self.checkpoint_signer,
                 now=now,
                 every=self.settings.heartbeat_seconds,
             ):

@@ -10,26 +10,27 @@ from collections.abc import Sequence
 
 import pytest
 
-from crypto.checkpoint import Checkpoint, format_checkpoint, list_origin, sign_checkpoint
+from crypto.checkpoint import Checkpoint, CheckpointSigner, format_checkpoint, list_origin
 from crypto.errors import (
     BadSignatureError,
     ForkError,
     FutureCheckpointError,
     LimitExceededError,
     MalformedNoteError,
+    MissingCosignatureError,
     NoTrustedSignatureError,
     RollbackError,
     RootMismatchError,
     StaleError,
     UnknownOriginError,
 )
-from crypto.keys import NoteSigner, generate_signing_key
 from crypto.merkle import CompactRange, TreeLevels, leaf_hash
+from crypto.note import sign_note
 from federation.trusted_state import Accepted, ListUpdate, Outcome
 from node.log.entry import encode_leaf
 
-OWNER = NoteSigner("au-argos", generate_signing_key())
-RELAY = NoteSigner("be-fccu", generate_signing_key())
+OWNER = CheckpointSigner.generate("au-argos")
+RELAY = CheckpointSigner.generate("be-fccu")
 ORIGIN = list_origin("au-argos", "series-2041")
 NOW = 1_800_000_000
 MAX_AGE = 6 * 3600
@@ -65,9 +66,9 @@ def note(
     *,
     ts: int = NOW - 60,
     origin: str = ORIGIN,
-    by: NoteSigner = OWNER,
+    by: CheckpointSigner = OWNER,
 ) -> str:
-    return sign_checkpoint(Checkpoint(origin, size, root, ts), by)
+    return by.sign(Checkpoint(origin, size, root), ts)
 
 
 def accepted(es: Sequence[Entry], ts: int = NOW - 3600) -> tuple[Accepted, CompactRange]:
@@ -80,13 +81,13 @@ def update(
     trusted: Accepted | None = None,
     stored: CompactRange | None = None,
     *,
-    verifiers: Sequence[NoteSigner] = (OWNER,),
+    verifiers: Sequence[CheckpointSigner] = (OWNER,),
     origin: str = ORIGIN,
     refuse_stale_unchanged: bool = False,
 ) -> ListUpdate:
     return ListUpdate(
         origin=origin,
-        verifiers=[s.verifier() for s in verifiers],
+        verifiers=[v for s in verifiers for v in s.verifiers()],
         trusted=trusted,
         stored=stored if stored is not None else CompactRange(),
         now=NOW,
@@ -261,8 +262,33 @@ def test_owners_checkpoint_for_another_list_is_refused() -> None:
 def test_note_body_altered_under_a_valid_signature_is_refused() -> None:
     es = entries(5)
     good = note(5, tree(es).root())
-    text = format_checkpoint(Checkpoint(ORIGIN, 5, tree(es).root(), NOW - 60))
+    text = format_checkpoint(Checkpoint(ORIGIN, 5, tree(es).root()))
     forged = good.replace(text, text.replace("\n5\n", "\n6\n", 1))
+    u = update()
+    with pytest.raises(BadSignatureError):
+        u.offer(forged)
+
+
+def test_checkpoint_without_the_owners_dated_cosignature_is_refused() -> None:
+    # Signed by the log key alone: nothing says when, so a replay could not be told.
+    es = entries(5)
+    text = format_checkpoint(Checkpoint(ORIGIN, 5, tree(es).root()))
+    u = update()
+    with pytest.raises(MissingCosignatureError):
+        u.offer(sign_note(text, [OWNER.log]))
+
+
+def test_cosignature_time_rewritten_under_the_owners_signature_is_refused() -> None:
+    # A relay moving the cosignature's timestamp forward to defeat the freshness check.
+    import base64
+
+    es = entries(5)
+    good = note(5, tree(es).root(), ts=NOW - 2 * MAX_AGE)
+    head, _, last = good.rstrip("\n").rpartition("\n")
+    prefix, _, b64 = last.rpartition(" ")
+    blob = bytearray(base64.b64decode(b64))
+    blob[4:12] = (NOW - 60).to_bytes(8, "big")
+    forged = f"{head}\n{prefix} {base64.b64encode(bytes(blob)).decode()}\n"
     u = update()
     with pytest.raises(BadSignatureError):
         u.offer(forged)
