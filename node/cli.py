@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -268,6 +269,30 @@ def list_publish(name: str, data: DataOpt = DEFAULT_DATA) -> None:
     with open_node(data) as node:
         cp = node.publish(name, actor=_actor(node))
     out.print(f"published {name} at size {cp.size}, root {cp.root_hash.hex()}")
+
+
+@list_app.command("resign")
+def list_resign(
+    name: Annotated[str | None, typer.Argument(help="An owned list (default: all).")] = None,
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Re-sign owned lists' newest published checkpoints with the current keys, dated now."""
+    with open_node(data) as node:
+        names = (
+            [name]
+            if name
+            else [
+                r.full_name for r in node.store.all_lists() if r.local and r.owner == node.node_id
+            ]
+        )
+        for full in names:
+            if (
+                name is None
+                and node.store.latest_checkpoint(list_id=node.get_list(full).id) is None
+            ):
+                continue  # never published: nothing to re-sign
+            cp = node.resign(full, actor=_actor(node), now=int(time.time()))
+            out.print(f"re-signed {full} at size {cp.size}")
 
 
 @list_app.command("ls")

@@ -336,11 +336,19 @@ def publish(
 
 
 def heartbeat(
-    store: Store, *, node_id: str, row: ListRow, signer: CheckpointSigner, now: int, every: int
+    store: Store,
+    *,
+    node_id: str,
+    row: ListRow,
+    signer: CheckpointSigner,
+    now: int,
+    every: int,
+    actor: str = "heartbeat",
 ) -> bool:
     """Re-sign the newest published tree with a fresh timestamp if it is ``every`` s old.
 
     Unpublished entries stay unpublished. Returns whether it re-signed.
+    ``every`` 0 re-signs now (new keys, or a note from before cosignatures).
     """
     _require_owned(row, node_id)
     return (
@@ -348,8 +356,8 @@ def heartbeat(
             store,
             row=row,
             signer=signer,
-            actor="heartbeat",
-            action="list.heartbeat",
+            actor=actor,
+            action="list.heartbeat" if actor == "heartbeat" else "list.resign",
             timestamp=now,
             published_only=True,
             due_after=every,

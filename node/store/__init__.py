@@ -16,6 +16,7 @@ puts them together, so callers hold one object:
 - ``federation``: peer health, offers, evidence, the scheduler lock;
 - ``changes``: list sizes and a wake-up on any commit (the change feed).
 - ``pull_requests``: notifies handed to the process that runs the scheduler.
+- ``witness``: the newest checkpoint this node cosigned per origin, as a witness.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from node.store.rows import (
     PrincipalRow,
     StateRow,
 )
+from node.store.witness import Witnessed, WitnessQueries
 
 __all__ = [
     "ANY_DB_ERROR",
@@ -56,6 +58,7 @@ __all__ = [
     "PrincipalRow",
     "StateRow",
     "Store",
+    "Witnessed",
     "audit_record_hash",
     "create_db_engine",
     "now_ms",
@@ -65,6 +68,12 @@ __all__ = [
 
 
 class Store(
-    ListQueries, LogQueries, PrincipalQueries, FederationQueries, ChangeQueries, PullRequestQueries
+    ListQueries,
+    LogQueries,
+    PrincipalQueries,
+    FederationQueries,
+    ChangeQueries,
+    PullRequestQueries,
+    WitnessQueries,
 ):
     """The node's database. Methods take keyword arguments; rows come back frozen."""

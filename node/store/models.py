@@ -198,3 +198,20 @@ class PullRequest(SQLModel, table=True):
 
     peer: str = Field(max_length=63, primary_key=True)
     requested_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class WitnessedCheckpoint(SQLModel, table=True):
+    """The newest checkpoint this node cosigned as a witness, per log origin.
+
+    A witness cosigns a checkpoint only if it is consistent with this one
+    (c2sp.org/tlog-witness); the row is advanced by compare-and-swap, so two
+    concurrent requests cannot both move it.
+    """
+
+    __tablename__ = "witnessed_checkpoint"
+
+    origin: str = Field(primary_key=True, max_length=255)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    note: str = Field(max_length=65536)
+    cosigned_at: int = Field(sa_column=Column(BigInteger, nullable=False))
