@@ -313,7 +313,7 @@ def _vectors() -> list[Vector]:
         Vector(
             "non-canonical-signature-base64",
             "The trusted signature spelled with a non-zero spare bit in its last base64 character.",
-            (TEXT + f"\n{sig_dash} {sig_name} {_twin(sig_b64)}\n").encode(),
+            (TEXT + f"\n{sig_dash} {sig_name} {_twin(sig_b64)}\n" + co_line).encode(),
             malformed_note,
         ),
         Vector(
