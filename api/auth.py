@@ -44,6 +44,7 @@ ROUTE_SCOPES: tuple[tuple[str, str, str], ...] = (
     ("/feeds/", "feeds", "feeds"),
     ("/taxii2/", "feeds", "feeds"),
     ("/federation/", "federation", "federation"),
+    ("/witness/", "witness", "witness"),
 )
 
 

@@ -25,7 +25,16 @@ from node.store import PrincipalRow, Store, now_ms
 ROLES = ("admin", "peer", "partner")
 # What an API token may be used for; each route needs one (api/auth.py,
 # ROUTE_SCOPES). A certificate is limited by its role alone.
-SCOPES = ("match", "feeds", "lists:read", "lists:write", "status", "peers", "federation")
+SCOPES = (
+    "match",
+    "feeds",
+    "lists:read",
+    "lists:write",
+    "status",
+    "peers",
+    "federation",
+    "witness",
+)
 DEFAULT_SCOPES = "match,feeds"
 # A token that never expires is a standing credential; a year is the longest.
 MAX_TOKEN_DAYS = 366
