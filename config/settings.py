@@ -73,6 +73,11 @@ class PeerSettings(BaseModel):
     url: str
     fingerprint: str | None = None  # pinned certificate, "sha256:<hex>"
     signing_keys: list[str] = Field(default_factory=list)  # note verifier keys
+    # Witness policy for this owner's lists: cosigner vkeys (type 0x04) of
+    # named witnesses, and how many distinct ones must have cosigned a
+    # checkpoint before it is accepted (0: none).
+    witnesses: list[str] = Field(default_factory=list)
+    witness_quorum: int = Field(0, ge=0)
     labels: list[Label] = Field(default_factory=list)  # what they may receive from us
     subscribe: list[str] = Field(default_factory=lambda: ["*"])  # "owner/*", "owner/name"
     interval_seconds: float = Field(60.0, gt=0)
@@ -86,6 +91,8 @@ class TrustedOwner(BaseModel):
 
     node_id: str
     signing_keys: list[str] = Field(default_factory=list)  # note verifier keys
+    witnesses: list[str] = Field(default_factory=list)  # as PeerSettings
+    witness_quorum: int = Field(0, ge=0)
 
 
 class NodeSettings(BaseSettings):

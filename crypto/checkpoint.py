@@ -107,12 +107,15 @@ class SignedCheckpoint:
         checkpoint: The body.
         timestamp: The newest time, Unix seconds, at which one of the owner's
             cosigner keys cosigned it: how fresh it is.
-        cosignatures: Every trusted cosignature that verified, in note order.
+        cosignatures: Every owner cosignature that verified, in note order.
+        witnessed_by: Every cosignature by a trusted witness that verified
+            (at most one per witness key); they do not date the checkpoint.
     """
 
     checkpoint: Checkpoint
     timestamp: int
     cosignatures: tuple[Cosignature, ...]
+    witnessed_by: tuple[Cosignature, ...] = ()
 
     @property
     def origin(self) -> str:
@@ -337,7 +340,11 @@ def open_checkpoint(
 
 
 def verify_checkpoint(
-    note: str | bytes, *, origin: str, verifiers: Sequence[NoteVerifier]
+    note: str | bytes,
+    *,
+    origin: str,
+    verifiers: Sequence[NoteVerifier],
+    witnesses: Sequence[CosignatureVerifier] = (),
 ) -> SignedCheckpoint:
     """Verify a signed, cosigned checkpoint for one list and return it with its date.
 
@@ -353,6 +360,8 @@ def verify_checkpoint(
         origin: The origin this checkpoint must have, see ``list_origin``.
         verifiers: The keys trusted for this list: the owner's log keys and
             cosigner keys (see ``NoteVerifier.from_verifier_key``).
+        witnesses: Cosigner keys of witnesses whose cosignatures to report
+            (a bad one rejects the note, like any trusted key's).
 
     Returns:
         The verified checkpoint with its timestamp.
@@ -372,20 +381,28 @@ def verify_checkpoint(
     """
     cosigners = [v for v in verifiers if isinstance(v, CosignatureVerifier)]
     check_distinct([v for v in verifiers if not isinstance(v, CosignatureVerifier)], cosigners)
-    cp, opened = open_checkpoint(note, origin=origin, verifiers=verifiers)
+    cp, opened = open_checkpoint(note, origin=origin, verifiers=[*verifiers, *witnesses])
     ids = {(v.name, bytes(v.key_id)) for v in cosigners}
+    witness_ids = {(v.name, bytes(v.key_id)) for v in witnesses} - ids
     cosigs: list[Cosignature] = []
+    seen: dict[tuple[str, bytes], Cosignature] = {}
     for name, kid, sig in opened.signatures:
-        if (name, bytes(kid)) in ids:
+        ident = (name, bytes(kid))
+        if ident in ids or ident in witness_ids:
             ts = signature_timestamp(sig)
             assert ts is not None  # verified above
-            cosigs.append(Cosignature(name, kid, ts))
+            if ident in ids:
+                cosigs.append(Cosignature(name, kid, ts))
+            elif ident not in seen:
+                seen[ident] = Cosignature(name, kid, ts)
     if not cosigs:
         raise MissingCosignatureError(
             origin=origin,
             trusted=", ".join(f"{n}+{k.hex()}" for n, k in sorted(ids)) or "none configured",
         )
-    return SignedCheckpoint(cp, max(c.timestamp for c in cosigs), tuple(cosigs))
+    return SignedCheckpoint(
+        cp, max(c.timestamp for c in cosigs), tuple(cosigs), tuple(seen.values())
+    )
 
 
 def list_origin(owner: str, name: str) -> str:

@@ -18,6 +18,7 @@ text. No field ever holds a hash value: hashes are sensitive.
     │   ├── UnknownOriginError        checkpoint for another list
     │   ├── NoTrustedSignatureError   no signature from a trusted key
     │   │   └── MissingCosignatureError   no dated cosignature by the owner's cosigner key
+    │   ├── MissingWitnessError       fewer witness cosignatures than the owner's policy needs
     │   ├── BadSignatureError         a trusted key's signature does not verify
     │   ├── RootMismatchError         entries do not hash to the signed root
     │   ├── MalformedExportError      a list export's line is not what the format says
@@ -176,6 +177,19 @@ class MissingCosignatureError(NoTrustedSignatureError):
             f"cosigner key ({trusted})",
             origin=origin,
             trusted=trusted,
+        )
+
+
+class MissingWitnessError(VerificationError):
+    code = "missing_witness_cosignatures"
+
+    def __init__(self, *, origin: str, have: int, need: int) -> None:
+        super().__init__(
+            f"checkpoint for {origin!r} is cosigned by {have} of the trusted witnesses, "
+            f"the policy needs {need}",
+            origin=origin,
+            have=have,
+            need=need,
         )
 
 

@@ -32,12 +32,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from crypto.checkpoint import SignedCheckpoint, verify_checkpoint
+from crypto.cosignature import CosignatureVerifier
 from crypto.errors import (
     ConsistencyProofError,
     ForkError,
     FutureCheckpointError,
     HashfedError,
     LimitExceededError,
+    MissingWitnessError,
     RollbackError,
     RootMismatchError,
     StaleError,
@@ -89,6 +91,8 @@ class ListUpdate:
         max_age_seconds: int,
         max_skew_seconds: int = 300,
         refuse_stale_unchanged: bool = False,
+        witnesses: Sequence[CosignatureVerifier] = (),
+        witness_quorum: int = 0,
     ) -> None:
         """Start from what the receiver trusts now.
 
@@ -109,6 +113,9 @@ class ListUpdate:
                 receiver with no other alarm for a list its owner stopped
                 re-signing (``hashfed pull``); a node flags those in its
                 health report instead.
+            witnesses: Cosigner keys of the witnesses named in the owner's policy.
+            witness_quorum: How many distinct ones of them must have cosigned
+                a checkpoint that changes the trusted state (split views).
 
         Raises:
             ValueError: ``stored`` does not describe the trusted tree.
@@ -127,6 +134,8 @@ class ListUpdate:
         self._max_age = max_age_seconds
         self._max_skew = max_skew_seconds
         self._refuse_stale_unchanged = refuse_stale_unchanged
+        self._witnesses = list(witnesses)
+        self._quorum = witness_quorum
         self._step = _Step.NEW
         self._by_entries = False
         self._replay_until = 0  # replaying from 0: the trusted size whose root is checked
@@ -173,11 +182,15 @@ class ListUpdate:
             StaleError: older than ``max_age_seconds`` (unless it is the trusted
                 tree, unchanged; with ``refuse_stale_unchanged``, then the
                 trusted checkpoint's age counts).
+            MissingWitnessError: fewer than ``witness_quorum`` of ``witnesses``
+                cosigned a checkpoint that would change the trusted state.
             RuntimeError: called twice.
         """
         self._expect(_Step.NEW, call="offer")
         try:
-            cp = verify_checkpoint(note, origin=self.origin, verifiers=self._verifiers)
+            cp = verify_checkpoint(
+                note, origin=self.origin, verifiers=self._verifiers, witnesses=self._witnesses
+            )
         except HashfedError as exc:
             raise self._fail(exc) from None
         self.offered, self.offered_note = cp, note
@@ -216,6 +229,14 @@ class ListUpdate:
         if age > self._max_age:
             raise self._fail(
                 StaleError(origin=self.origin, age_seconds=age, max_age_seconds=self._max_age)
+            )
+        if len(cp.witnessed_by) < self._quorum:
+            # An owner (or its stolen key) showing us a tree no independent
+            # witness has seen: it may be showing others another one.
+            raise self._fail(
+                MissingWitnessError(
+                    origin=self.origin, have=len(cp.witnessed_by), need=self._quorum
+                )
             )
         if trusted is not None and cp.size == trusted.size:
             self._step = _Step.READY

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import pytest
 
 from crypto.checkpoint import Checkpoint, CheckpointSigner, format_checkpoint, list_origin
+from crypto.cosignature import CosignatureSigner
 from crypto.errors import (
     BadSignatureError,
     ForkError,
@@ -18,6 +19,7 @@ from crypto.errors import (
     LimitExceededError,
     MalformedNoteError,
     MissingCosignatureError,
+    MissingWitnessError,
     NoTrustedSignatureError,
     RollbackError,
     RootMismatchError,
@@ -622,3 +624,77 @@ def test_lagging_note_of_a_fresh_trusted_tree_is_unchanged_even_when_asked() -> 
     trusted, stored = accepted(es, ts=NOW - 10)
     u = update(trusted, stored, refuse_stale_unchanged=True)
     assert u.offer(note(10, trusted.root_hash, ts=NOW - 2 * MAX_AGE)) is Outcome.UNCHANGED
+
+
+# --- witness policy: split views ----------------------------------------------------------------
+
+WITNESS_B = CheckpointSigner.generate("b").cosigner
+WITNESS_C = CheckpointSigner.generate("c").cosigner
+
+
+def witnessed(note_text: str, *by: CosignatureSigner, ts: int = NOW - 30) -> str:
+    body = note_text[: note_text.index("\n\n") + 1]
+    return note_text + "".join(w.line(body, ts) for w in by)
+
+
+def policy_update(quorum: int, trusted: Accepted | None = None, **kw: object) -> ListUpdate:
+    return ListUpdate(
+        origin=ORIGIN,
+        verifiers=OWNER.verifiers(),
+        trusted=trusted,
+        stored=kw.pop("stored", CompactRange()),  # type: ignore[arg-type]
+        now=NOW,
+        max_age_seconds=MAX_AGE,
+        witnesses=[WITNESS_B.verifier(), WITNESS_C.verifier()],
+        witness_quorum=quorum,
+    )
+
+
+def test_split_view_without_an_independent_witness_is_refused() -> None:
+    # The owner (or its stolen key) shows us a tree no witness has seen.
+    es = entries(5)
+    u = policy_update(1)
+    with pytest.raises(MissingWitnessError):
+        u.offer(note(5, tree(es).root()))
+
+
+def test_checkpoint_cosigned_by_a_named_witness_is_accepted() -> None:
+    es = entries(5)
+    u = policy_update(1)
+    assert u.offer(witnessed(note(5, tree(es).root()), WITNESS_B)) is Outcome.GROW
+    assert u.offered is not None
+    assert [c.name for c in u.offered.witnessed_by] == ["b"]
+    assert u.offered.timestamp == NOW - 60  # witnesses never date the checkpoint
+
+
+def test_one_witness_cosigning_twice_counts_once() -> None:
+    es = entries(5)
+    signed = witnessed(note(5, tree(es).root()), WITNESS_B)
+    body = signed[: signed.index("\n\n") + 1]
+    twice = signed + WITNESS_B.line(body, NOW - 20)
+    with pytest.raises(MissingWitnessError):
+        policy_update(2).offer(twice)
+    assert policy_update(2).offer(witnessed(twice, WITNESS_C)) is Outcome.GROW
+
+
+def test_unnamed_witness_does_not_count() -> None:
+    es = entries(5)
+    stranger = CheckpointSigner.generate("b").cosigner  # b's name, another key
+    with pytest.raises(MissingWitnessError):
+        policy_update(1).offer(witnessed(note(5, tree(es).root()), stranger))
+
+
+def test_witness_cosignature_of_another_tree_rejects_the_note() -> None:
+    # A witness's cosignature of view X pasted under view Y.
+    es, other = entries(5), entries(5, salt="y")
+    x = witnessed(note(5, tree(es).root()), WITNESS_B)
+    line = x[x.rindex("— b ") :]
+    y = note(5, tree(other).root()) + line
+    with pytest.raises(BadSignatureError):
+        policy_update(1).offer(y)
+
+
+def test_unchanged_tree_needs_no_new_witness() -> None:
+    es = entries(5)
+    trusted, stored = accepted(es, ts=NOW - 60)
+    assert policy_update(1, trusted, stored=stored).offer(trusted.note) is Outcome.UNCHANGED
