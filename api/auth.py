@@ -45,6 +45,7 @@ ROUTE_SCOPES: tuple[tuple[str, str, str], ...] = (
     ("/taxii2/", "feeds", "feeds"),
     ("/federation/", "federation", "federation"),
     ("/metrics", "metrics", "metrics"),
+    ("/witness/", "witness", "witness"),
 )
 
 

@@ -73,6 +73,11 @@ class PeerSettings(BaseModel):
     url: str
     fingerprint: str | None = None  # pinned certificate, "sha256:<hex>"
     signing_keys: list[str] = Field(default_factory=list)  # note verifier keys
+    # Witness policy for this owner's lists: cosigner vkeys (type 0x04) of
+    # named witnesses, and how many distinct ones must have cosigned a
+    # checkpoint before it is accepted (0: none).
+    witnesses: list[str] = Field(default_factory=list)
+    witness_quorum: int = Field(0, ge=0)
     labels: list[Label] = Field(default_factory=list)  # what they may receive from us
     subscribe: list[str] = Field(default_factory=lambda: ["*"])  # "owner/*", "owner/name"
     interval_seconds: float = Field(60.0, gt=0)
@@ -89,6 +94,8 @@ class TrustedOwner(BaseModel):
 
     node_id: str
     signing_keys: list[str] = Field(default_factory=list)  # note verifier keys
+    witnesses: list[str] = Field(default_factory=list)  # as PeerSettings
+    witness_quorum: int = Field(0, ge=0)
 
 
 class SightingSettings(BaseModel):
@@ -131,6 +138,9 @@ class NodeSettings(BaseSettings):
     public_url: str | None = None  # what peers dial; default https://host:port
 
     signing_key_file: str = "keys/signing.key"
+    # Cosigns (dates) this node's checkpoints and witnesses others'; created
+    # at the first start that lacks it. Never the same key as the one above.
+    cosigning_key_file: str = "keys/cosigning.key"
     tls_cert_file: str = "tls/node.crt"
     tls_key_file: str = "tls/node.key"
     # Trust anchors for client and peer certificates: federation CAs and

@@ -1,12 +1,16 @@
-"""Signed checkpoints of a hash list (c2sp.org/tlog-checkpoint + one extension).
+"""Signed checkpoints of a hash list (c2sp.org/tlog-checkpoint).
 
 A checkpoint is a signed note (see ``crypto.note``) whose text is::
 
     <origin>                      hashfed:<owner>/<name>
     <tree size>                   decimal, no leading zeros, < 2^63
     <root hash>                   base64 (standard, padded) of 32 bytes
-    timestamp <unix seconds>      hashfed extension line, required, 4th line
-    <extension line>              any others, opaque, preserved
+    <extension line>              optional, opaque, preserved (hashfed writes none)
+
+signed by the owner's log key and cosigned, with a timestamp, by the owner's
+cosigner key (``crypto.cosignature``, c2sp.org/tlog-cosignature): the
+cosignature's time is what receivers check freshness against. Witnesses add
+their cosignature lines to the same note.
 
 Parsing is strict and canonical: ``format_checkpoint(parse_checkpoint(t)) == t``
 for every text that parses. Verification order is signature, then syntax,
@@ -21,34 +25,43 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from crypto.cosignature import (
+    Cosignature,
+    CosignatureSigner,
+    CosignatureVerifier,
+    check_distinct,
+    signature_timestamp,
+)
 from crypto.errors import (
     InputError,
     LimitExceededError,
     MalformedCheckpointError,
+    MissingCosignatureError,
+    NoTrustedSignatureError,
     UnknownOriginError,
 )
-from crypto.keys import NoteSigner, NoteVerifier, is_valid_key_name
-from crypto.note import MAX_NOTE_BYTES, open_note, sign_note
+from crypto.keys import NoteSigner, NoteVerifier, generate_signing_key, is_valid_key_name
+from crypto.note import MAX_NOTE_BYTES, VerifiedNote, open_note, sign_note
 
 __all__ = [
     "MAX_TREE_SIZE",
     "ORIGIN_PREFIX",
     "ROOT_HASH_SIZE",
-    "TIMESTAMP_PREFIX",
     "Checkpoint",
+    "CheckpointSigner",
+    "SignedCheckpoint",
     "format_checkpoint",
     "list_origin",
+    "open_checkpoint",
     "parse_checkpoint",
     "sign_checkpoint",
     "verify_checkpoint",
 ]
 
 ORIGIN_PREFIX = "hashfed:"
-TIMESTAMP_PREFIX = "timestamp "
 ROOT_HASH_SIZE = 32  # SHA-256, RFC 6962 §2.1
 # Tree sizes are uint64 in Go and int64 in SQL; both agree below 2^63.
 MAX_TREE_SIZE = 2**63 - 1
-_MAX_TIMESTAMP = 2**63 - 1
 _MAX_DECIMAL_DIGITS = len(str(MAX_TREE_SIZE))  # 19; bounds int() before it runs
 # [0-9], not \d: \d and int() also accept other scripts' digits ("１２").
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
@@ -66,8 +79,8 @@ class Checkpoint:
         origin: Which log (list) this is, e.g. ``hashfed:owner/name``.
         size: Number of entries in the tree, 0 to 2^63-1.
         root_hash: The 32-byte RFC 6962 root hash at that size.
-        timestamp: When the owner signed it, Unix seconds, 0 to 2^63-1.
-        extensions: Further extension lines, in order, without newlines.
+        extensions: Extension lines, in order, without newlines (opaque;
+            hashfed writes none).
 
     Raises:
         MalformedCheckpointError: A field cannot be written as its line.
@@ -76,7 +89,6 @@ class Checkpoint:
     origin: str
     size: int
     root_hash: bytes
-    timestamp: int
     extensions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -87,6 +99,76 @@ class Checkpoint:
             raise MalformedCheckpointError(reason=reason)
 
 
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint its owner signed and cosigned, as ``verify_checkpoint`` returns it.
+
+    Attributes:
+        checkpoint: The body.
+        timestamp: The newest time, Unix seconds, at which one of the owner's
+            cosigner keys cosigned it: how fresh it is.
+        cosignatures: Every owner cosignature that verified, in note order.
+        witnessed_by: Every cosignature by a trusted witness that verified
+            (at most one per witness key); they do not date the checkpoint.
+    """
+
+    checkpoint: Checkpoint
+    timestamp: int
+    cosignatures: tuple[Cosignature, ...]
+    witnessed_by: tuple[Cosignature, ...] = ()
+
+    @property
+    def origin(self) -> str:
+        return self.checkpoint.origin
+
+    @property
+    def size(self) -> int:
+        return self.checkpoint.size
+
+    @property
+    def root_hash(self) -> bytes:
+        return self.checkpoint.root_hash
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        return self.checkpoint.extensions
+
+
+@dataclass(frozen=True)
+class CheckpointSigner:
+    """A list owner's two keys: the log key signs, the cosigner key dates.
+
+    Raises:
+        ConfigError: both are the same key.
+    """
+
+    log: NoteSigner
+    cosigner: CosignatureSigner
+
+    def __post_init__(self) -> None:
+        check_distinct([self.log.verifier()], [self.cosigner.verifier()])
+
+    @classmethod
+    def generate(cls, name: str) -> CheckpointSigner:
+        """Two fresh keys named ``name`` (tests, demos; a node keeps its keys in files)."""
+        return cls(
+            NoteSigner(name, generate_signing_key()),
+            CosignatureSigner(name, generate_signing_key()),
+        )
+
+    @property
+    def name(self) -> str:
+        return self.log.name
+
+    def sign(self, cp: Checkpoint, timestamp: int) -> str:
+        """The signed note of ``cp``, cosigned at ``timestamp``; see ``sign_checkpoint``."""
+        return sign_checkpoint(cp, self.log, cosigner=self.cosigner, timestamp=timestamp)
+
+    def verifiers(self) -> list[NoteVerifier]:
+        """Both public keys, as a receiver configures them."""
+        return [self.log.verifier(), self.cosigner.verifier()]
+
+
 def _field_problem(cp: Checkpoint) -> str | None:
     problem = _line_problem(cp.origin, "origin")
     if problem:
@@ -95,14 +177,10 @@ def _field_problem(cp: Checkpoint) -> str | None:
         return "tree size must be an integer from 0 to 2^63-1"
     if not isinstance(cp.root_hash, bytes) or len(cp.root_hash) != ROOT_HASH_SIZE:
         return f"root hash must be {ROOT_HASH_SIZE} bytes"
-    if not _is_int(cp.timestamp) or not 0 <= cp.timestamp <= _MAX_TIMESTAMP:
-        return "timestamp must be an integer from 0 to 2^63-1"
     for number, line in enumerate(cp.extensions, 1):
         problem = _line_problem(line, f"extension line {number}")
         if problem:
             return problem
-        if line.startswith(TIMESTAMP_PREFIX):
-            return f"extension line {number} is a second timestamp line"
     return None
 
 
@@ -131,14 +209,13 @@ def format_checkpoint(cp: Checkpoint) -> str:
         cp: The checkpoint.
 
     Returns:
-        Origin, size, base64 root hash, ``timestamp N`` and any other
-        extension lines, each ending in a newline.
+        Origin, size, base64 root hash and any extension lines, each ending
+        in a newline.
     """
     lines = [
         cp.origin,
         str(cp.size),
         base64.b64encode(cp.root_hash).decode("ascii"),
-        f"{TIMESTAMP_PREFIX}{cp.timestamp}",
         *cp.extensions,
     ]
     return "".join(line + "\n" for line in lines)
@@ -147,11 +224,11 @@ def format_checkpoint(cp: Checkpoint) -> str:
 def parse_checkpoint(text: str) -> Checkpoint:
     """Parse the note text of a checkpoint.
 
-    Rules (c2sp.org/tlog-checkpoint, plus the timestamp extension): at least
-    four non-empty lines, each ending in a newline; a non-empty origin; a
-    decimal tree size without leading zeros (``0`` for an empty tree) below
-    2^63; a root hash in canonical padded standard base64 decoding to 32
-    bytes; ``timestamp <decimal>`` as the fourth line; no second timestamp.
+    Rules (c2sp.org/tlog-checkpoint): at least three non-empty lines, each
+    ending in a newline; a non-empty origin; a decimal tree size without
+    leading zeros (``0`` for an empty tree) below 2^63; a root hash in
+    canonical padded standard base64 decoding to 32 bytes; then any number
+    of non-empty extension lines, kept opaque.
 
     Args:
         text: The note text, as returned by ``crypto.note.open_note``.
@@ -174,28 +251,15 @@ def parse_checkpoint(text: str) -> Checkpoint:
         raise MalformedCheckpointError(
             reason=f"{len(lines)} lines, expected origin, tree size and root hash"
         )
-    if len(lines) < 4:
-        raise MalformedCheckpointError(reason="the timestamp extension line is missing")
     for number, line in enumerate(lines, 1):
         if not line:
             raise MalformedCheckpointError(reason=f"line {number} is empty")
         if _CONTROL.search(line):
             raise MalformedCheckpointError(reason=f"line {number} contains a control character")
-    origin, size_line, root_line, timestamp_line, *extensions = lines
+    origin, size_line, root_line, *extensions = lines
     size = _parse_decimal(size_line, "tree size", MAX_TREE_SIZE)
     root_hash = _parse_root(root_line)
-    if not timestamp_line.startswith(TIMESTAMP_PREFIX):
-        raise MalformedCheckpointError(
-            reason="line 4 must be the timestamp extension 'timestamp <unix seconds>'"
-        )
-    timestamp = _parse_decimal(timestamp_line[len(TIMESTAMP_PREFIX) :], "timestamp", _MAX_TIMESTAMP)
-    return Checkpoint(
-        origin=origin,
-        size=size,
-        root_hash=root_hash,
-        timestamp=timestamp,
-        extensions=tuple(extensions),
-    )
+    return Checkpoint(origin=origin, size=size, root_hash=root_hash, extensions=tuple(extensions))
 
 
 def _parse_decimal(field: str, what: str, maximum: int) -> int:
@@ -223,51 +287,122 @@ def _parse_root(field: str) -> bytes:
     return root
 
 
-def sign_checkpoint(cp: Checkpoint, signer: NoteSigner) -> str:
-    """Sign a checkpoint and return the signed note.
+def sign_checkpoint(
+    cp: Checkpoint, signer: NoteSigner, *, cosigner: CosignatureSigner, timestamp: int
+) -> str:
+    """Sign a checkpoint with the log key and cosign it, dated, with the owner's cosigner key.
 
     Args:
         cp: The checkpoint.
-        signer: The list owner's signing key.
+        signer: The list owner's log (checkpoint-signing) key.
+        cosigner: The list owner's cosigner key, distinct from ``signer``.
+        timestamp: When, Unix seconds: the freshness receivers check.
 
     Returns:
-        The signed note: checkpoint text, blank line, one signature line.
+        The signed note: checkpoint text, blank line, the log's signature
+        line, then the cosignature line.
+
+    Raises:
+        ConfigError: ``signer`` and ``cosigner`` are the same key.
+        ValueError: ``timestamp`` is out of range.
     """
-    return sign_note(format_checkpoint(cp), [signer])
+    check_distinct([signer.verifier()], [cosigner.verifier()])
+    text = format_checkpoint(cp)
+    return sign_note(text, [signer]) + cosigner.line(text, timestamp)
+
+
+def open_checkpoint(
+    note: str | bytes, *, origin: str, verifiers: Sequence[NoteVerifier]
+) -> tuple[Checkpoint, VerifiedNote]:
+    """Verify a log's signature on a checkpoint, with no freshness (a witness's view).
+
+    Cosigner keys among ``verifiers`` are checked too (a bad cosignature by
+    one rejects the note) but do not count as the log's signature.
+
+    Returns:
+        The checkpoint, and the opened note (who signed, their signatures).
+
+    Raises:
+        as ``verify_checkpoint``, without ``MissingCosignatureError``.
+    """
+    opened = open_note(note, verifiers)
+    logs = {(v.name, bytes(v.key_id)) for v in verifiers if not isinstance(v, CosignatureVerifier)}
+    if not any((name, bytes(kid)) in logs for name, kid in opened.verified_by):
+        text = opened.text
+        raise NoTrustedSignatureError(
+            origin=text.split("\n", 1)[0][:100],
+            trusted=", ".join(f"{n}+{k.hex()}" for n, k in sorted(logs)) or "none configured",
+        )
+    cp = parse_checkpoint(opened.text)
+    if cp.origin != origin:
+        raise UnknownOriginError(expected=origin, got=cp.origin)
+    return cp, opened
 
 
 def verify_checkpoint(
-    note: str | bytes, *, origin: str, verifiers: Sequence[NoteVerifier]
-) -> Checkpoint:
-    """Verify a signed checkpoint for one list and return its body.
+    note: str | bytes,
+    *,
+    origin: str,
+    verifiers: Sequence[NoteVerifier],
+    witnesses: Sequence[CosignatureVerifier] = (),
+) -> SignedCheckpoint:
+    """Verify a signed, cosigned checkpoint for one list and return it with its date.
 
-    Order: the note's signatures (``crypto.note.open_note``), then the
-    checkpoint syntax, then the origin, so a valid checkpoint for another list
-    signed by the same key is not accepted for this one.
+    Order: the note's signatures (``crypto.note.open_note``), one of them by
+    a log key; the checkpoint syntax; the origin, so a valid checkpoint for
+    another list signed by the same key is not accepted for this one; then
+    at least one cosignature by a trusted cosigner key
+    (``crypto.cosignature.CosignatureVerifier``), whose newest timestamp
+    says how fresh the checkpoint is.
 
     Args:
         note: The signed note.
         origin: The origin this checkpoint must have, see ``list_origin``.
-        verifiers: The keys trusted to sign this list.
+        verifiers: The keys trusted for this list: the owner's log keys and
+            cosigner keys (see ``NoteVerifier.from_verifier_key``).
+        witnesses: Cosigner keys of witnesses whose cosignatures to report
+            (a bad one rejects the note, like any trusted key's).
 
     Returns:
-        The verified checkpoint.
+        The verified checkpoint with its timestamp.
 
     Raises:
         LimitExceededError: The note is too large or has too many signatures.
         MalformedNoteError: The note syntax is invalid.
-        BadSignatureError: A trusted key's signature does not verify.
-        NoTrustedSignatureError: No trusted key signed the note.
+        BadSignatureError: A trusted key's signature (or cosignature) does not verify.
+        NoTrustedSignatureError: No trusted log key signed the note.
         MalformedCheckpointError: The signed text is not a valid checkpoint.
         UnknownOriginError: The checkpoint is for another origin.
+        MissingCosignatureError: No trusted cosigner key cosigned it (a
+            note from before cosignatures, or the owner's cosigner key is
+            not configured).
         ConfigError: ``verifiers`` holds two different keys with the same
-            name and key ID.
+            name and key ID, or one key as both log key and cosigner key.
     """
-    opened = open_note(note, verifiers)
-    cp = parse_checkpoint(opened.text)
-    if cp.origin != origin:
-        raise UnknownOriginError(expected=origin, got=cp.origin)
-    return cp
+    cosigners = [v for v in verifiers if isinstance(v, CosignatureVerifier)]
+    check_distinct([v for v in verifiers if not isinstance(v, CosignatureVerifier)], cosigners)
+    cp, opened = open_checkpoint(note, origin=origin, verifiers=[*verifiers, *witnesses])
+    ids = {(v.name, bytes(v.key_id)) for v in cosigners}
+    witness_ids = {(v.name, bytes(v.key_id)) for v in witnesses} - ids
+    cosigs: list[Cosignature] = []
+    seen: dict[tuple[str, bytes], Cosignature] = {}
+    for name, kid, sig in opened.signatures:
+        ident = (name, bytes(kid))
+        if ident in ids or ident in witness_ids:
+            ts = signature_timestamp(sig)
+            assert ts is not None  # verified above
+            if ident in ids:
+                cosigs.append(Cosignature(name, kid, ts))
+            elif ident not in seen:
+                seen[ident] = Cosignature(name, kid, ts)
+    if not cosigs:
+        raise MissingCosignatureError(
+            origin=origin,
+            trusted=", ".join(f"{n}+{k.hex()}" for n, k in sorted(ids)) or "none configured",
+        )
+    return SignedCheckpoint(
+        cp, max(c.timestamp for c in cosigs), tuple(cosigs), tuple(seen.values())
+    )
 
 
 def list_origin(owner: str, name: str) -> str:

@@ -17,6 +17,8 @@ text. No field ever holds a hash value: hashes are sensitive.
     │   ├── MalformedCheckpointError  checkpoint body syntax
     │   ├── UnknownOriginError        checkpoint for another list
     │   ├── NoTrustedSignatureError   no signature from a trusted key
+    │   │   └── MissingCosignatureError   no dated cosignature by the owner's cosigner key
+    │   ├── MissingWitnessError       fewer witness cosignatures than the owner's policy needs
     │   ├── BadSignatureError         a trusted key's signature does not verify
     │   ├── RootMismatchError         entries do not hash to the signed root
     │   ├── MalformedExportError      a list export's line is not what the format says
@@ -162,6 +164,32 @@ class NoTrustedSignatureError(VerificationError):
             f"checkpoint for {origin!r} carries no signature by a trusted key ({trusted})",
             origin=origin,
             trusted=trusted,
+        )
+
+
+class MissingCosignatureError(NoTrustedSignatureError):
+    code = "missing_cosignature"
+
+    def __init__(self, *, origin: str, trusted: str) -> None:
+        VerificationError.__init__(
+            self,
+            f"checkpoint for {origin!r} carries no timestamped cosignature by the owner's "
+            f"cosigner key ({trusted})",
+            origin=origin,
+            trusted=trusted,
+        )
+
+
+class MissingWitnessError(VerificationError):
+    code = "missing_witness_cosignatures"
+
+    def __init__(self, *, origin: str, have: int, need: int) -> None:
+        super().__init__(
+            f"checkpoint for {origin!r} is cosigned by {have} of the trusted witnesses, "
+            f"the policy needs {need}",
+            origin=origin,
+            have=have,
+            need=need,
         )
 
 

@@ -102,15 +102,19 @@ def is_valid_key_name(name: str) -> bool:
     return True
 
 
-def compute_key_id(name: str, public_raw: bytes) -> KeyId:
+def compute_key_id(
+    name: str, public_raw: bytes, signature_type: int = ED25519_SIGNATURE_TYPE
+) -> KeyId:
     """Compute the c2sp.org/signed-note key ID of an Ed25519 key.
 
     Args:
         name: The key name (not validated here).
         public_raw: The raw 32-byte Ed25519 public key.
+        signature_type: 0x01 for note signatures, 0x04 for
+            c2sp.org/tlog-cosignature cosignatures.
 
     Returns:
-        The first 4 bytes of SHA-256(name || 0x0A || 0x01 || public key).
+        The first 4 bytes of SHA-256(name || 0x0A || type || public key).
 
     Raises:
         ValueError: ``public_raw`` is not 32 bytes long.
@@ -118,7 +122,7 @@ def compute_key_id(name: str, public_raw: bytes) -> KeyId:
     if len(public_raw) != _PUBLIC_KEY_SIZE:
         raise ValueError(f"Ed25519 public key is {len(public_raw)} bytes, expected 32")
     digest = hashlib.sha256(
-        name.encode("utf-8") + b"\n" + bytes([ED25519_SIGNATURE_TYPE]) + public_raw
+        name.encode("utf-8") + b"\n" + bytes([signature_type]) + public_raw
     ).digest()
     return KeyId(digest[:_KEY_ID_SIZE])
 
@@ -153,8 +157,10 @@ def fingerprint(public_raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(public_raw).hexdigest()
 
 
-def _verifier_key_string(name: str, kid: bytes, public_raw: bytes) -> str:
-    encoded = base64.b64encode(bytes([ED25519_SIGNATURE_TYPE]) + public_raw).decode("ascii")
+def _verifier_key_string(
+    name: str, kid: bytes, public_raw: bytes, signature_type: int = ED25519_SIGNATURE_TYPE
+) -> str:
+    encoded = base64.b64encode(bytes([signature_type]) + public_raw).decode("ascii")
     return f"{name}+{kid.hex()}+{encoded}"
 
 
@@ -237,6 +243,10 @@ class NoteVerifier:
 
     __slots__ = ("_key", "_key_id", "_name", "_public_raw")
 
+    # The signed-note signature type this verifier checks; a subclass for
+    # another type (crypto.cosignature) overrides it and ``verify``.
+    SIGNATURE_TYPE = ED25519_SIGNATURE_TYPE
+
     def __init__(self, name: str, key_id: bytes, public_key: Ed25519PublicKey | bytes) -> None:
         if not is_valid_key_name(name):
             raise ConfigError(
@@ -255,7 +265,7 @@ class NoteVerifier:
             except ValueError as exc:
                 raise ConfigError(f"verifier key {name!r}: invalid Ed25519 public key") from exc
         public_raw = public_key_bytes(key)
-        expected = compute_key_id(name, public_raw)
+        expected = compute_key_id(name, public_raw, self.SIGNATURE_TYPE)
         if bytes(key_id) != expected:
             raise ConfigError(
                 f"verifier key {name!r}: key id {bytes(key_id).hex()} does not match "
@@ -283,7 +293,7 @@ class NoteVerifier:
         raw = public_key if isinstance(public_key, bytes) else public_key_bytes(public_key)
         if len(raw) != _PUBLIC_KEY_SIZE:
             raise ConfigError(f"verifier key {name!r}: public key is {len(raw)} bytes, expected 32")
-        return cls(name, compute_key_id(name, raw), public_key)
+        return cls(name, compute_key_id(name, raw, cls.SIGNATURE_TYPE), public_key)
 
     @classmethod
     def from_verifier_key(cls, vkey: str) -> NoteVerifier:
@@ -316,16 +326,18 @@ class NoteVerifier:
         data = _strict_b64decode(key64)
         if data is None:
             raise ConfigError(f"malformed verifier key {name!r}: key data is not base64")
-        if not data or data[0] != ED25519_SIGNATURE_TYPE:
+        target = _verifier_class(data[0]) if data else None
+        if target is None or not issubclass(target, cls):
             raise ConfigError(
-                f"verifier key {name!r}: unknown signature type, only Ed25519 (0x01) is supported"
+                f"verifier key {name!r}: unknown signature type, only Ed25519 (0x01) and "
+                "Ed25519 cosignatures (0x04) are supported"
             )
         if len(data) != 1 + _PUBLIC_KEY_SIZE:
             raise ConfigError(
                 f"malformed verifier key {name!r}: Ed25519 key data is {len(data)} bytes, "
                 "expected 33"
             )
-        return cls(name, bytes.fromhex(hex_id), data[1:])
+        return target(name, bytes.fromhex(hex_id), data[1:])
 
     @property
     def name(self) -> str:
@@ -349,8 +361,8 @@ class NoteVerifier:
 
     @property
     def verifier_key(self) -> str:
-        """The verifier key string ``<name>+<hex key id>+<base64(0x01 || key)>``."""
-        return _verifier_key_string(self._name, self._key_id, self._public_raw)
+        """The verifier key string ``<name>+<hex key id>+<base64(type || key)>``."""
+        return _verifier_key_string(self._name, self._key_id, self._public_raw, self.SIGNATURE_TYPE)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Report whether ``signature`` is this key's Ed25519 signature of ``message``."""
@@ -365,13 +377,26 @@ class NoteVerifier:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, NoteVerifier):
             return NotImplemented
-        return (self._name, self._public_raw) == (other._name, other._public_raw)
+        return (self.SIGNATURE_TYPE, self._name, self._public_raw) == (
+            other.SIGNATURE_TYPE,
+            other._name,
+            other._public_raw,
+        )
 
     def __hash__(self) -> int:
-        return hash((self._name, self._public_raw))
+        return hash((self.SIGNATURE_TYPE, self._name, self._public_raw))
 
     def __repr__(self) -> str:
         return f"NoteVerifier.from_verifier_key({self.verifier_key!r})"
+
+
+def _verifier_class(signature_type: int) -> type[NoteVerifier] | None:
+    if signature_type == ED25519_SIGNATURE_TYPE:
+        return NoteVerifier
+    # Imported here: crypto.cosignature builds on this module.
+    from crypto.cosignature import COSIGNATURE_V1_TYPE, CosignatureVerifier
+
+    return CosignatureVerifier if signature_type == COSIGNATURE_V1_TYPE else None
 
 
 def _strict_b64decode(text: str) -> bytes | None:

@@ -24,7 +24,7 @@ import base64
 import binascii
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from crypto.errors import (
     BadSignatureError,
@@ -77,10 +77,13 @@ class VerifiedNote:
             that separates it from the signatures.
         verified_by: The ``(key name, key ID)`` of every trusted key whose
             signature verified, in the order they appear, without repeats.
+        signatures: ``(key name, key ID, signature)`` of every verified
+            signature line (a cosignature's carries its timestamp).
     """
 
     text: str
     verified_by: tuple[tuple[str, KeyId], ...]
+    signatures: tuple[tuple[str, KeyId, bytes], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ def open_note(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> VerifiedN
 
     text_bytes = text.encode("utf-8")
     verified: list[tuple[str, KeyId]] = []
+    signatures: list[tuple[str, KeyId, bytes]] = []
     checked: set[tuple[str, bytes, bytes]] = set()
     for sig in parsed:
         verifier = known.get((sig.name, bytes(sig.key_id)))
@@ -189,13 +193,14 @@ def open_note(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> VerifiedN
         if not verifier.verify(text_bytes, sig.signature):
             raise BadSignatureError(origin=_origin_hint(text), key_name=sig.name)
         checked.add(ident)
+        signatures.append((sig.name, sig.key_id, sig.signature))
         if (sig.name, sig.key_id) not in verified:
             verified.append((sig.name, sig.key_id))
 
     if not verified:
         trusted = ", ".join(f"{n}+{k.hex()}" for n, k in known) or "none configured"
         raise NoTrustedSignatureError(origin=_origin_hint(text), trusted=trusted)
-    return VerifiedNote(text=text, verified_by=tuple(verified))
+    return VerifiedNote(text=text, verified_by=tuple(verified), signatures=tuple(signatures))
 
 
 def _index_verifiers(verifiers: Sequence[NoteVerifier]) -> dict[tuple[str, bytes], NoteVerifier]:

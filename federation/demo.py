@@ -90,6 +90,11 @@ class _Node:
     def verifier_key(self) -> str:
         return (self.data / "keys" / "signing.pub").read_text().strip()
 
+    def verifier_keys(self) -> list[str]:
+        """The log key and the cosigner key: peers need both to accept a dated checkpoint."""
+        cosigner = (self.data / "keys" / "cosigning.pub").read_text().strip()
+        return [self.verifier_key(), cosigner]
+
 
 def _rand_hex(rnd: random.Random, nbytes: int) -> str:
     return rnd.randbytes(nbytes).hex()
@@ -171,7 +176,7 @@ def _setup(work: Path) -> dict[str, _Node]:
         # B pulls A's lists and may pass baseline on to P.
         B: [
             peer(
-                A, signing_keys=[nodes[A].verifier_key()], subscribe=[f"{A}/*"], interval_seconds=10
+                A, signing_keys=nodes[A].verifier_keys(), subscribe=[f"{A}/*"], interval_seconds=10
             ),
             peer(P, labels=["baseline"], subscribe=[], signing_keys=[nodes[P].verifier_key()]),
         ],
@@ -187,9 +192,7 @@ def _setup(work: Path) -> dict[str, _Node]:
         finally:
             node.close()
     # P is not A's peer, but verifies A's signature on what B relays.
-    add_trusted_owner(
-        nodes[P].data, TrustedOwner(node_id=A, signing_keys=[nodes[A].verifier_key()])
-    )
+    add_trusted_owner(nodes[P].data, TrustedOwner(node_id=A, signing_keys=nodes[A].verifier_keys()))
     return nodes
 
 

@@ -44,7 +44,7 @@ def node_info(node: Node) -> NodeInfo:
     return NodeInfo(
         node_id=node.node_id,
         role=node.settings.role,
-        signing_keys=[node.signer.verifier_key],
+        signing_keys=[node.signer.verifier_key, node.cosigner.verifier_key],
     )
 
 

@@ -58,6 +58,7 @@ from federation.policy import subscribed
 from federation.protocol import CatalogList
 from federation.sync_alerts import alert_list_outcome, alert_peer_health
 from federation.trusted_state import Accepted, ListUpdate, Outcome
+from federation.witness_policy import owner_witnesses
 from node.log import writer
 from node.log.entry import leaf_hashes
 from node.node import Node
@@ -264,6 +265,7 @@ class Syncer:
             if latest
             else None
         )
+        witnesses, quorum = owner_witnesses(self.settings, item.owner)
         try:
             update = ListUpdate(
                 origin=list_origin(item.owner, item.name),
@@ -273,6 +275,8 @@ class Syncer:
                 now=int(self._clock()),
                 max_age_seconds=self.settings.max_checkpoint_age_seconds,
                 max_skew_seconds=self.settings.max_clock_skew_seconds,
+                witnesses=witnesses,
+                witness_quorum=quorum,
             )
         except ValueError as exc:
             raise StoreError(str(exc)) from None

@@ -31,13 +31,15 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crypto.checkpoint import Checkpoint, verify_checkpoint
+from crypto.checkpoint import SignedCheckpoint, verify_checkpoint
+from crypto.cosignature import CosignatureVerifier
 from crypto.errors import (
     ConsistencyProofError,
     ForkError,
     FutureCheckpointError,
     HashfedError,
     LimitExceededError,
+    MissingWitnessError,
     RollbackError,
     RootMismatchError,
     StaleError,
@@ -89,12 +91,16 @@ class ListUpdate:
         max_age_seconds: int,
         max_skew_seconds: int = 300,
         refuse_stale_unchanged: bool = False,
+        witnesses: Sequence[CosignatureVerifier] = (),
+        witness_quorum: int = 0,
     ) -> None:
         """Start from what the receiver trusts now.
 
         Args:
             origin: The list's checkpoint origin, ``crypto.checkpoint.list_origin``.
-            verifiers: The list owner's keys (never the relaying peer's).
+            verifiers: The list owner's keys (never the relaying peer's): its
+                log keys and its cosigner keys, whose dated cosignature is
+                the checkpoint's time for every freshness check below.
             trusted: The newest checkpoint accepted for this list, if any.
             stored: The right edge of the stored tree; its size and root must
                 be those of ``trusted`` (empty without one).
@@ -107,6 +113,9 @@ class ListUpdate:
                 receiver with no other alarm for a list its owner stopped
                 re-signing (``hashfed pull``); a node flags those in its
                 health report instead.
+            witnesses: Cosigner keys of the witnesses named in the owner's policy.
+            witness_quorum: How many distinct ones of them must have cosigned
+                a checkpoint that changes the trusted state (split views).
 
         Raises:
             ValueError: ``stored`` does not describe the trusted tree.
@@ -125,11 +134,13 @@ class ListUpdate:
         self._max_age = max_age_seconds
         self._max_skew = max_skew_seconds
         self._refuse_stale_unchanged = refuse_stale_unchanged
+        self._witnesses = list(witnesses)
+        self._quorum = witness_quorum
         self._step = _Step.NEW
         self._by_entries = False
         self._replay_until = 0  # replaying from 0: the trusted size whose root is checked
         self._replay_diverged = False
-        self.offered: Checkpoint | None = None
+        self.offered: SignedCheckpoint | None = None
         self.offered_note: str | None = None
 
     # --- guards ---------------------------------------------------------------------------
@@ -159,6 +170,8 @@ class ListUpdate:
             BadSignatureError: an owner key's signature does not verify.
             NoTrustedSignatureError: no owner key signed it (another node's key,
                 e.g. a relay signing a list it does not own).
+            MissingCosignatureError: the owner's cosigner key did not cosign
+                it, so it has no trusted date (a note from before cosignatures).
             MalformedCheckpointError: the signed text is not a checkpoint.
             UnknownOriginError: a checkpoint for another list.
             FutureCheckpointError: dated more than ``max_skew_seconds`` ahead:
@@ -169,11 +182,15 @@ class ListUpdate:
             StaleError: older than ``max_age_seconds`` (unless it is the trusted
                 tree, unchanged; with ``refuse_stale_unchanged``, then the
                 trusted checkpoint's age counts).
+            MissingWitnessError: fewer than ``witness_quorum`` of ``witnesses``
+                cosigned a checkpoint that would change the trusted state.
             RuntimeError: called twice.
         """
         self._expect(_Step.NEW, call="offer")
         try:
-            cp = verify_checkpoint(note, origin=self.origin, verifiers=self._verifiers)
+            cp = verify_checkpoint(
+                note, origin=self.origin, verifiers=self._verifiers, witnesses=self._witnesses
+            )
         except HashfedError as exc:
             raise self._fail(exc) from None
         self.offered, self.offered_note = cp, note
@@ -213,13 +230,21 @@ class ListUpdate:
             raise self._fail(
                 StaleError(origin=self.origin, age_seconds=age, max_age_seconds=self._max_age)
             )
+        if len(cp.witnessed_by) < self._quorum:
+            # An owner (or its stolen key) showing us a tree no independent
+            # witness has seen: it may be showing others another one.
+            raise self._fail(
+                MissingWitnessError(
+                    origin=self.origin, have=len(cp.witnessed_by), need=self._quorum
+                )
+            )
         if trusted is not None and cp.size == trusted.size:
             self._step = _Step.READY
             return Outcome.REFRESH
         self._step = _Step.PROVEN if not self.needs_consistency_proof_for(cp) else _Step.OFFERED
         return Outcome.GROW
 
-    def needs_consistency_proof_for(self, cp: Checkpoint) -> bool:
+    def needs_consistency_proof_for(self, cp: SignedCheckpoint) -> bool:
         return self.trusted is not None and 0 < self.trusted.size < cp.size
 
     @property

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,6 +124,7 @@ def init(
         pass  # creates and migrates the database
     out.print(f"initialised node [bold]{result.node_id}[/] in {data}")
     out.print(f"signing key: {result.verifier_key}")
+    out.print(f"cosigner key: {result.cosigner_key}")
 
 
 @keys_app.command("show")
@@ -135,6 +137,7 @@ def keys_show(data: DataOpt = DEFAULT_DATA) -> None:
         cert = load_certificate(settings.path(settings.tls_cert_file))
         out.print(f"node_id          {node.node_id}")
         out.print(f"signing_key      {node.signer.verifier_key}")
+        out.print(f"cosigner_key     {node.cosigner.verifier_key}")
         out.print(f"tls_fingerprint  {cert_fingerprint(cert)}")
         out.print(f"url              {settings.effective_public_url}")
 
@@ -326,6 +329,30 @@ def list_publish(name: str, data: DataOpt = DEFAULT_DATA) -> None:
     out.print(f"published {name} at size {cp.size}, root {cp.root_hash.hex()}")
 
 
+@list_app.command("resign")
+def list_resign(
+    name: Annotated[str | None, typer.Argument(help="An owned list (default: all).")] = None,
+    data: DataOpt = DEFAULT_DATA,
+) -> None:
+    """Re-sign owned lists' newest published checkpoints with the current keys, dated now."""
+    with open_node(data) as node:
+        names = (
+            [name]
+            if name
+            else [
+                r.full_name for r in node.store.all_lists() if r.local and r.owner == node.node_id
+            ]
+        )
+        for full in names:
+            if (
+                name is None
+                and node.store.latest_checkpoint(list_id=node.get_list(full).id) is None
+            ):
+                continue  # never published: nothing to re-sign
+            cp = node.resign(full, actor=_actor(node), now=int(time.time()))
+            out.print(f"re-signed {full} at size {cp.size}")
+
+
 @list_app.command("ls")
 def list_ls(data: DataOpt = DEFAULT_DATA, as_json: JsonOpt = False) -> None:
     """All lists: owned and received."""
@@ -449,7 +476,11 @@ def list_export(
 def verify_export_file(
     file: Annotated[Path, typer.Argument(help="A file written by `list export --log`.")],
     key: Annotated[
-        list[str], typer.Option(help="The owner's verifier key (name+id+key); repeatable.")
+        list[str],
+        typer.Option(
+            help="The owner's verifier keys (name+id+key): its signing key and its cosigner "
+            "key; repeatable."
+        ),
     ],
 ) -> None:
     """Check a list export offline against the owner's verifier key alone."""

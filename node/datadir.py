@@ -4,6 +4,8 @@
 <data>/hashfed.db         SQLite database (unless database_url is set)
 <data>/keys/signing.key   Ed25519 checkpoint-signing key, 0600
 <data>/keys/signing.pub   its verifier key string, for peers
+<data>/keys/cosigning.key Ed25519 cosigner key (tlog-cosignature), 0600
+<data>/keys/cosigning.pub its verifier key string (type 0x04), for peers
 <data>/tls/node.key|crt   TLS key and self-signed certificate
 
 The folder holds every hash and every token hash: it is the owner's alone
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config import NODE_TOML, NodeSettings, load_settings, render_node_toml
+from crypto.checkpoint import CheckpointSigner
+from crypto.cosignature import CosignatureSigner
 from crypto.errors import ConfigError
 from crypto.keys import NoteSigner, generate_signing_key, load_private_key, save_private_key
 from crypto.pki import create_self_signed, save_certificate
@@ -30,6 +34,7 @@ class InitResult:
     node_id: str
     verifier_key: str
     created: bool
+    cosigner_key: str = ""
 
 
 def init_data_dir(
@@ -57,11 +62,12 @@ def init_data_dir(
     save_private_key(key_path, key, overwrite=force)
     signer = NoteSigner(settings.node_id, key)
     (data_dir / "keys" / "signing.pub").write_text(signer.verifier_key + "\n")
+    cosigner = _create_cosigner(settings, overwrite=force)
 
     tls_key, tls_cert = create_self_signed(settings.node_id)
     save_tls_key(tls_key, settings.path(settings.tls_key_file))
     save_certificate(tls_cert, settings.path(settings.tls_cert_file))
-    return InitResult(data_dir, settings.node_id, signer.verifier_key, True)
+    return InitResult(data_dir, settings.node_id, signer.verifier_key, True, cosigner.verifier_key)
 
 
 def default_node_id() -> str:
@@ -107,7 +113,7 @@ def check_key_permissions(settings: NodeSettings) -> None:
     Raises:
         ConfigError: naming the file and the command that fixes it.
     """
-    for key in (settings.tls_key_file, settings.signing_key_file):
+    for key in (settings.tls_key_file, settings.signing_key_file, settings.cosigning_key_file):
         path = settings.path(key)
         try:
             mode = path.stat().st_mode & 0o777
@@ -122,3 +128,27 @@ def check_key_permissions(settings: NodeSettings) -> None:
 def load_signer(settings: NodeSettings) -> NoteSigner:
     """The node's checkpoint signer, from its key file (clear errors, no traceback)."""
     return NoteSigner(settings.node_id, load_private_key(settings.path(settings.signing_key_file)))
+
+
+def _create_cosigner(settings: NodeSettings, *, overwrite: bool) -> CosignatureSigner:
+    path = settings.path(settings.cosigning_key_file)
+    key = generate_signing_key()
+    save_private_key(path, key, overwrite=overwrite)
+    cosigner = CosignatureSigner(settings.node_id, key)
+    path.with_suffix(".pub").write_text(cosigner.verifier_key + "\n")
+    return cosigner
+
+
+def load_checkpoint_signer(settings: NodeSettings) -> CheckpointSigner:
+    """The node's log key and cosigner key; a data folder from before cosigner keys gets one.
+
+    Raises:
+        ConfigError: a key file is unreadable, or both files hold the same key.
+    """
+    signer = load_signer(settings)
+    path = settings.path(settings.cosigning_key_file)
+    if path.exists():
+        cosigner = CosignatureSigner(settings.node_id, load_private_key(path))
+    else:
+        cosigner = _create_cosigner(settings, overwrite=False)
+    return CheckpointSigner(signer, cosigner)

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from config import NodeSettings
-from crypto.errors import InputError
-from crypto.keys import NoteSigner, NoteVerifier
-from node.datadir import load_signer, protect_data_dir
+from crypto.checkpoint import CheckpointSigner, list_origin, verify_checkpoint
+from crypto.errors import HashfedError, InputError
+from crypto.keys import NoteVerifier
+from node.datadir import load_checkpoint_signer, protect_data_dir
 from node.log import lists, writer
 from node.log.add_queue import AddQueue
 from node.log.hashes import get_type, parse_category, parse_hash
@@ -35,10 +36,12 @@ ChangeListener = Callable[[Committed], None]
 class Node:
     """A running node's state. Create with :meth:`open`; close when done."""
 
-    def __init__(self, settings: NodeSettings, store: Store, signer: NoteSigner) -> None:
+    def __init__(self, settings: NodeSettings, store: Store, signer: CheckpointSigner) -> None:
         self.settings = settings
         self.store = store
-        self.signer = signer
+        self.checkpoint_signer = signer
+        self.signer = signer.log
+        self.cosigner = signer.cosigner
         self._listeners: list[ChangeListener] = []
         self._adds = AddQueue(store, node_id=settings.node_id)
         # Lists this node owns, by name, for the write path: id, owner and
@@ -47,7 +50,7 @@ class Node:
 
     @classmethod
     def open(cls, settings: NodeSettings, *, migrate: bool = True) -> Node:
-        signer = load_signer(settings)
+        signer = load_checkpoint_signer(settings)
         if not settings.database_url:
             protect_data_dir(settings)  # before SQLite creates or opens its files
         store = Store.open(
@@ -96,7 +99,7 @@ class Node:
     def verifiers_for(self, owner: str) -> list[NoteVerifier]:
         """The keys trusted to sign ``owner``'s lists."""
         if owner == self.node_id:
-            return [self.signer.verifier()]
+            return self.checkpoint_signer.verifiers()
         out: list[NoteVerifier] = []
         for peer in self.settings.peers:
             if peer.node_id == owner:
@@ -258,7 +261,7 @@ class Node:
             self.store,
             node_id=self.node_id,
             row=self.get_list(full_name),
-            signer=self.signer,
+            signer=self.checkpoint_signer,
             actor=actor,
         )
 
@@ -271,18 +274,56 @@ class Node:
             # A read first: the writer takes the list's lock, and most lists
             # are not due on most ticks. It checks again under the lock.
             latest = self.store.latest_checkpoint(list_id=row.id)
-            if latest is None or now - latest.timestamp < self.settings.heartbeat_seconds:
+            if latest is None:
+                continue
+            # A note from before cosignatures (or older keys) is re-signed at once.
+            stale_keys = not self.signed_with_current_keys(row, latest.note)
+            if not stale_keys and now - latest.timestamp < self.settings.heartbeat_seconds:
                 continue
             if writer.heartbeat(
                 self.store,
                 node_id=self.node_id,
                 row=row,
-                signer=self.signer,
+                signer=self.checkpoint_signer,
                 now=now,
-                every=self.settings.heartbeat_seconds,
+                every=0 if stale_keys else self.settings.heartbeat_seconds,
             ):
                 done.append(row.full_name)
         return done
+
+    def signed_with_current_keys(self, row: ListRow, note: str) -> bool:
+        """Whether our note for ``row`` is signed and dated by this node's current keys."""
+        try:
+            verify_checkpoint(
+                note,
+                origin=list_origin(row.owner, row.name),
+                verifiers=self.checkpoint_signer.verifiers(),
+            )
+        except HashfedError:
+            return False
+        return True
+
+    def resign(self, full_name: str, *, actor: str, now: int) -> CheckpointRow:
+        """Re-sign an owned list's newest published tree now (new keys, new format).
+
+        Raises:
+            NotOwnerError: not this node's list.
+            InputError: the list was never published.
+        """
+        row = self._owned_row(full_name)
+        if not writer.heartbeat(
+            self.store,
+            node_id=self.node_id,
+            row=row,
+            signer=self.checkpoint_signer,
+            now=now,
+            every=0,
+            actor=actor,
+        ):
+            raise InputError("the list has no published checkpoint to re-sign", where=full_name)
+        latest = self.store.latest_checkpoint(list_id=row.id)
+        assert latest is not None
+        return latest
 
     def unfreeze(self, full_name: str, *, actor: str) -> ListRow:
         """Take updates for a list frozen after a fork again (its evidence is kept).

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import PeerDep, StateDep, get_admin, get_peer
+from api.routes.witness import build_router as witness_router
 from crypto.errors import InputError
 from federation import serving
 from federation.protocol import (
@@ -141,4 +142,4 @@ def build_routers(runtime: FederationRuntime | None = None) -> list[APIRouter]:
         report = await run_in_threadpool(runtime.pull_now, peer)
         return report.to_dict()
 
-    return [peers, admin]
+    return [peers, admin, witness_router()]

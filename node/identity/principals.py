@@ -35,6 +35,7 @@ SCOPES = (
     "peers",
     "federation",
     "metrics",
+    "witness",
 )
 DEFAULT_SCOPES = "match,feeds"
 # A token that never expires is a standing credential; a year is the longest.

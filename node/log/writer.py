@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
+from crypto.checkpoint import Checkpoint, CheckpointSigner, list_origin
 from crypto.errors import (
     FrozenListError,
     InputError,
@@ -27,7 +27,6 @@ from crypto.errors import (
     NotOwnerError,
     StoreError,
 )
-from crypto.keys import NoteSigner
 from crypto.merkle import CompactRange
 from node.log.entry import leaf_hashes
 from node.log.kinds import check_kind
@@ -296,7 +295,7 @@ def _sign(
     store: Store,
     *,
     row: ListRow,
-    signer: NoteSigner,
+    signer: CheckpointSigner,
     actor: str,
     action: str,
     timestamp: int,
@@ -322,12 +321,10 @@ def _sign(
         else:
             cr = CompactRange.from_bytes(txn.state.compact_range)
             size, root = cr.size, cr.root()
-        cp = Checkpoint(
-            origin=list_origin(row.owner, row.name), size=size, root_hash=root, timestamp=timestamp
-        )
-        note = sign_checkpoint(cp, signer)
+        cp = Checkpoint(origin=list_origin(row.owner, row.name), size=size, root_hash=root)
+        note = signer.sign(cp, timestamp)
         change = ListChange(
-            checkpoints=[(cp.size, cp.root_hash, cp.timestamp, note, "accepted")],
+            checkpoints=[(cp.size, cp.root_hash, timestamp, note, "accepted")],
             audit=(actor, action, row.full_name, cp.size, {}),
         )
         return change, True
@@ -342,7 +339,7 @@ def publish(
     *,
     node_id: str,
     row: ListRow,
-    signer: NoteSigner,
+    signer: CheckpointSigner,
     actor: str,
     timestamp: int | None = None,
 ) -> CheckpointRow:
@@ -367,11 +364,19 @@ def publish(
 
 
 def heartbeat(
-    store: Store, *, node_id: str, row: ListRow, signer: NoteSigner, now: int, every: int
+    store: Store,
+    *,
+    node_id: str,
+    row: ListRow,
+    signer: CheckpointSigner,
+    now: int,
+    every: int,
+    actor: str = "heartbeat",
 ) -> bool:
     """Re-sign the newest published tree with a fresh timestamp if it is ``every`` s old.
 
     Unpublished entries stay unpublished. Returns whether it re-signed.
+    ``every`` 0 re-signs now (new keys, or a note from before cosignatures).
     """
     _require_owned(row, node_id)
     return (
@@ -379,8 +384,8 @@ def heartbeat(
             store,
             row=row,
             signer=signer,
-            actor="heartbeat",
-            action="list.heartbeat",
+            actor=actor,
+            action="list.heartbeat" if actor == "heartbeat" else "list.resign",
             timestamp=now,
             published_only=True,
             due_after=every,

@@ -18,6 +18,7 @@ puts them together, so callers hold one object:
 - ``pull_requests``: notifies handed to the process that runs the scheduler.
 - ``cases``: sightings (opt-in, relay queue, counts) and alerts (webhooks, outbox).
 - ``overlaps``: overlaps between lists and the detector's watermarks.
+- ``witness``: the newest checkpoint this node cosigned per origin, as a witness.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from node.store.rows import (
     PrincipalRow,
     StateRow,
 )
+from node.store.witness import Witnessed, WitnessQueries
 
 __all__ = [
     "ANY_DB_ERROR",
@@ -63,6 +65,7 @@ __all__ = [
     "PrincipalRow",
     "StateRow",
     "Store",
+    "Witnessed",
     "audit_record_hash",
     "create_db_engine",
     "now_ms",
@@ -81,5 +84,6 @@ class Store(
     CaseQueries,
     DashboardQueries,
     OverlapQueries,
+    WitnessQueries,
 ):
     """The node's database. Methods take keyword arguments; rows come back frozen."""

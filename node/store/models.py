@@ -337,3 +337,18 @@ class OverlapMark(SQLModel, table=True):
 
     list_id: int = Field(foreign_key="hash_list.id", primary_key=True)
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+class WitnessedCheckpoint(SQLModel, table=True):
+    """The newest checkpoint this node cosigned as a witness, per log origin.
+
+    A witness cosigns a checkpoint only if it is consistent with this one
+    (c2sp.org/tlog-witness); the row is advanced by compare-and-swap, so two
+    concurrent requests cannot both move it.
+    """
+
+    __tablename__ = "witnessed_checkpoint"
+
+    origin: str = Field(primary_key=True, max_length=255)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    note: str = Field(max_length=65536)
+    cosigned_at: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -88,6 +88,17 @@ class NodeProcess:
     def cert(self) -> Path:
         return self.data / "tls" / "node.crt"
 
+    def verifier_keys(self) -> list[str]:
+        """The node's log key and cosigner key, as peers configure them."""
+        return [
+            (self.data / "keys" / name).read_text().strip()
+            for name in ("signing.pub", "cosigning.pub")
+        ]
+
+    def key_args(self) -> list[str]:
+        """``--signing-key`` options naming both of the node's verifier keys."""
+        return [arg for key in self.verifier_keys() for arg in ("--signing-key", key)]
+
     @property
     def admin(self) -> Identity:
         """The node's own certificate: its operator, an administrator."""

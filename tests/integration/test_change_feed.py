@@ -148,7 +148,7 @@ def test_a_list_pulled_by_the_scheduler_holder_is_matchable_through_every_proces
 ) -> None:
     assert PG_URL
     owner = NodeProcess("a", tmp_path / "a", free_port()).init()
-    owner_key = (owner.data / "keys" / "signing.pub").read_text().strip()
+    owner_keys = owner.key_args()
 
     def peer_up(cl: Cluster) -> None:
         cl.cli(
@@ -158,8 +158,7 @@ def test_a_list_pulled_by_the_scheduler_holder_is_matchable_through_every_proces
             owner.url,
             "--cert",
             str(owner.cert),
-            "--signing-key",
-            owner_key,
+            *owner_keys,
             "--subscribe",
             "a/*",
             "--interval",

@@ -79,7 +79,6 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
     a = NodeProcess("a", base / "a", free_port()).init()
     b = NodeProcess("b", base / "b", free_port()).init()
     p = NodeProcess("p", base / "p", free_port()).init()
-    key = {n.node_id: (n.data / "keys" / "signing.pub").read_text().strip() for n in (a, b, p)}
     a.cli(
         "peer",
         "add",
@@ -98,8 +97,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
         a.url,
         "--cert",
         str(a.cert),
-        "--signing-key",
-        key["a"],
+        *a.key_args(),
         "--subscribe",
         "a/*",
         "--interval",
@@ -121,7 +119,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
         "--interval",
         "60",
     )
-    p.cli("peer", "trust", "a", "--signing-key", key["a"])
+    p.cli("peer", "trust", "a", *a.key_args())
     for n in (a, b, p):
         n.start()
     f = Fed(a, b, p, [rand_hex() for _ in range(200)], [rand_hex() for _ in range(50)])

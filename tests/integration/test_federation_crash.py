@@ -78,7 +78,7 @@ def _b_size(node: NodeProcess) -> int:
         store.close()
 
 
-def _check_receiver(b: NodeProcess, owner_key: str) -> None:
+def _check_receiver(b: NodeProcess, owner_key: list[str]) -> None:
     """Every seq once; every accepted checkpoint verifies and matches b's own entries."""
     store = _store(b)
     try:
@@ -87,11 +87,11 @@ def _check_receiver(b: NodeProcess, owner_key: str) -> None:
         entries = list(store.iter_entries(list_id=row.id))
         assert [e[0] for e in entries] == list(range(len(entries)))
         tree = TreeLevels(leaf_hash(encode_leaf(*e)) for e in entries)
-        verifier = NoteVerifier.from_verifier_key(owner_key)
+        verifiers = [NoteVerifier.from_verifier_key(k) for k in owner_key]
         accepted = store.checkpoints(list_id=row.id, status="accepted")
         assert accepted
         for cp in accepted:
-            body = verify_checkpoint(cp.note, origin=list_origin("a", "big"), verifiers=[verifier])
+            body = verify_checkpoint(cp.note, origin=list_origin("a", "big"), verifiers=verifiers)
             assert (body.size, body.root_hash) == (cp.size, cp.root_hash)
             assert tree.root(cp.size) == cp.root_hash
         assert store.checkpoints(list_id=row.id, status="evidence") == []
@@ -144,7 +144,7 @@ def run_crash_test(
     b = NodeProcess(
         "b", base / "b", free_port(), env={"HASHFED_LIMITS__MAX_PAGE_ENTRIES": "5000"}
     ).init()
-    a_key = (a.data / "keys" / "signing.pub").read_text().strip()
+    a_key = a.verifier_keys()
     # Set up in this process: the CLI is tested elsewhere, and every second counts here.
     values = _hashes(entries, "big")
     for node, peer in (
@@ -164,7 +164,7 @@ def run_crash_test(
                 node_id="a",
                 url=a.url,
                 fingerprint=Identity("a", a.cert, a.cert).fingerprint,
-                signing_keys=[a_key],
+                signing_keys=a_key,
                 subscribe=["a/*"],
                 interval_seconds=1,
             ),

@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 from _nodes import Identity, NodeProcess, free_port, make_identity
 
-from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
-from crypto.keys import NoteSigner, generate_signing_key, load_private_key
+from crypto.checkpoint import Checkpoint, CheckpointSigner, list_origin
+from crypto.cosignature import CosignatureSigner
+from crypto.keys import NoteSigner, load_private_key
 from crypto.merkle import TreeLevels, leaf_hash
 from federation.protocol import encode_entry
 from node.log.entry import encode_leaf
@@ -75,16 +76,16 @@ class Crafted:
         }
 
 
-def signed(signer: NoteSigner, origin: str, es: list[Entry], ts: int | None = None) -> str:
+def signed(signer: CheckpointSigner, origin: str, es: list[Entry], ts: int | None = None) -> str:
     t = tree(es)
-    cp = Checkpoint(origin, len(es), t.root(), int(time.time()) - 5 if ts is None else ts)
-    return sign_checkpoint(cp, signer)
+    cp = Checkpoint(origin, len(es), t.root())
+    return signer.sign(cp, int(time.time()) - 5 if ts is None else ts)
 
 
 class Misbehaving:
     def __init__(self, folder: Path, receiver_cert: Path) -> None:
         self.ident = make_identity(folder, "m")
-        self.signer = NoteSigner("m", generate_signing_key())
+        self.signer = CheckpointSigner.generate("m")
         self.port = free_port()
         self.file = folder / "scenario.json"
         self.base = {
@@ -95,7 +96,7 @@ class Misbehaving:
             "node_info": {
                 "node_id": "m",
                 "role": "agency",
-                "signing_keys": [self.signer.verifier_key],
+                "signing_keys": [v.verifier_key for v in self.signer.verifiers()],
             },
         }
         self.serve([])
@@ -141,7 +142,7 @@ class World:
     a: NodeProcess
     b: NodeProcess
     m: Misbehaving
-    a_signer: NoteSigner
+    a_signer: CheckpointSigner
 
     def sync(self, peer: str) -> dict[str, Any]:
         with self.b.client() as c:
@@ -186,7 +187,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         },
     ).init()
     m = Misbehaving(base / "m", b.cert)
-    a_key = (a.data / "keys" / "signing.pub").read_text().strip()
     a.cli("peer", "add", "b", b.url, "--cert", str(b.cert), "--labels", "baseline", "--no-pull")
     b.cli(
         "peer",
@@ -195,8 +195,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         a.url,
         "--cert",
         str(a.cert),
-        "--signing-key",
-        a_key,
+        *a.key_args(),
         "--subscribe",
         "a/*",
         "--interval",
@@ -209,14 +208,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         m.url,
         "--cert",
         str(m.ident.cert),
-        "--signing-key",
-        m.signer.verifier_key,
+        *[arg for v in m.signer.verifiers() for arg in ("--signing-key", v.verifier_key)],
         "--subscribe",
         "*",
         "--interval",
         "300",
     )
-    a_signer = NoteSigner("a", load_private_key(a.data / "keys" / "signing.key"))
+    a_signer = CheckpointSigner(
+        NoteSigner("a", load_private_key(a.data / "keys" / "signing.key")),
+        CosignatureSigner("a", load_private_key(a.data / "keys" / "cosigning.key")),
+    )
     m.start()
     a.start()
     b.start()

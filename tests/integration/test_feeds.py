@@ -121,8 +121,8 @@ def content(node: NodeProcess) -> dict[str, list[dict[str, str]]]:
     return {"base": base, "other": other, "secret": secret}
 
 
-def verifier(node: NodeProcess) -> NoteVerifier:
-    return NoteVerifier.from_verifier_key((node.data / "keys" / "signing.pub").read_text().strip())
+def verifier(node: NodeProcess) -> list[NoteVerifier]:
+    return [NoteVerifier.from_verifier_key(k) for k in node.verifier_keys()]
 
 
 def test_manifest_lists_what_the_partner_is_cleared_for(
@@ -136,7 +136,7 @@ def test_manifest_lists_what_the_partner_is_cleared_for(
     base = body["lists"][0]
     assert (base["size"], base["hashes"]) == (41, 41)
     cp = verify_checkpoint(
-        base["checkpoint"], origin=list_origin("au-argos", "base"), verifiers=[verifier(node)]
+        base["checkpoint"], origin=list_origin("au-argos", "base"), verifiers=verifier(node)
     )
     assert cp.size == 41
     assert body["cursor"].startswith("hf1.")
@@ -210,7 +210,7 @@ def test_full_ndjson_verifies_against_the_owner_signature(
     for name, (header, cr) in lists.items():
         owner, lname = name.split("/")
         cp = verify_checkpoint(
-            str(header["checkpoint"]), origin=list_origin(owner, lname), verifiers=[verifier(node)]
+            str(header["checkpoint"]), origin=list_origin(owner, lname), verifiers=verifier(node)
         )
         assert (cr.size, cr.root()) == (cp.size, cp.root_hash)
 

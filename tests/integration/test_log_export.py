@@ -34,7 +34,7 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str, str]:
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str], str]:
     """A published list with adds, a remove, a non-ASCII category and an unpublished tail."""
     root = tmp_path_factory.mktemp("export")
     data = root / "data"
@@ -50,16 +50,24 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str,
     out = root / "series-7.ndjson"
     run_cli("list", "export", LIST, "--log", "--out", str(out), data=data, env=env)
     keys = run_cli("keys", "show", data=data, env=env).stdout
-    vkey = next(line.split()[1] for line in keys.splitlines() if line.startswith("signing_key"))
+    vkey = [
+        line.split()[1]
+        for line in keys.splitlines()
+        if line.startswith(("signing_key", "cosigner_key"))
+    ]
     show = run_cli("list", "show", LIST, data=data, env=env).stdout
     return data, out, vkey, show
 
 
-def _verify(lines: list[bytes], vkey: str) -> object:
-    return verify_export(lines, [NoteVerifier.from_verifier_key(vkey)])
+def _verify(lines: list[bytes], vkey: list[str]) -> object:
+    return verify_export(lines, [NoteVerifier.from_verifier_key(k) for k in vkey])
 
 
-def test_list_show_prints_the_signed_note(exported: tuple[Path, Path, str, str]) -> None:
+def _keys(vkey: list[str]) -> list[str]:
+    return [arg for k in vkey for arg in ("--key", k)]
+
+
+def test_list_show_prints_the_signed_note(exported: tuple[Path, Path, list[str], str]) -> None:
     _data, out, _vkey, show = exported
     note = json.loads(out.read_bytes().splitlines()[0])["checkpoint"]
     assert note in show
@@ -67,7 +75,7 @@ def test_list_show_prints_the_signed_note(exported: tuple[Path, Path, str, str])
 
 
 def test_export_holds_every_signed_entry_and_verifies_offline(
-    exported: tuple[Path, Path, str, str],
+    exported: tuple[Path, Path, list[str], str],
 ) -> None:
     _data, out, vkey, _show = exported
     lines = out.read_bytes().splitlines(keepends=True)
@@ -79,7 +87,7 @@ def test_export_holds_every_signed_entry_and_verifies_offline(
     ]
     assert entries[5]["category"] == "Kategorie-Ä"
     assert b"\\u00c4" in lines[6]  # non-ASCII is escaped in the canonical line
-    r = run_cli("verify-export", str(out), "--key", vkey, env=_env())
+    r = run_cli("verify-export", str(out), *_keys(vkey), env=_env())
     assert f"ok  {LIST}  entries 7 (6 adds, 1 removes)" in r.stdout
 
 
@@ -90,7 +98,7 @@ def _mutated(out: Path, tmp_path: Path, lines: list[bytes]) -> Path:
 
 
 def test_verify_export_refuses_a_changed_value_with_exit_4(
-    exported: tuple[Path, Path, str, str], tmp_path: Path
+    exported: tuple[Path, Path, list[str], str], tmp_path: Path
 ) -> None:
     _data, out, vkey, _show = exported
     lines = out.read_bytes().splitlines(keepends=True)
@@ -98,7 +106,7 @@ def test_verify_export_refuses_a_changed_value_with_exit_4(
     with pytest.raises(RootMismatchError):
         _verify(lines, vkey)
     r = run_cli(
-        "verify-export", str(_mutated(out, tmp_path, lines)), "--key", vkey, env=_env(), check=False
+        "verify-export", str(_mutated(out, tmp_path, lines)), *_keys(vkey), env=_env(), check=False
     )
     assert r.returncode == 4
     assert "Traceback" not in r.stderr
@@ -106,12 +114,12 @@ def test_verify_export_refuses_a_changed_value_with_exit_4(
 
 
 def test_verify_export_refuses_a_key_other_than_the_owners(
-    exported: tuple[Path, Path, str, str],
+    exported: tuple[Path, Path, list[str], str],
 ) -> None:
     _data, out, _vkey, _show = exported
     impostor = NoteSigner(NODE_ID, generate_signing_key()).verifier_key
     with pytest.raises(NoTrustedSignatureError):
-        _verify(out.read_bytes().splitlines(keepends=True), impostor)
+        _verify(out.read_bytes().splitlines(keepends=True), [impostor, *_vkey[1:]])
     r = run_cli("verify-export", str(out), "--key", impostor, env=_env(), check=False)
     assert r.returncode == 4
 
@@ -131,7 +139,7 @@ def test_verify_export_refuses_a_key_other_than_the_owners(
     ],
 )
 def test_verify_export_refuses_a_mutated_file(
-    exported: tuple[Path, Path, str, str], mutation: str
+    exported: tuple[Path, Path, list[str], str], mutation: str
 ) -> None:
     _data, out, vkey, _show = exported
     lines = out.read_bytes().splitlines(keepends=True)
@@ -161,7 +169,7 @@ def test_verify_export_refuses_a_mutated_file(
 
 
 def test_export_log_of_an_unpublished_list_is_an_input_error(
-    exported: tuple[Path, Path, str, str],
+    exported: tuple[Path, Path, list[str], str],
 ) -> None:
     data = exported[0]
     run_cli("list", "create", f"{NODE_ID}/draft", "--label", "baseline", data=data, env=_env())

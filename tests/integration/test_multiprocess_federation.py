@@ -85,7 +85,7 @@ class Fed:
             return next(x for x in c.get("/api/v1/peers").json() if x["peer"] == "a")
 
 
-def _add_receiver(a: NodeProcess, rx: Cluster, url: str, interval: float, key_a: str) -> None:
+def _add_receiver(a: NodeProcess, rx: Cluster, url: str, interval: float, key_a: list[str]) -> None:
     """``a`` serves ``rx`` (notifying it at ``url``); ``rx`` pulls ``a/*`` every ``interval``."""
     a.cli(
         "peer", "add", rx.node_id, url, "--cert", str(rx.cert), "--labels", "baseline", "--no-pull"
@@ -97,8 +97,7 @@ def _add_receiver(a: NodeProcess, rx: Cluster, url: str, interval: float, key_a:
         a.url,
         "--cert",
         str(a.cert),
-        "--signing-key",
-        key_a,
+        *[arg for k in key_a for arg in ("--signing-key", k)],
         "--subscribe",
         "a/*",
         "--interval",
@@ -113,7 +112,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
         a = NodeProcess("a", base / "a", free_port()).init()
         b = Cluster.create("b", base / "b", b_url)
         c = Cluster.create("c", base / "c", c_url)
-        key_a = (a.data / "keys" / "signing.pub").read_text().strip()
+        key_a = a.verifier_keys()
         # a notifies process #1 of each: not the first started, so not the scheduler's holder.
         _add_receiver(a, b, b.processes[1].url, B_INTERVAL, key_a)
         _add_receiver(a, c, c.processes[1].url, C_INTERVAL, key_a)

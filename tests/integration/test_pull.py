@@ -29,7 +29,8 @@ import httpx
 import pytest
 from _nodes import HASHFED, NodeProcess, free_port, make_identity
 
-from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
+from crypto.checkpoint import Checkpoint, CheckpointSigner, list_origin
+from crypto.cosignature import CosignatureSigner
 from crypto.errors import (
     ForkError,
     HashfedError,
@@ -129,7 +130,7 @@ def token(node: NodeProcess) -> str:
 
 @pytest.fixture(scope="module")
 def trust(node: NodeProcess) -> str:
-    return "au-argos=" + (node.data / "keys" / "signing.pub").read_text().strip()
+    return " ".join("au-argos=" + k for k in node.verifier_keys())
 
 
 class Pull:
@@ -149,8 +150,7 @@ class Pull:
             str(out),
             "--pin",
             str(self.pin),
-            "--trust",
-            self.trust,
+            *[arg for t in self.trust.split() for arg in ("--trust", t)],
             *extra,
         ]
 
@@ -176,7 +176,7 @@ class Pull:
                 client,
                 label=label,
                 out_dir=out,
-                trust=load_trust([self.trust]),
+                trust=load_trust(self.trust.split()),
                 max_age_seconds=DEFAULT_MAX_AGE,
             )
 
@@ -491,7 +491,10 @@ def test_forked_history_is_refused(
     # partner's memory of the first one can tell.
     _status, body = proxy.upstream("/feeds/v1/baseline/entries?format=ndjson")
     lines = [json.loads(x) for x in body.decode().splitlines()]
-    signer = NoteSigner("au-argos", load_private_key(node.data / "keys" / "signing.key"))
+    signer = CheckpointSigner(
+        NoteSigner("au-argos", load_private_key(node.data / "keys" / "signing.key")),
+        CosignatureSigner("au-argos", load_private_key(node.data / "keys" / "cosigning.key")),
+    )
     out_lines: list[dict[str, Any]] = []
     for line in lines:
         if "checkpoint" in line and line["list"] == "au-argos/a":
@@ -509,8 +512,8 @@ def test_forked_history_is_refused(
         )
         for e in a_entries
     )
-    cp = Checkpoint(list_origin("au-argos", "a"), cr.size, cr.root(), int(time.time()))
-    header["checkpoint"] = sign_checkpoint(cp, signer)
+    cp = Checkpoint(list_origin("au-argos", "a"), cr.size, cr.root())
+    header["checkpoint"] = signer.sign(cp, int(time.time()))
     proxy.crafted = (
         "\n".join(json.dumps(x, separators=(",", ":")) for x in out_lines) + "\n"
     ).encode()

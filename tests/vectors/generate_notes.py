@@ -33,6 +33,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from crypto.checkpoint import Checkpoint, format_checkpoint, list_origin, sign_checkpoint
+from crypto.cosignature import CosignatureSigner
 from crypto.keys import NoteSigner
 from crypto.note import MAX_SIGNATURES, sign_note
 
@@ -45,13 +46,15 @@ FOLDER = Path(__file__).resolve().parent / "notes"
 @dataclass(frozen=True)
 class VectorKey:
     label: str
-    signer: NoteSigner
+    signer: NoteSigner | CosignatureSigner
     seed: bytes
 
 
-def _seeded(label: str, name: str) -> VectorKey:
+def _seeded(label: str, name: str, *, cosigner: bool = False) -> VectorKey:
     seed = hashlib.sha256(f"hashfed test vector key: {label}".encode()).digest()
-    return VectorKey(label, NoteSigner(name, Ed25519PrivateKey.from_private_bytes(seed)), seed)
+    private = Ed25519PrivateKey.from_private_bytes(seed)
+    kind = CosignatureSigner if cosigner else NoteSigner
+    return VectorKey(label, kind(name, private), seed)
 
 
 # golang.org/x/mod/sumdb/note note_test.go:
@@ -61,19 +64,24 @@ _PETER_SEED = base64.b64decode("AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz")[1
 NODE_A = _seeded("node-a", "hashfed.example/node-a")
 NODE_B = _seeded("node-b", "hashfed.example/node-b")
 IMPOSTOR = _seeded("impostor", "hashfed.example/node-a")  # node-a's name, another key
+# node-a's cosigner key (tlog-cosignature, type 0x04): dates node-a's checkpoints.
+NODE_A_CO = _seeded("node-a cosigner", "hashfed.example/node-a", cosigner=True)
+# A witness (another node's cosigner key) that the verifiers here do not trust.
+WITNESS = _seeded("witness-w", "hashfed.example/node-w", cosigner=True)
 PETER = VectorKey(
     "go-peter-neumann",
     NoteSigner("PeterNeumann", Ed25519PrivateKey.from_private_bytes(_PETER_SEED)),
     _PETER_SEED,
 )
-KEYS = (NODE_A, NODE_B, IMPOSTOR, PETER)
+KEYS = (NODE_A, NODE_A_CO, NODE_B, IMPOSTOR, WITNESS, PETER)
 
 # --- the checkpoints -------------------------------------------------------------------------
 
 ORIGIN = list_origin("node-a", "baseline")
 ROOT = hashlib.sha256(b"hashfed test vector root").digest()  # any 32 bytes
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 6962: the root of the empty tree
-CHECKPOINT = Checkpoint(origin=ORIGIN, size=3, root_hash=ROOT, timestamp=1_700_000_000)
+TS = 1_700_000_000  # when node-a cosigned
+CHECKPOINT = Checkpoint(origin=ORIGIN, size=3, root_hash=ROOT)
 TEXT = format_checkpoint(CHECKPOINT)
 ROOT_B64 = base64.b64encode(ROOT).decode()
 B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -85,18 +93,18 @@ class Vector:
     description: str
     note: bytes
     want: dict[str, object]
-    trusted: tuple[VectorKey, ...] = (NODE_A,)
+    trusted: tuple[VectorKey, ...] = (NODE_A, NODE_A_CO)
     origin: str = ORIGIN
     kind: str = "checkpoint"  # or "note": open the note only
 
 
-def _ok(cp: Checkpoint) -> dict[str, object]:
+def _ok(cp: Checkpoint, timestamp: int = TS) -> dict[str, object]:
     return {
         "checkpoint": {
             "origin": cp.origin,
             "size": cp.size,
             "root_hash": base64.b64encode(cp.root_hash).decode(),
-            "timestamp": cp.timestamp,
+            "timestamp": timestamp,
             "extensions": list(cp.extensions),
         }
     }
@@ -106,18 +114,42 @@ def _error(name: str) -> dict[str, object]:
     return {"error": name}
 
 
+def _log(key: VectorKey) -> NoteSigner:
+    assert isinstance(key.signer, NoteSigner)
+    return key.signer
+
+
+def _co(key: VectorKey) -> CosignatureSigner:
+    assert isinstance(key.signer, CosignatureSigner)
+    return key.signer
+
+
 def _signed(text: str, *keys: VectorKey) -> bytes:
-    return sign_note(text, [k.signer for k in keys]).encode()
+    """Signed by ``keys`` (log keys), then cosigned by node-a's cosigner key at TS."""
+    return (sign_note(text, [_log(k) for k in keys]) + _co(NODE_A_CO).line(text, TS)).encode()
+
+
+def _sign(cp: Checkpoint, ts: int = TS) -> bytes:
+    return sign_checkpoint(cp, _log(NODE_A), cosigner=_co(NODE_A_CO), timestamp=ts).encode()
+
+
+def _plain_by_cosigner(key: VectorKey, text: str) -> str:
+    """A signature line with the cosigner's key ID over the text without the cosignature header."""
+    plain = NoteSigner(key.signer.name, Ed25519PrivateKey.from_private_bytes(key.seed))
+    blob = bytes(key.signer.key_id) + plain.sign(text.encode())
+    return f"— {key.signer.name} {base64.b64encode(blob).decode()}\n"
 
 
 def _line(key: VectorKey, text: str) -> str:
+    if isinstance(key.signer, CosignatureSigner):
+        return key.signer.line(text, TS)
     return sign_note(text, [key.signer]).split("\n\n")[-1]
 
 
-def _flip_signature_bit(line: str) -> str:
+def _flip_signature_bit(line: str, at: int = 4 + 20) -> str:
     dash, name, b64 = line.rstrip("\n").split(" ")
     blob = bytearray(base64.b64decode(b64))
-    blob[4 + 20] ^= 0x01  # inside the Ed25519 signature, after the key id
+    blob[at] ^= 0x01  # default: inside the Ed25519 signature, after the key id
     return f"{dash} {name} {base64.b64encode(bytes(blob)).decode()}\n"
 
 
@@ -139,9 +171,11 @@ def _twin(b64: str) -> str:
 
 def _vectors() -> list[Vector]:
     a_line = _line(NODE_A, TEXT)
-    other_list = Checkpoint("hashfed:node-a/restricted", 3, ROOT, 1_700_000_000)
-    with_extensions = Checkpoint(ORIGIN, 3, ROOT, 1_700_000_000, ("witness example.org 9", "x"))
-    empty = Checkpoint(ORIGIN, 0, EMPTY_ROOT, 1_700_000_000)
+    co_line = _line(NODE_A_CO, TEXT)
+    other_list = Checkpoint("hashfed:node-a/restricted", 3, ROOT)
+    with_extensions = Checkpoint(ORIGIN, 3, ROOT, ("witness example.org 9", "x"))
+    old_format = Checkpoint(ORIGIN, 3, ROOT, ("timestamp 1600000000",))
+    empty = Checkpoint(ORIGIN, 0, EMPTY_ROOT)
     go_text = (
         "If you think cryptography is the answer to your problem,\n"
         "then you don't know what your problem is.\n"
@@ -155,19 +189,19 @@ def _vectors() -> list[Vector]:
         Vector(
             "valid-checkpoint",
             "A checkpoint signed by the list owner (the worked example in PROTOCOL.md).",
-            sign_checkpoint(CHECKPOINT, NODE_A.signer).encode(),
+            _sign(CHECKPOINT),
             _ok(CHECKPOINT),
         ),
         Vector(
             "valid-empty-tree",
             "Size 0 with the RFC 6962 empty-tree root, SHA-256 of nothing.",
-            sign_checkpoint(empty, NODE_A.signer).encode(),
+            _sign(empty),
             _ok(empty),
         ),
         Vector(
             "extension-lines-preserved",
-            "Extension lines after the timestamp are kept, in order.",
-            sign_checkpoint(with_extensions, NODE_A.signer).encode(),
+            "Extension lines after the root hash are kept, in order.",
+            _sign(with_extensions),
             _ok(with_extensions),
         ),
         Vector(
@@ -184,8 +218,8 @@ def _vectors() -> list[Vector]:
         ),
         Vector(
             "hundred-signatures",
-            f"{MAX_SIGNATURES} signature lines, the most accepted; the last one is trusted.",
-            (TEXT + "\n" + _unknown_lines(MAX_SIGNATURES - 1) + a_line).encode(),
+            f"{MAX_SIGNATURES} signature lines, the most accepted; the last two are trusted.",
+            (TEXT + "\n" + _unknown_lines(MAX_SIGNATURES - 2) + a_line + co_line).encode(),
             _ok(CHECKPOINT),
         ),
         Vector(
@@ -221,25 +255,25 @@ def _vectors() -> list[Vector]:
         Vector(
             "forged-signature",
             "The trusted key's signature with one bit flipped.",
-            (TEXT + "\n" + _flip_signature_bit(a_line)).encode(),
+            (TEXT + "\n" + _flip_signature_bit(a_line) + co_line).encode(),
             _error("BadSignatureError"),
         ),
         Vector(
             "forged-beside-valid",
             "A valid and a forged signature by the trusted key: the note is rejected.",
-            (TEXT + "\n" + a_line + _flip_signature_bit(a_line)).encode(),
+            (TEXT + "\n" + a_line + _flip_signature_bit(a_line) + co_line).encode(),
             _error("BadSignatureError"),
         ),
         Vector(
             "modified-size",
             "The tree size was changed after signing.",
-            (TEXT.replace("\n3\n", "\n4\n") + "\n" + a_line).encode(),
+            (TEXT.replace("\n3\n", "\n4\n") + "\n" + a_line + co_line).encode(),
             _error("BadSignatureError"),
         ),
         Vector(
             "other-list",
             "A valid checkpoint by the owner, but for another of its lists.",
-            sign_checkpoint(other_list, NODE_A.signer).encode(),
+            _sign(other_list),
             _error("UnknownOriginError"),
         ),
         # --- note syntax
@@ -279,39 +313,39 @@ def _vectors() -> list[Vector]:
         Vector(
             "non-canonical-signature-base64",
             "The trusted signature spelled with a non-zero spare bit in its last base64 character.",
-            (TEXT + f"\n{sig_dash} {sig_name} {_twin(sig_b64)}\n").encode(),
+            (TEXT + f"\n{sig_dash} {sig_name} {_twin(sig_b64)}\n" + co_line).encode(),
             malformed_note,
         ),
         Vector(
             "too-many-signatures",
             f"{MAX_SIGNATURES + 1} signature lines, one more than the bound.",
-            (TEXT + "\n" + _unknown_lines(MAX_SIGNATURES) + a_line).encode(),
+            (TEXT + "\n" + _unknown_lines(MAX_SIGNATURES - 1) + a_line + co_line).encode(),
             _error("LimitExceededError"),
         ),
         # --- checkpoint syntax, each signed by the trusted key
         Vector(
             "leading-zero-size",
             "Tree size '03'.",
-            _signed(_body(ORIGIN, "03", ROOT_B64, "timestamp 1700000000"), NODE_A),
+            _signed(_body(ORIGIN, "03", ROOT_B64), NODE_A),
             malformed_checkpoint,
         ),
         Vector(
             "unicode-digit-size",
             "Tree size in fullwidth digits, which Python's int() would accept.",
-            _signed(_body(ORIGIN, "３", ROOT_B64, "timestamp 1700000000"), NODE_A),
+            _signed(_body(ORIGIN, "３", ROOT_B64), NODE_A),
             malformed_checkpoint,
         ),
         Vector(
             "size-two-to-the-63",
             "Tree size 2^63, one more than the largest accepted.",
-            _signed(_body(ORIGIN, str(2**63), ROOT_B64, "timestamp 1700000000"), NODE_A),
+            _signed(_body(ORIGIN, str(2**63), ROOT_B64), NODE_A),
             malformed_checkpoint,
         ),
         Vector(
             "truncated-root",
             "A root hash of 31 bytes.",
             _signed(
-                _body(ORIGIN, "3", base64.b64encode(ROOT[:31]).decode(), "timestamp 1700000000"),
+                _body(ORIGIN, "3", base64.b64encode(ROOT[:31]).decode()),
                 NODE_A,
             ),
             malformed_checkpoint,
@@ -319,32 +353,58 @@ def _vectors() -> list[Vector]:
         Vector(
             "unpadded-root",
             "The root hash without its '=' padding.",
-            _signed(_body(ORIGIN, "3", ROOT_B64.rstrip("="), "timestamp 1700000000"), NODE_A),
+            _signed(_body(ORIGIN, "3", ROOT_B64.rstrip("=")), NODE_A),
             malformed_checkpoint,
         ),
         Vector(
             "non-canonical-root",
             "The root hash spelled with a non-zero spare bit, so it decodes to the same 32 bytes.",
-            _signed(_body(ORIGIN, "3", _twin(ROOT_B64), "timestamp 1700000000"), NODE_A),
+            _signed(_body(ORIGIN, "3", _twin(ROOT_B64)), NODE_A),
             malformed_checkpoint,
         ),
+        # --- cosignatures (c2sp.org/tlog-cosignature): the date of a checkpoint
         Vector(
-            "missing-timestamp",
-            "A plain tlog checkpoint without the timestamp extension line.",
-            _signed(_body(ORIGIN, "3", ROOT_B64), NODE_A),
-            malformed_checkpoint,
+            "witness-cosignature-ignored",
+            "A third cosignature by a witness the verifier does not trust is ignored.",
+            _sign(CHECKPOINT) + _line(WITNESS, TEXT).encode(),
+            _ok(CHECKPOINT),
         ),
         Vector(
-            "timestamp-not-fourth-line",
-            "The timestamp comes after another extension line.",
-            _signed(_body(ORIGIN, "3", ROOT_B64, "x", "timestamp 1700000000"), NODE_A),
-            malformed_checkpoint,
+            "witness-cosignature-trusted",
+            "The same note, verified trusting the witness too: its cosignature verifies.",
+            _sign(CHECKPOINT) + _line(WITNESS, TEXT).encode(),
+            _ok(CHECKPOINT),
+            trusted=(NODE_A, NODE_A_CO, WITNESS),
         ),
         Vector(
-            "duplicate-timestamp",
-            "Two timestamp lines.",
-            _signed(_body(ORIGIN, "3", ROOT_B64, "timestamp 1700000000", "timestamp 1"), NODE_A),
-            malformed_checkpoint,
+            "old-timestamp-line-is-an-extension",
+            "A fourth line 'timestamp N' (the format before cosignatures) is an opaque extension.",
+            _sign(old_format),
+            _ok(old_format),
+        ),
+        Vector(
+            "missing-cosignature",
+            "Signed by the log key only: no dated cosignature by the owner's cosigner key.",
+            (TEXT + "\n" + a_line).encode(),
+            _error("MissingCosignatureError"),
+        ),
+        Vector(
+            "cosigner-key-only",
+            "Cosigned by the owner's cosigner key but not signed by its log key.",
+            (TEXT + "\n" + co_line).encode(),
+            _error("NoTrustedSignatureError"),
+        ),
+        Vector(
+            "cosignature-timestamp-changed",
+            "The cosignature's timestamp moved by one second after signing.",
+            (TEXT + "\n" + a_line + _flip_signature_bit(co_line, at=4 + 7)).encode(),
+            _error("BadSignatureError"),
+        ),
+        Vector(
+            "cosignature-as-log-signature",
+            "A plain Ed25519 signature of the text by the cosigner key, under its 0x04 key id.",
+            (TEXT + "\n" + a_line + _plain_by_cosigner(NODE_A_CO, TEXT)).encode(),
+            _error("BadSignatureError"),
         ),
     ]
 
@@ -389,6 +449,7 @@ def build() -> dict[str, bytes]:
             [
                 {
                     "label": k.label,
+                    "kind": "cosigner" if isinstance(k.signer, CosignatureSigner) else "log",
                     "name": k.signer.name,
                     "seed": k.seed.hex(),
                     "public_key": k.signer.public_key_raw.hex(),

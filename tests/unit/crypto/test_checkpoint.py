@@ -14,16 +14,22 @@ from hypothesis import strategies as st
 from crypto.checkpoint import (
     MAX_TREE_SIZE,
     Checkpoint,
+    CheckpointSigner,
     format_checkpoint,
     list_origin,
+    open_checkpoint,
     parse_checkpoint,
     sign_checkpoint,
     verify_checkpoint,
 )
+from crypto.cosignature import CosignatureSigner
 from crypto.errors import (
+    BadSignatureError,
+    ConfigError,
     InputError,
     LimitExceededError,
     MalformedCheckpointError,
+    MissingCosignatureError,
     NoTrustedSignatureError,
     UnknownOriginError,
     VerificationError,
@@ -37,28 +43,40 @@ def signer(name: str, label: str | None = None) -> NoteSigner:
     return NoteSigner(name, Ed25519PrivateKey.from_private_bytes(seed))
 
 
+def cosigner(name: str, label: str) -> CosignatureSigner:
+    seed = hashlib.sha256(label.encode()).digest()
+    return CosignatureSigner(name, Ed25519PrivateKey.from_private_bytes(seed))
+
+
 OWNER = signer("hashfed.example/node-a")
+OWNER_CO = cosigner("hashfed.example/node-a", "node-a cosigner")
 STRANGER = signer("hashfed.example/node-z")
 ORIGIN = "hashfed:node-a/baseline"
 ROOT = hashlib.sha256(b"root").digest()
 ROOT_B64 = base64.b64encode(ROOT).decode()
-CP = Checkpoint(origin=ORIGIN, size=12, root_hash=ROOT, timestamp=1_700_000_000)
-TEXT = f"{ORIGIN}\n12\n{ROOT_B64}\ntimestamp 1700000000\n"
+TS = 1_700_000_000
+CP = Checkpoint(origin=ORIGIN, size=12, root_hash=ROOT)
+TEXT = f"{ORIGIN}\n12\n{ROOT_B64}\n"
+KEYS = [OWNER.verifier(), OWNER_CO.verifier()]
 
 
 def body(size: str = "12", root: str = ROOT_B64, *rest: str, origin: str = ORIGIN) -> str:
-    """A checkpoint text with the given lines; rest defaults to the timestamp line."""
-    lines = [origin, size, root, *(rest or ("timestamp 1700000000",))]
+    """A checkpoint text with the given lines, then ``rest`` as extension lines."""
+    lines = [origin, size, root, *rest]
     return "".join(line + "\n" for line in lines)
 
 
 def signed(text: str, by: NoteSigner = OWNER) -> str:
-    """Sign any text, so that only the checkpoint rules can reject it."""
-    return sign_note(text, [by])
+    """Sign and cosign any text, so that only the checkpoint rules can reject it."""
+    return sign_note(text, [by]) + OWNER_CO.line(text, TS)
 
 
-def verify(note: str, origin: str = ORIGIN) -> Checkpoint:
-    return verify_checkpoint(note, origin=origin, verifiers=[OWNER.verifier()])
+def sign(cp: Checkpoint, by: NoteSigner = OWNER) -> str:
+    return sign_checkpoint(cp, by, cosigner=OWNER_CO, timestamp=TS)
+
+
+def verify(note: str | bytes, origin: str = ORIGIN) -> Checkpoint:
+    return verify_checkpoint(note, origin=origin, verifiers=KEYS).checkpoint
 
 
 # --- format ----------------------------------------------------------------------------------
@@ -68,11 +86,9 @@ def test_format_writes_the_tlog_checkpoint_lines() -> None:
     assert format_checkpoint(CP) == TEXT
 
 
-def test_extension_lines_follow_the_timestamp() -> None:
-    cp = Checkpoint(ORIGIN, 0, ROOT, 5, ("witness example.com 3", "x"))
-    assert (
-        format_checkpoint(cp) == f"{ORIGIN}\n0\n{ROOT_B64}\ntimestamp 5\nwitness example.com 3\nx\n"
-    )
+def test_extension_lines_follow_the_root() -> None:
+    cp = Checkpoint(ORIGIN, 0, ROOT, ("witness example.com 3", "x"))
+    assert format_checkpoint(cp) == f"{ORIGIN}\n0\n{ROOT_B64}\nwitness example.com 3\nx\n"
 
 
 def test_parse_reads_what_format_writes() -> None:
@@ -84,14 +100,18 @@ def test_list_origin_convention() -> None:
 
 
 def test_signed_checkpoint_verifies() -> None:
-    note = sign_checkpoint(CP, OWNER)
+    note = sign(CP, OWNER)
     assert note.startswith(TEXT + "\n— hashfed.example/node-a ")
-    assert verify(note) == CP
+    assert note.count("\n— hashfed.example/node-a ") == 2  # log signature, then cosignature
+    got = verify_checkpoint(note, origin=ORIGIN, verifiers=KEYS)
+    assert got.checkpoint == CP
+    assert got.timestamp == TS
+    assert [c.name for c in got.cosignatures] == [OWNER_CO.name]
 
 
 def test_extension_lines_preserved() -> None:
-    cp = Checkpoint(ORIGIN, 3, ROOT, 9, ("opaque line one", "— not a signature"))
-    assert verify(sign_checkpoint(cp, OWNER)) == cp
+    cp = Checkpoint(ORIGIN, 3, ROOT, ("opaque line one", "— not a signature"))
+    assert verify(sign(cp, OWNER)) == cp
 
 
 def test_empty_tree_size_zero_accepted() -> None:
@@ -107,9 +127,9 @@ def test_largest_tree_size_accepted() -> None:
 
 def test_checkpoint_for_other_list_rejected() -> None:
     # The owner's valid checkpoint for list A, presented as list B.
-    other = Checkpoint("hashfed:node-a/restricted", 12, ROOT, 1)
+    other = Checkpoint("hashfed:node-a/restricted", 12, ROOT)
     with pytest.raises(UnknownOriginError):
-        verify(sign_checkpoint(other, OWNER))
+        verify(sign(other, OWNER))
 
 
 @pytest.mark.parametrize(
@@ -124,7 +144,7 @@ def test_checkpoint_for_other_list_rejected() -> None:
 )
 def test_lookalike_origin_rejected(got: str) -> None:
     with pytest.raises(UnknownOriginError):
-        verify(sign_checkpoint(Checkpoint(got, 12, ROOT, 1), OWNER))
+        verify(sign(Checkpoint(got, 12, ROOT), OWNER))
 
 
 def test_unnormalised_unicode_origin_rejected() -> None:
@@ -133,25 +153,25 @@ def test_unnormalised_unicode_origin_rejected() -> None:
     nfd = unicodedata.normalize("NFD", nfc)
     assert nfc != nfd
     with pytest.raises(UnknownOriginError):
-        verify(sign_checkpoint(Checkpoint(nfd, 1, ROOT, 1), OWNER), origin=nfc)
+        verify(sign(Checkpoint(nfd, 1, ROOT), OWNER), origin=nfc)
 
 
 def test_checkpoint_signed_by_other_node_rejected() -> None:
     with pytest.raises(NoTrustedSignatureError):
-        verify(sign_checkpoint(CP, STRANGER))
+        verify(sign(CP, STRANGER))
 
 
 def test_checkpoint_signed_by_other_key_under_owner_name_rejected() -> None:
     impostor = signer(OWNER.name, label="stolen name")
     with pytest.raises(NoTrustedSignatureError):
-        verify(sign_checkpoint(CP, impostor))
+        verify(sign(CP, impostor))
 
 
 def test_signature_checked_before_origin() -> None:
     # An untrusted note says nothing, not even which list it is for.
-    other = Checkpoint("hashfed:node-z/other", 1, ROOT, 1)
+    other = Checkpoint("hashfed:node-z/other", 1, ROOT)
     with pytest.raises(NoTrustedSignatureError):
-        verify(sign_checkpoint(other, STRANGER))
+        verify(sign(other, STRANGER))
 
 
 def test_signature_checked_before_syntax() -> None:
@@ -159,15 +179,14 @@ def test_signature_checked_before_syntax() -> None:
         verify(signed(body("007"), by=STRANGER))
 
 
-def test_c2sp_example_checkpoint_without_timestamp_rejected() -> None:
-    # c2sp.org/tlog-checkpoint's example body: valid, but lacks our extension.
-    with pytest.raises(MalformedCheckpointError):
-        parse_checkpoint(
-            "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
-        )
+def test_c2sp_example_checkpoint_parses() -> None:
+    text = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+    cp = parse_checkpoint(text)
+    assert (cp.origin, cp.size, cp.extensions) == ("example.com/behind-the-sofa", 20852163, ())
+    assert format_checkpoint(cp) == text
 
 
-def test_real_sumdb_checkpoint_without_timestamp_rejected() -> None:
+def test_real_sumdb_checkpoint_opens_but_has_no_date() -> None:
     note = (
         "go.sum database tree\n15368405\n/g9am3I6YWNKaZX/jkne1fqd9zEyjss+JXyPXG0WfkY=\n\n"
         "— sum.golang.org Az3grqJGUaSGukG9p8nI2vKgiFn7qGHxn0W+mrwyI6Gz3F0t1J3LzmWk/p96Ybf295Ej"
@@ -176,7 +195,10 @@ def test_real_sumdb_checkpoint_without_timestamp_rejected() -> None:
     sumdb = NoteVerifier.from_verifier_key(
         "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
     )
-    with pytest.raises(MalformedCheckpointError):
+    cp, _ = open_checkpoint(note, origin="go.sum database tree", verifiers=[sumdb])
+    assert cp.size == 15368405
+    # Without a cosignature there is no trusted time: not fresh enough for a list.
+    with pytest.raises(MissingCosignatureError):
         verify_checkpoint(note, origin="go.sum database tree", verifiers=[sumdb])
 
 
@@ -278,51 +300,58 @@ def test_root_with_whitespace_rejected() -> None:
         verify(signed(body("12", ROOT_B64[:20] + " " + ROOT_B64[20:])))
 
 
-# --- timestamp and extension lines -----------------------------------------------------------
+# --- cosignature (the date) and extension lines ---------------------------------------------
 
 
-def test_missing_timestamp_rejected() -> None:
-    with pytest.raises(MalformedCheckpointError):
-        verify(signed(f"{ORIGIN}\n12\n{ROOT_B64}\n"))
+def test_checkpoint_without_owner_cosignature_rejected() -> None:
+    # A replayed note from before cosignatures, or one the log key alone signed.
+    with pytest.raises(MissingCosignatureError):
+        verify(sign_note(TEXT, [OWNER]))
 
 
-def test_timestamp_after_other_extension_rejected() -> None:
-    with pytest.raises(MalformedCheckpointError):
-        verify(signed(body("12", ROOT_B64, "other", "timestamp 5")))
+def test_cosignature_by_unknown_cosigner_does_not_date_it() -> None:
+    other = cosigner(OWNER_CO.name, "someone else's cosigner")
+    with pytest.raises(MissingCosignatureError):
+        verify(sign_note(TEXT, [OWNER]) + other.line(TEXT, TS))
 
 
-def test_second_timestamp_rejected() -> None:
-    # Two readers could each take a different one.
-    with pytest.raises(MalformedCheckpointError):
-        verify(signed(body("12", ROOT_B64, "timestamp 5", "timestamp 9")))
+def test_cosignature_over_other_checkpoint_rejected() -> None:
+    # The owner's cosignature of size 11 pasted under a size-12 checkpoint.
+    line = OWNER_CO.line(body("11"), TS)
+    with pytest.raises(BadSignatureError):
+        verify(sign_note(TEXT, [OWNER]) + line)
 
 
-@pytest.mark.parametrize(
-    "line",
-    [
-        "timestamp",
-        "timestamp ",
-        "timestamp 05",
-        "timestamp -5",
-        "timestamp 1.5",
-        "timestamp  5",
-        "timestamp 5 ",
-        "timestamp 0x10",
-        "timestamp ５",
-        "Timestamp 5",
-        "timestamp\u00a05",
-        f"timestamp {2**63}",
-    ],
-)
-def test_malformed_timestamp_rejected(line: str) -> None:
-    with pytest.raises(MalformedCheckpointError):
-        verify(signed(body("12", ROOT_B64, line)))
+def test_cosigner_alone_without_log_signature_rejected() -> None:
+    with pytest.raises(NoTrustedSignatureError):
+        verify(sign_note(TEXT, [STRANGER]) + OWNER_CO.line(TEXT, TS))
+
+
+def test_newest_owner_cosignature_is_the_date() -> None:
+    note = sign_note(TEXT, [OWNER]) + OWNER_CO.line(TEXT, 5) + OWNER_CO.line(TEXT, 9)
+    assert verify_checkpoint(note, origin=ORIGIN, verifiers=KEYS).timestamp == 9
+
+
+def test_log_key_configured_as_cosigner_refused() -> None:
+    same = NoteVerifier.from_verifier_key(OWNER.verifier_key)
+    as_cosigner = cosigner(OWNER.name, OWNER.name)  # signer() seeds from the name
+    assert as_cosigner.public_key_raw == same.public_key_raw
+    with pytest.raises(ConfigError):
+        verify_checkpoint(sign(CP), origin=ORIGIN, verifiers=[same, as_cosigner.verifier()])
+    with pytest.raises(ConfigError):
+        CheckpointSigner(OWNER, as_cosigner)
+
+
+def test_old_timestamp_line_is_an_opaque_extension() -> None:
+    # The mandatory 4th line of earlier versions: now any extension line.
+    cp = verify(signed(body("12", ROOT_B64, "timestamp 5")))
+    assert cp.extensions == ("timestamp 5",)
 
 
 def test_empty_extension_line_rejected() -> None:
     # c2sp.org/tlog-checkpoint: extension lines "MUST be non-empty".
     with pytest.raises(MalformedCheckpointError):
-        verify(signed(body("12", ROOT_B64, "timestamp 5", "", "after")))
+        verify(signed(body("12", ROOT_B64, "x", "", "after")))
 
 
 # --- overall shape ---------------------------------------------------------------------------
@@ -353,8 +382,8 @@ def test_control_character_in_checkpoint_text_rejected(char: str) -> None:
 def test_unicode_line_separators_are_not_newlines() -> None:
     # U+2028 and U+0085 end lines for str.splitlines(), not for checkpoints.
     origin = "hashfed:a\u2028b\x85c/list"
-    cp = Checkpoint(origin, 1, ROOT, 1)
-    assert verify(sign_checkpoint(cp, OWNER), origin=origin) == cp
+    cp = Checkpoint(origin, 1, ROOT)
+    assert verify(sign(cp, OWNER), origin=origin) == cp
 
 
 def test_oversized_checkpoint_text_rejected() -> None:
@@ -379,11 +408,8 @@ def test_oversized_checkpoint_text_rejected() -> None:
         {"root_hash": ROOT[:31]},
         {"root_hash": ROOT + b"\x00"},
         {"root_hash": ROOT_B64},
-        {"timestamp": -1},
-        {"timestamp": 2**63},
         {"extensions": ("",)},
         {"extensions": ("a\nb",)},
-        {"extensions": ("timestamp 5",)},
     ],
 )
 def test_checkpoint_with_unwritable_field_refused(fields: dict[str, object]) -> None:
@@ -391,7 +417,6 @@ def test_checkpoint_with_unwritable_field_refused(fields: dict[str, object]) -> 
         "origin": ORIGIN,
         "size": 1,
         "root_hash": ROOT,
-        "timestamp": 1,
         "extensions": (),
     }
     values.update(fields)
@@ -400,9 +425,9 @@ def test_checkpoint_with_unwritable_field_refused(fields: dict[str, object]) -> 
 
 
 def test_extensions_given_as_list_stored_as_tuple() -> None:
-    cp = Checkpoint(ORIGIN, 1, ROOT, 1, ["a", "b"])  # type: ignore[arg-type]
+    cp = Checkpoint(ORIGIN, 1, ROOT, ["a", "b"])  # type: ignore[arg-type]
     assert cp.extensions == ("a", "b")
-    assert hash(cp) == hash(Checkpoint(ORIGIN, 1, ROOT, 1, ("a", "b")))
+    assert hash(cp) == hash(Checkpoint(ORIGIN, 1, ROOT, ("a", "b")))
 
 
 # --- list origins ----------------------------------------------------------------------------
@@ -434,18 +459,15 @@ checkpoints = st.builds(
     origin=lines,
     size=st.integers(min_value=0, max_value=MAX_TREE_SIZE),
     root_hash=st.binary(min_size=32, max_size=32),
-    timestamp=st.integers(min_value=0, max_value=2**63 - 1),
-    extensions=st.lists(lines.filter(lambda s: not s.startswith("timestamp ")), max_size=3).map(
-        tuple
-    ),
+    extensions=st.lists(lines, max_size=3).map(tuple),
 )
 
 
 @settings(max_examples=100)
 @given(cp=checkpoints)
 def test_any_checkpoint_signs_and_verifies(cp: Checkpoint) -> None:
-    note = sign_checkpoint(cp, OWNER)
-    assert verify_checkpoint(note, origin=cp.origin, verifiers=[OWNER.verifier()]) == cp
+    note = sign(cp, OWNER)
+    assert verify(note, origin=cp.origin) == cp
 
 
 @settings(max_examples=200)
@@ -456,7 +478,7 @@ def test_format_and_parse_are_inverse(cp: Checkpoint) -> None:
     assert format_checkpoint(parse_checkpoint(text)) == text
 
 
-SIGNED = sign_checkpoint(CP, OWNER).encode()
+SIGNED = sign(CP, OWNER).encode()
 
 
 @settings(max_examples=200)
@@ -468,4 +490,4 @@ def test_any_flipped_byte_in_signed_checkpoint_rejected(index: int, mask: int) -
     tampered = bytearray(SIGNED)
     tampered[index] ^= mask
     with pytest.raises(VerificationError):
-        verify_checkpoint(bytes(tampered), origin=ORIGIN, verifiers=[OWNER.verifier()])
+        verify(bytes(tampered))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
+from crypto.checkpoint import Checkpoint, CheckpointSigner, list_origin
 from crypto.errors import (
     ForkError,
     FutureCheckpointError,
@@ -27,14 +27,13 @@ from crypto.errors import (
     StaleError,
     UnknownOriginError,
 )
-from crypto.keys import NoteSigner, generate_signing_key
 from crypto.merkle import CompactRange
 from federation.feed_pull import FeedVerifier, ListState, PullState
 from federation.feed_pull.verify import Verified
 from node.log.entry import leaf_hashes
 
-OWNER = NoteSigner("au-argos", generate_signing_key())
-OTHER = NoteSigner("au-argos", generate_signing_key())
+OWNER = CheckpointSigner.generate("au-argos")
+OTHER = CheckpointSigner.generate("au-argos")
 NAME = "au-argos/series-2041"
 ORIGIN = list_origin("au-argos", "series-2041")
 NOW = 1_800_000_000
@@ -57,9 +56,9 @@ def root(es: Sequence[Entry]) -> bytes:
 
 
 def note(
-    es: Sequence[Entry], *, ts: int = NOW - 60, by: NoteSigner = OWNER, origin: str = ORIGIN
+    es: Sequence[Entry], *, ts: int = NOW - 60, by: CheckpointSigner = OWNER, origin: str = ORIGIN
 ) -> str:
-    return sign_checkpoint(Checkpoint(origin, len(es), root(es), ts), by)
+    return by.sign(Checkpoint(origin, len(es), root(es)), ts)
 
 
 def line(e: Entry, name: str = NAME) -> bytes:
@@ -86,11 +85,11 @@ def verify(
     tmp: Path | None = None,
     *,
     max_age: int = MAX_AGE,
-    signers: Sequence[NoteSigner] = (OWNER,),
+    signers: Sequence[CheckpointSigner] = (OWNER,),
 ) -> dict[str, Verified]:
     v = FeedVerifier(
         old=old,
-        trust={"au-argos": [s.verifier() for s in signers]},
+        trust={"au-argos": [v for s in signers for v in s.verifiers()]},
         peer="feed-server",
         tmp=tmp or Path("/nonexistent/tmp"),  # small pulls never spill
         max_age_seconds=max_age,

@@ -84,7 +84,7 @@ def pair(node_factory: NodeFactory) -> tuple[Node, Node]:
     peer = PeerSettings(
         node_id="au-argos",
         url="https://127.0.0.1:1",
-        signing_keys=[owner.signer.verifier_key],
+        signing_keys=[owner.signer.verifier_key, owner.cosigner.verifier_key],
         subscribe=["au-argos/*"],
     )
     receiver.settings = receiver.settings.model_copy(update={"peers": [peer]})
@@ -214,11 +214,11 @@ def test_fork_keeps_both_checkpoints_and_freezes_the_list(pair: tuple[Node, Node
     good = owner.store.latest_checkpoint(list_id=row.id)
     assert good is not None
     # The owner signs another root for the same size: equivocation.
-    from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
+    from crypto.checkpoint import Checkpoint, list_origin
 
-    bad_note = sign_checkpoint(
-        Checkpoint(list_origin("au-argos", "base"), good.size, b"\x07" * 32, good.timestamp + 1),
-        owner.signer,
+    bad_note = owner.checkpoint_signer.sign(
+        Checkpoint(list_origin("au-argos", "base"), good.size, b"\x07" * 32),
+        good.timestamp + 1,
     )
 
     class Equivocate(Loopback):
@@ -271,11 +271,11 @@ def test_rollback_is_refused_but_a_lagging_relay_is_only_behind(pair: tuple[Node
     assert [r.outcome for r in lagging.lists] == ["behind"]
     assert lagging.ok
     # A smaller checkpoint we never accepted is a rollback: refused, kept as evidence.
-    from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
+    from crypto.checkpoint import Checkpoint, list_origin
 
-    unseen = sign_checkpoint(
-        Checkpoint(list_origin("au-argos", "base"), 20, b"\x01" * 32, old.timestamp),
-        owner.signer,
+    unseen = owner.checkpoint_signer.sign(
+        Checkpoint(list_origin("au-argos", "base"), 20, b"\x01" * 32),
+        old.timestamp,
     )
     refused = syncer(receiver, Replay(owner, unseen, 20)).pull("au-argos")
     assert [(r.outcome, r.error_code) for r in refused.lists] == [("refused", "rollback")]

@@ -10,26 +10,29 @@ from collections.abc import Sequence
 
 import pytest
 
-from crypto.checkpoint import Checkpoint, format_checkpoint, list_origin, sign_checkpoint
+from crypto.checkpoint import Checkpoint, CheckpointSigner, format_checkpoint, list_origin
+from crypto.cosignature import CosignatureSigner
 from crypto.errors import (
     BadSignatureError,
     ForkError,
     FutureCheckpointError,
     LimitExceededError,
     MalformedNoteError,
+    MissingCosignatureError,
+    MissingWitnessError,
     NoTrustedSignatureError,
     RollbackError,
     RootMismatchError,
     StaleError,
     UnknownOriginError,
 )
-from crypto.keys import NoteSigner, generate_signing_key
 from crypto.merkle import CompactRange, TreeLevels, leaf_hash
+from crypto.note import sign_note
 from federation.trusted_state import Accepted, ListUpdate, Outcome
 from node.log.entry import encode_leaf
 
-OWNER = NoteSigner("au-argos", generate_signing_key())
-RELAY = NoteSigner("be-fccu", generate_signing_key())
+OWNER = CheckpointSigner.generate("au-argos")
+RELAY = CheckpointSigner.generate("be-fccu")
 ORIGIN = list_origin("au-argos", "series-2041")
 NOW = 1_800_000_000
 MAX_AGE = 6 * 3600
@@ -65,9 +68,9 @@ def note(
     *,
     ts: int = NOW - 60,
     origin: str = ORIGIN,
-    by: NoteSigner = OWNER,
+    by: CheckpointSigner = OWNER,
 ) -> str:
-    return sign_checkpoint(Checkpoint(origin, size, root, ts), by)
+    return by.sign(Checkpoint(origin, size, root), ts)
 
 
 def accepted(es: Sequence[Entry], ts: int = NOW - 3600) -> tuple[Accepted, CompactRange]:
@@ -80,13 +83,13 @@ def update(
     trusted: Accepted | None = None,
     stored: CompactRange | None = None,
     *,
-    verifiers: Sequence[NoteSigner] = (OWNER,),
+    verifiers: Sequence[CheckpointSigner] = (OWNER,),
     origin: str = ORIGIN,
     refuse_stale_unchanged: bool = False,
 ) -> ListUpdate:
     return ListUpdate(
         origin=origin,
-        verifiers=[s.verifier() for s in verifiers],
+        verifiers=[v for s in verifiers for v in s.verifiers()],
         trusted=trusted,
         stored=stored if stored is not None else CompactRange(),
         now=NOW,
@@ -261,8 +264,33 @@ def test_owners_checkpoint_for_another_list_is_refused() -> None:
 def test_note_body_altered_under_a_valid_signature_is_refused() -> None:
     es = entries(5)
     good = note(5, tree(es).root())
-    text = format_checkpoint(Checkpoint(ORIGIN, 5, tree(es).root(), NOW - 60))
+    text = format_checkpoint(Checkpoint(ORIGIN, 5, tree(es).root()))
     forged = good.replace(text, text.replace("\n5\n", "\n6\n", 1))
+    u = update()
+    with pytest.raises(BadSignatureError):
+        u.offer(forged)
+
+
+def test_checkpoint_without_the_owners_dated_cosignature_is_refused() -> None:
+    # Signed by the log key alone: nothing says when, so a replay could not be told.
+    es = entries(5)
+    text = format_checkpoint(Checkpoint(ORIGIN, 5, tree(es).root()))
+    u = update()
+    with pytest.raises(MissingCosignatureError):
+        u.offer(sign_note(text, [OWNER.log]))
+
+
+def test_cosignature_time_rewritten_under_the_owners_signature_is_refused() -> None:
+    # A relay moving the cosignature's timestamp forward to defeat the freshness check.
+    import base64
+
+    es = entries(5)
+    good = note(5, tree(es).root(), ts=NOW - 2 * MAX_AGE)
+    head, _, last = good.rstrip("\n").rpartition("\n")
+    prefix, _, b64 = last.rpartition(" ")
+    blob = bytearray(base64.b64decode(b64))
+    blob[4:12] = (NOW - 60).to_bytes(8, "big")
+    forged = f"{head}\n{prefix} {base64.b64encode(bytes(blob)).decode()}\n"
     u = update()
     with pytest.raises(BadSignatureError):
         u.offer(forged)
@@ -596,3 +624,77 @@ def test_lagging_note_of_a_fresh_trusted_tree_is_unchanged_even_when_asked() -> 
     trusted, stored = accepted(es, ts=NOW - 10)
     u = update(trusted, stored, refuse_stale_unchanged=True)
     assert u.offer(note(10, trusted.root_hash, ts=NOW - 2 * MAX_AGE)) is Outcome.UNCHANGED
+
+
+# --- witness policy: split views ----------------------------------------------------------------
+
+WITNESS_B = CheckpointSigner.generate("b").cosigner
+WITNESS_C = CheckpointSigner.generate("c").cosigner
+
+
+def witnessed(note_text: str, *by: CosignatureSigner, ts: int = NOW - 30) -> str:
+    body = note_text[: note_text.index("\n\n") + 1]
+    return note_text + "".join(w.line(body, ts) for w in by)
+
+
+def policy_update(quorum: int, trusted: Accepted | None = None, **kw: object) -> ListUpdate:
+    return ListUpdate(
+        origin=ORIGIN,
+        verifiers=OWNER.verifiers(),
+        trusted=trusted,
+        stored=kw.pop("stored", CompactRange()),  # type: ignore[arg-type]
+        now=NOW,
+        max_age_seconds=MAX_AGE,
+        witnesses=[WITNESS_B.verifier(), WITNESS_C.verifier()],
+        witness_quorum=quorum,
+    )
+
+
+def test_split_view_without_an_independent_witness_is_refused() -> None:
+    # The owner (or its stolen key) shows us a tree no witness has seen.
+    es = entries(5)
+    u = policy_update(1)
+    with pytest.raises(MissingWitnessError):
+        u.offer(note(5, tree(es).root()))
+
+
+def test_checkpoint_cosigned_by_a_named_witness_is_accepted() -> None:
+    es = entries(5)
+    u = policy_update(1)
+    assert u.offer(witnessed(note(5, tree(es).root()), WITNESS_B)) is Outcome.GROW
+    assert u.offered is not None
+    assert [c.name for c in u.offered.witnessed_by] == ["b"]
+    assert u.offered.timestamp == NOW - 60  # witnesses never date the checkpoint
+
+
+def test_one_witness_cosigning_twice_counts_once() -> None:
+    es = entries(5)
+    signed = witnessed(note(5, tree(es).root()), WITNESS_B)
+    body = signed[: signed.index("\n\n") + 1]
+    twice = signed + WITNESS_B.line(body, NOW - 20)
+    with pytest.raises(MissingWitnessError):
+        policy_update(2).offer(twice)
+    assert policy_update(2).offer(witnessed(twice, WITNESS_C)) is Outcome.GROW
+
+
+def test_unnamed_witness_does_not_count() -> None:
+    es = entries(5)
+    stranger = CheckpointSigner.generate("b").cosigner  # b's name, another key
+    with pytest.raises(MissingWitnessError):
+        policy_update(1).offer(witnessed(note(5, tree(es).root()), stranger))
+
+
+def test_witness_cosignature_of_another_tree_rejects_the_note() -> None:
+    # A witness's cosignature of view X pasted under view Y.
+    es, other = entries(5), entries(5, salt="y")
+    x = witnessed(note(5, tree(es).root()), WITNESS_B)
+    line = x[x.rindex("— b ") :]
+    y = note(5, tree(other).root()) + line
+    with pytest.raises(BadSignatureError):
+        policy_update(1).offer(y)
+
+
+def test_unchanged_tree_needs_no_new_witness() -> None:
+    es = entries(5)
+    trusted, stored = accepted(es, ts=NOW - 60)
+    assert policy_update(1, trusted, stored=stored).offer(trusted.note) is Outcome.UNCHANGED

@@ -212,7 +212,7 @@ def test_ndjson_entries_hash_to_the_signed_root(node: Node, feeds: Feeds) -> Non
     cp = verify_checkpoint(
         str(header["checkpoint"]),
         origin=list_origin("au-argos", "base"),
-        verifiers=[node.signer.verifier()],
+        verifiers=node.checkpoint_signer.verifiers(),
     )
     cr = CompactRange()
     cr.extend(

@@ -315,7 +315,9 @@ def test_publish_signs_the_naive_root(node: Node) -> None:
     assert cp.size == 14
     assert cp.root_hash == naive_root(log_leaves(node, LIST))
     body = verify_checkpoint(
-        cp.note, origin=list_origin("au-argos", "series-2041"), verifiers=[node.signer.verifier()]
+        cp.note,
+        origin=list_origin("au-argos", "series-2041"),
+        verifiers=node.checkpoint_signer.verifiers(),
     )
     assert (body.size, body.root_hash, body.timestamp) == (cp.size, cp.root_hash, cp.timestamp)
 
@@ -333,7 +335,7 @@ def test_republishing_unchanged_list_is_a_fresh_heartbeat(node: Node) -> None:
         node.store,
         node_id=node.node_id,
         row=row,
-        signer=node.signer,
+        signer=node.checkpoint_signer,
         actor="tester",
         timestamp=1_800_000_000,
     )
@@ -341,7 +343,7 @@ def test_republishing_unchanged_list_is_a_fresh_heartbeat(node: Node) -> None:
         node.store,
         node_id=node.node_id,
         row=row,
-        signer=node.signer,
+        signer=node.checkpoint_signer,
         actor="tester",
         timestamp=1_800_000_060,
     )
@@ -365,7 +367,9 @@ def test_publish_received_list_is_refused(node: Node) -> None:
         empty_range=CompactRange().to_bytes(),
     )
     with pytest.raises(NotOwnerError):
-        writer.publish(node.store, node_id=node.node_id, row=row, signer=node.signer, actor="t")
+        writer.publish(
+            node.store, node_id=node.node_id, row=row, signer=node.checkpoint_signer, actor="t"
+        )
     with pytest.raises(NotOwnerError):
         node.add_raw("nl-politie/s", [("md5", md5(1), "")], actor="tester")
 
@@ -468,7 +472,7 @@ def test_checkpoint_signed_by_another_key_fails_verification(
         node.store,
         node_id=node.node_id,
         row=row,
-        signer=other.signer,
+        signer=other.checkpoint_signer,
         actor="attacker",
         timestamp=2_000_000_000,
     )

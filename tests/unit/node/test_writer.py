@@ -140,10 +140,10 @@ CHANGES: dict[str, Callable[[Node, ListRow, ListRow], object]] = {
         n.store, node_id=n.node_id, row=own, items=[("md5", md5(1))], actor="t"
     ),
     "publish": lambda n, own, rec: writer.publish(
-        n.store, node_id=n.node_id, row=own, signer=n.signer, actor="t"
+        n.store, node_id=n.node_id, row=own, signer=n.checkpoint_signer, actor="t"
     ),
     "heartbeat": lambda n, own, rec: writer.heartbeat(
-        n.store, node_id=n.node_id, row=own, signer=n.signer, now=2_000_000_000, every=1
+        n.store, node_id=n.node_id, row=own, signer=n.checkpoint_signer, now=2_000_000_000, every=1
     ),
     "apply_verified": lambda n, own, rec: _apply(n, rec, _verified_entries(8), 4),
     "refresh": lambda n, own, rec: writer.refresh(

@@ -8,7 +8,8 @@ Run from the repository root::
 Files (each shown verbatim in docs/PROTOCOL.md; tests/unit/test_protocol_vectors.py
 regenerates and diffs them and checks the document's examples equal them):
 
-- ``owner.vkey``: the owner's verifier key (key name = the bare node id).
+- ``owner.vkey``: the owner's verifier keys (key name = the bare node id): its
+  log key (type 0x01), then its cosigner key (type 0x04), one a line.
 - ``entries.json``: each entry's fields, its canonical entry line, leaf bytes
   and leaf hash.
 - ``match-proof.json``: a near PDQ hit with ``?proof=true`` as the API answers
@@ -33,7 +34,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api.routes.match import CheckpointOut, HitOut, ProofOut
-from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
+from crypto.checkpoint import Checkpoint, CheckpointSigner, list_origin
+from crypto.cosignature import CosignatureSigner
 from crypto.keys import NoteSigner
 from crypto.merkle import TreeLevels, leaf_hash
 from node.log.entry import Entry, entry_line, json_string
@@ -63,9 +65,13 @@ ENTRIES = [
 ]
 
 
-def owner_signer() -> NoteSigner:
+def owner_signer() -> CheckpointSigner:
     seed = hashlib.sha256(b"hashfed protocol vector owner key").digest()
-    return NoteSigner(OWNER, Ed25519PrivateKey.from_private_bytes(seed))
+    co_seed = hashlib.sha256(b"hashfed protocol vector owner cosigner key").digest()
+    return CheckpointSigner(
+        NoteSigner(OWNER, Ed25519PrivateKey.from_private_bytes(seed)),
+        CosignatureSigner(OWNER, Ed25519PrivateKey.from_private_bytes(co_seed)),
+    )
 
 
 def _row(e: Entry) -> tuple[int, str, str, str, str, int]:
@@ -76,8 +82,8 @@ def build() -> dict[str, str]:
     """File name -> content."""
     tree = TreeLevels(leaf_hash(e.leaf_bytes()) for e in ENTRIES)
     size = len(ENTRIES)
-    cp = Checkpoint(list_origin(OWNER, NAME), size, tree.root(size), SIGNED_AT)
-    note = sign_checkpoint(cp, owner_signer())
+    cp = Checkpoint(list_origin(OWNER, NAME), size, tree.root(size))
+    note = owner_signer().sign(cp, SIGNED_AT)
     name = json_string(LIST)
 
     entries = [
@@ -133,7 +139,7 @@ def build() -> dict[str, str]:
     }
     export = header_line(LIST, size, note) + "".join(e["line"] for e in entries)
     return {
-        "owner.vkey": owner_signer().verifier_key + "\n",
+        "owner.vkey": "".join(v.verifier_key + "\n" for v in owner_signer().verifiers()),
         "entries.json": _json(entries),
         "match-proof.json": _json(match_proof),
         "export.ndjson": export,
