@@ -229,13 +229,14 @@ def _headers(page: Page) -> dict[str, str]:
     }
 
 
-def _envelope(page: Page) -> dict[str, Any]:
-    body: dict[str, Any] = {"more": page.more}
+def _envelope(page: Page) -> Response:
+    """The envelope as text: objects come rendered, so a page is joined, not re-encoded."""
+    head = '{"more":' + ("true" if page.more else "false")
     if page.next:
-        body["next"] = page.next
+        head += ',"next":' + json.dumps(page.next)
     if page.items:
-        body["objects"] = [i.object for i in page.items]
-    return body
+        head += ',"objects":[' + ",".join(i.json for i in page.items) + "]"
+    return Response(head + "}", media_type=TAXII_MEDIA_TYPE, headers=_headers(page))
 
 
 Limit = Annotated[int | None, Query(ge=1)]
@@ -319,7 +320,7 @@ def objects(
     label, rows = _resolve(state, principal, cid)
     page = _page(services, label, rows, query)
     _audit(state, principal, "taxii.objects", label, page)
-    return _taxii(_envelope(page), _headers(page))
+    return _envelope(page)
 
 
 @router.get(f"/{API_ROOT}/collections/{{cid}}/manifest/", response_model=Manifest)
@@ -340,9 +341,9 @@ def manifest(
     if page.items:
         body["objects"] = [
             {
-                "id": i.object["id"],
+                "id": i.id,
                 "date_added": format_date_added(i.date_added_us),
-                "version": i.object["modified"],
+                "version": i.modified,
                 "media_type": STIX_MEDIA_TYPE,
             }
             for i in page.items
@@ -370,7 +371,7 @@ def get_object(
     _audit(state, principal, "taxii.object", label, page)
     if not page.items and not page.more:
         raise HTTPException(404, "no such object in this collection")
-    return _taxii(_envelope(page), _headers(page))
+    return _envelope(page)
 
 
 @router.get(
@@ -398,7 +399,7 @@ def versions(
     if page.next:
         body["next"] = page.next
     if page.items:
-        body["versions"] = [i.object["modified"] for i in page.items]
+        body["versions"] = [i.modified for i in page.items]
     return _taxii(body, _headers(page))
 
 

@@ -43,13 +43,24 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as dt
+import json
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from node.feeds.feed import BadRequestError, CursorError, seal, unseal
+from node.feeds.stix_objects import (
+    EXTENSION_ID,
+    NAMESPACE,
+    IndicatorParts,
+    collection_id,
+    format_date_added,
+    format_stix_time,
+    indicator_id,
+    indicator_json,
+    stix_pattern,
+)
 from node.store import ListRow, Store, now_ms
 
 __all__ = [
@@ -69,10 +80,7 @@ __all__ = [
     "stix_pattern",
 ]
 
-NAMESPACE = uuid.UUID("5d1b7c39-5d0a-4c55-9a44-2f3f0b8c6f2e")  # hashfed's, fixed forever
-EXTENSION_ID = "extension-definition--" + str(uuid.uuid5(NAMESPACE, "hashfed:x_hashfed:1"))
 STIX_MEDIA_TYPE = "application/stix+json;version=2.1"
-_HASH_NAMES = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256"}
 # On PostgreSQL a checkpoint is served only once it is this old (module docstring).
 POSTGRES_SETTLE_MS = 5_000
 # Entries examined per request when filters skip most of them (match[id], an
@@ -83,39 +91,7 @@ _NEXT_DOMAIN = b"hashfed taxii next v1"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-# --- ids, patterns, timestamps ----------------------------------------------------------------
-
-
-def collection_id(node_id: str, label: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"collection:{node_id}/{label}"))
-
-
-def indicator_id(list_name: str, hash_type: str, value: str, generation: int = 0) -> str:
-    name = f"{list_name}|{hash_type}|{value}" + (f"|{generation}" if generation else "")
-    return "indicator--" + str(uuid.uuid5(NAMESPACE, name))
-
-
-def stix_pattern(hash_type: str, value: str) -> str:
-    """``[file:hashes.'SHA-256' = '…']``; quotes and backslashes escaped as STIX patterns need."""
-    name = _HASH_NAMES.get(hash_type, "x_" + hash_type)
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-    return f"[file:hashes.'{name}' = '{escaped}']"
-
-
-def _iso(us: int, digits: int) -> str:
-    t = _EPOCH + dt.timedelta(microseconds=us)
-    frac = f"{t.microsecond:06d}"[:digits]
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + frac + "Z"
-
-
-def format_stix_time(us: int) -> str:
-    """A STIX timestamp: milliseconds, or microseconds when it has them."""
-    return _iso(us, 3 if us % 1000 == 0 else 6)
-
-
-def format_date_added(us: int) -> str:
-    """A TAXII timestamp: always microseconds (TAXII 2.1 §2)."""
-    return _iso(us, 6)
+# --- timestamps -------------------------------------------------------------------------------
 
 
 def parse_timestamp(text: str, *, where: str) -> int:
@@ -274,7 +250,8 @@ class RemovalIndex:
     It answers, for one entry, which object generation it belongs to, the
     add it revokes (for ``created``), and whether a later remove supersedes
     it. A list that never removed anything (live count equals size, the
-    common case) costs nothing; otherwise the first use scans the log once.
+    common case) costs nothing; otherwise each key removed is looked up in
+    the log's key index (list_id, hash_type, value), never by a scan.
     """
 
     def __init__(self, list_id: int) -> None:
@@ -291,24 +268,28 @@ class RemovalIndex:
             if state.live_count == state.size:  # adds only, ever: nothing to index
                 self.covered = max(self.covered, min(upto, state.size))
                 return
-            new_keys: set[tuple[str, str]] = set()
-            for seq, op, t, v, _c, ts in store.iter_entries(
-                list_id=self.list_id, start=self.covered, end=upto
-            ):
-                ev = self.events.get((t, v))
-                if ev is not None:
-                    ev.append((seq, op, ts))
-                elif op == "remove":
-                    new_keys.add((t, v))
-            if new_keys:
-                found: dict[tuple[str, str], list[tuple[int, str, int]]] = {k: [] for k in new_keys}
+            # Keys first removed in the new range: all their entries, from the
+            # key index. Keys already followed (a re-add after a remove): only
+            # their new entries, by whichever reads fewer rows.
+            fresh = store.removed_keys(list_id=self.list_id, start=self.covered, end=upto)
+            fresh -= set(self.events)
+            if fresh:
+                self.events.update(
+                    store.entries_of_keys(list_id=self.list_id, keys=fresh, end=upto)
+                )
+            followed = [k for k in self.events if k not in fresh]
+            if followed and upto - self.covered <= len(followed):
                 for seq, op, t, v, _c, ts in store.iter_entries(
-                    list_id=self.list_id, start=0, end=upto
+                    list_id=self.list_id, start=self.covered, end=upto
                 ):
-                    ev = found.get((t, v))
-                    if ev is not None:
-                        ev.append((seq, op, ts))
-                self.events.update(found)
+                    if (t, v) in self.events and (t, v) not in fresh:
+                        self.events[(t, v)].append((seq, op, ts))
+            elif followed:
+                newer = store.entries_of_keys(
+                    list_id=self.list_id, keys=followed, start=self.covered, end=upto
+                )
+                for key, events in newer.items():
+                    self.events[key].extend(events)
             self.covered = upto
 
     def describe(
@@ -328,51 +309,6 @@ class RemovalIndex:
 
 
 # --- objects and pages --------------------------------------------------------------------------
-
-
-def indicator(
-    *,
-    list_name: str,
-    seq: int,
-    op: str,
-    hash_type: str,
-    value: str,
-    category: str,
-    generation: int,
-    created_us: int,
-    modified_us: int,
-    segment: Segment,
-) -> dict[str, Any]:
-    """One STIX 2.1 indicator version for one log entry."""
-    obj: dict[str, Any] = {
-        "type": "indicator",
-        "spec_version": "2.1",
-        "id": indicator_id(list_name, hash_type, value, generation),
-        "created": format_stix_time(created_us),
-        "modified": format_stix_time(modified_us),
-        "name": f"{hash_type} hash in hashfed list {list_name}",
-        "description": (
-            f"File signature of known child sexual abuse material, shared by {list_name}"
-            + (f" (category {category})" if category else "")
-            + "."
-        ),
-        "indicator_types": ["malicious-activity"],
-        "pattern": stix_pattern(hash_type, value),
-        "pattern_type": "stix",
-        "pattern_version": "2.1",
-        "valid_from": format_stix_time(created_us),
-        "extensions": {EXTENSION_ID: {"extension_type": "toplevel-property-extension"}},
-        "x_hashfed_list": list_name,
-        "x_hashfed_seq": seq,
-        "x_hashfed_category": category,
-        "x_hashfed_checkpoint": {
-            "size": segment.checkpoint_size,
-            "root": segment.checkpoint_root.hex(),
-        },
-    }
-    if op == "remove":
-        obj["revoked"] = True
-    return obj
 
 
 @dataclass(frozen=True)
@@ -415,10 +351,18 @@ class VersionFilter:
         )
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
+    """One object version of a page, as the JSON text it is served as."""
+
     date_added_us: int
-    object: dict[str, Any]
+    id: str
+    modified: str
+    json: str
+
+    @property
+    def object(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.json)
+        return parsed
 
 
 @dataclass(frozen=True)
@@ -489,6 +433,10 @@ class Taxii:
             row = rows[seg.list_id]
             visible = timeline.covered.get(seg.list_id, seg.end)
             removals = self._removal(seg.list_id, visible)
+            parts = IndicatorParts(
+                row.full_name, row.owner, label, seg.checkpoint_size, seg.checkpoint_root
+            )
+            plain = not removals.events and versions.last
             seq = seg.start + max(0, after_us - seg.first_us + 1)
             while seq < seg.end:
                 if len(items) >= limit or scanned >= MAX_SCAN:
@@ -500,35 +448,31 @@ class Taxii:
                     scanned += 1
                     pos = seg.first_us + (e_seq - seg.start)
                     seq = e_seq + 1
-                    gen, created, modified, is_last = removals.describe(
-                        e_seq, op, (htype, value), ts, visible
-                    )
-                    if not versions.accepts(
+                    if plain:  # no remove ever touched this list: one version each
+                        gen, created, modified = 0, ts * 1000, ts * 1000
+                    else:
+                        gen, created, modified, is_last = removals.describe(
+                            e_seq, op, (htype, value), ts, visible
+                        )
+                    if not plain and not versions.accepts(
                         is_first=op == "add", is_last=is_last, modified_us=modified
                     ):
                         continue
-                    if (
-                        ids is not None
-                        and indicator_id(row.full_name, htype, value, gen) not in ids
-                    ):
+                    oid = indicator_id(row.full_name, htype, value, gen)
+                    if ids is not None and oid not in ids:
                         continue
-                    items.append(
-                        Item(
-                            pos,
-                            indicator(
-                                list_name=row.full_name,
-                                seq=e_seq,
-                                op=op,
-                                hash_type=htype,
-                                value=value,
-                                category=category,
-                                generation=gen,
-                                created_us=created,
-                                modified_us=modified,
-                                segment=seg,
-                            ),
-                        )
+                    text = indicator_json(
+                        parts,
+                        object_id=oid,
+                        seq=e_seq,
+                        revoked=op == "remove",
+                        hash_type=htype,
+                        value=value,
+                        category=category,
+                        created_us=created,
+                        modified_us=modified,
                     )
+                    items.append(Item(pos, oid, format_stix_time(modified), text))
                     if len(items) >= limit:
                         break
         return Page(items, False, None, scanned)
