@@ -25,7 +25,9 @@ from api.errors import (
     error_response,
     install_error_handlers,
 )
+from api.http_cache import CompressionMiddleware
 from api.routes import docs, feeds, health, lists, match, taxii
+from api.taxii_errors import TaxiiErrorMiddleware
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
 from node.identity.audit import LOST_FILE, AuditBuffer
@@ -45,6 +47,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Extra routers (federation, feeds, TAXII) register here when their packages
 # are present, so api/ stays the one place that assembles the app.
 ExtraRouters = list[Any]
+# Paths whose answers are content-coded (gzip, zstd) when the client accepts it.
+BULK_PREFIXES = ("/feeds/", "/taxii2/", "/misp/")
 
 
 class BodyLimitMiddleware:
@@ -227,5 +231,8 @@ def create_app(
         max_bytes=settings.limits.max_body_bytes,
         route_limits={("POST", match.BATCH_PATH): match.batch_body_limit(settings.limits)},
     )
+    app.add_middleware(TaxiiErrorMiddleware)
+    # Bulk answers only: a match reply is small and latency-bound.
+    app.add_middleware(CompressionMiddleware, prefixes=BULK_PREFIXES, suffixes=("/export",))
     app.add_middleware(CatchAllMiddleware)  # added last: the outermost
     return app

@@ -55,12 +55,17 @@ from node.feeds.stix_objects import (
     NAMESPACE,
     IndicatorParts,
     collection_id,
+    extension_definition,
     format_date_added,
     format_stix_time,
+    identity_object,
     indicator_id,
     indicator_json,
     stix_pattern,
+    tlp_for_label,
+    tlp_marking,
 )
+from node.feeds.stix_removals import RemovalIndex
 from node.store import ListRow, Store, now_ms
 
 __all__ = [
@@ -141,10 +146,17 @@ class Segment:
     first_us: int
     checkpoint_size: int
     checkpoint_root: bytes
+    # Objects served just before the entries, 1 µs apart: what the indicators
+    # refer to (``identity:<owner>``, ``extension``, ``tlp:<level>``).
+    lead: tuple[str, ...] = ()
 
     @property
     def last_us(self) -> int:
         return self.first_us + (self.end - self.start) - 1
+
+    @property
+    def lead_us(self) -> int:
+        return self.first_us - len(self.lead)
 
 
 @dataclass
@@ -152,6 +164,7 @@ class _Chain:
     segments: list[Segment] = field(default_factory=list)
     lasts: list[int] = field(default_factory=list)
     next_us: int = 0
+    owners: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -167,9 +180,10 @@ class Timeline:
         return bisect.bisect_right(self.lasts, after_us)
 
     def has_after(self, after_us: int, served: set[int]) -> bool:
+        """Whether a served entry, or a lead object, is dated after ``after_us``."""
         return any(
-            self.segments[i].list_id in served
-            for i in range(self.first_after(after_us), len(self.segments))
+            seg.list_id in served or (bool(seg.lead) and seg.first_us - 1 > after_us)
+            for seg in self.segments[self.first_after(after_us) :]
         )
 
     def last_us(self, served: set[int]) -> int | None:
@@ -182,8 +196,9 @@ class Timeline:
 class Timelines:
     """Builds every label's timeline from the checkpoint table, incrementally."""
 
-    def __init__(self, store: Store, *, settle_ms: int | None = None) -> None:
+    def __init__(self, store: Store, *, node_id: str = "", settle_ms: int | None = None) -> None:
         self.store = store
+        self.node_id = node_id
         self.settle_ms = (
             (0 if store.is_sqlite else POSTGRES_SETTLE_MS) if settle_ms is None else settle_ms
         )
@@ -209,7 +224,9 @@ class Timelines:
             )
 
     def _refresh(self) -> None:
-        labels = {r.id: r.label for r in self.store.all_lists()}
+        rows = self.store.all_lists()
+        labels = {r.id: r.label for r in rows}
+        owners = {r.id: r.owner for r in rows}
         if any(self._labels.get(i, lab) != lab for i, lab in labels.items()):
             self._reset(labels)  # a list changed label: rebuild (module docstring)
         self._labels = labels
@@ -225,13 +242,15 @@ class Timelines:
                 if cp.size <= covered or label is None:
                     continue
                 chain = self._chains.setdefault(label, _Chain())
+                lead = self._lead(chain, label, owners[cp.list_id])
                 seg = Segment(
                     cp.list_id,
                     covered,
                     cp.size,
-                    max(cp.received_ms * 1000, chain.next_us),
+                    max(cp.received_ms * 1000, chain.next_us) + len(lead),
                     cp.size,
                     cp.root_hash,
+                    lead,
                 )
                 chain.segments.append(seg)
                 chain.lasts.append(seg.last_us)
@@ -240,72 +259,16 @@ class Timelines:
             if len(batch) < 1000:
                 return
 
-
-# --- removes: generations and versions ------------------------------------------------------------
-
-
-class RemovalIndex:
-    """Per list: every entry of every key the list ever removed, up to ``covered``.
-
-    It answers, for one entry, which object generation it belongs to, the
-    add it revokes (for ``created``), and whether a later remove supersedes
-    it. A list that never removed anything (live count equals size, the
-    common case) costs nothing; otherwise each key removed is looked up in
-    the log's key index (list_id, hash_type, value), never by a scan.
-    """
-
-    def __init__(self, list_id: int) -> None:
-        self.list_id = list_id
-        self.covered = 0
-        self.events: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
-        self._lock = threading.Lock()
-
-    def extend(self, store: Store, upto: int) -> None:
-        with self._lock:
-            if upto <= self.covered:
-                return
-            state = store.get_state(list_id=self.list_id)
-            if state.live_count == state.size:  # adds only, ever: nothing to index
-                self.covered = max(self.covered, min(upto, state.size))
-                return
-            # Keys first removed in the new range: all their entries, from the
-            # key index. Keys already followed (a re-add after a remove): only
-            # their new entries, by whichever reads fewer rows.
-            fresh = store.removed_keys(list_id=self.list_id, start=self.covered, end=upto)
-            fresh -= set(self.events)
-            if fresh:
-                self.events.update(
-                    store.entries_of_keys(list_id=self.list_id, keys=fresh, end=upto)
-                )
-            followed = [k for k in self.events if k not in fresh]
-            if followed and upto - self.covered <= len(followed):
-                for seq, op, t, v, _c, ts in store.iter_entries(
-                    list_id=self.list_id, start=self.covered, end=upto
-                ):
-                    if (t, v) in self.events and (t, v) not in fresh:
-                        self.events[(t, v)].append((seq, op, ts))
-            elif followed:
-                newer = store.entries_of_keys(
-                    list_id=self.list_id, keys=followed, start=self.covered, end=upto
-                )
-                for key, events in newer.items():
-                    self.events[key].extend(events)
-            self.covered = upto
-
-    def describe(
-        self, seq: int, op: str, key: tuple[str, str], ts_ms: int, visible: int
-    ) -> tuple[int, int, int, bool]:
-        """``(generation, created_us, modified_us, is_last_version)`` of one entry."""
-        ev = self.events.get(key)
-        if not ev:
-            return 0, ts_ms * 1000, ts_ms * 1000, True
-        gen = sum(1 for s, o, _ in ev if o == "remove" and s < seq)
-        if op == "add":
-            later = any(o == "remove" and seq < s < visible for s, o, _ in ev)
-            return gen, ts_ms * 1000, ts_ms * 1000, not later
-        adds = [t for s, o, t in ev if o == "add" and s < seq]
-        created = (adds[-1] if adds else ts_ms) * 1000
-        return gen, created, max(ts_ms * 1000, created + 1), True
+    def _lead(self, chain: _Chain, label: str, owner: str) -> tuple[str, ...]:
+        """The objects a new segment brings first: each once per collection."""
+        lead: list[str] = []
+        if not chain.segments:
+            chain.owners.add(self.node_id)
+            lead += [f"identity:{self.node_id}", "extension", f"tlp:{tlp_for_label(label)}"]
+        if owner not in chain.owners:
+            chain.owners.add(owner)
+            lead.append(f"identity:{owner}")
+        return tuple(lead)
 
 
 # --- objects and pages --------------------------------------------------------------------------
@@ -382,7 +345,7 @@ class Taxii:
         self.store = store
         self.node_id = node_id
         self.secret = secret
-        self.timelines = Timelines(store, settle_ms=settle_ms)
+        self.timelines = Timelines(store, node_id=node_id, settle_ms=settle_ms)
         self._removals: dict[int, RemovalIndex] = {}
         self._lock = threading.Lock()
 
@@ -416,6 +379,7 @@ class Taxii:
         limit: int,
         versions: VersionFilter,
         ids: frozenset[str] | None = None,
+        types: frozenset[str] | None = None,
     ) -> Page:
         """Up to ``limit`` objects dated after ``after_us``, in date_added order."""
         timeline = self.timelines.get(label)
@@ -428,7 +392,18 @@ class Taxii:
         while i < len(timeline.segments):
             seg = timeline.segments[i]
             i += 1
-            if seg.list_id not in served_ids:
+            for j, kind in enumerate(seg.lead):
+                at = seg.lead_us + j
+                if at <= after_us:
+                    continue
+                if len(items) >= limit:
+                    page = self._page(label, items, timeline, pos, served_ids)
+                    return dataclasses.replace(page, scanned=scanned)
+                pos = at
+                item = self._lead_item(at, kind, versions, ids, types)
+                if item is not None:
+                    items.append(item)
+            if seg.list_id not in served_ids or (types is not None and "indicator" not in types):
                 continue
             row = rows[seg.list_id]
             visible = timeline.covered.get(seg.list_id, seg.end)
@@ -476,6 +451,33 @@ class Taxii:
                     if len(items) >= limit:
                         break
         return Page(items, False, None, scanned)
+
+    def _lead_item(
+        self,
+        at: int,
+        kind: str,
+        versions: VersionFilter,
+        ids: frozenset[str] | None,
+        types: frozenset[str] | None,
+    ) -> Item | None:
+        """A segment's lead object, or None when the filters leave it out."""
+        what, _, arg = kind.partition(":")
+        if what == "identity":
+            obj = identity_object(arg)
+        elif what == "tlp":
+            obj = tlp_marking(arg)
+        else:
+            obj = extension_definition(self.node_id)
+        version = obj.get("modified", obj["created"])
+        if (types is not None and obj["type"] not in types) or (
+            ids is not None and obj["id"] not in ids
+        ):
+            return None
+        micros = parse_timestamp(version, where="version")
+        if not versions.accepts(is_first=True, is_last=True, modified_us=micros):
+            return None
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+        return Item(at, obj["id"], version, text)
 
     def _entries(self, list_id: int, start: int, end: int) -> Iterator[tuple[Any, ...]]:
         return self.store.iter_entries(list_id=list_id, start=start, end=end, page=end - start)

@@ -185,6 +185,12 @@ def extension_definition(node_id: str) -> dict[str, Any]:
         "schema": "https://github.com/hashfed/hashfed/blob/main/docs/FEEDS.md#with-taxii-21",
         "version": "1.0.0",
         "extension_types": ["toplevel-property-extension"],
+        "extension_properties": [
+            "x_hashfed_list",
+            "x_hashfed_seq",
+            "x_hashfed_category",
+            "x_hashfed_checkpoint",
+        ],
     }
 
 
