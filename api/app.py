@@ -26,7 +26,7 @@ from api.errors import (
     install_error_handlers,
 )
 from api.http_cache import CompressionMiddleware
-from api.routes import docs, feeds, health, lists, match, taxii
+from api.routes import docs, feeds, health, lists, match, misp, taxii
 from api.taxii_errors import TaxiiErrorMiddleware
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
@@ -220,7 +220,7 @@ def create_app(
         openapi_url=None,
     )
     install_error_handlers(app)
-    builtin = (health, match, lists, feeds, taxii, docs)
+    builtin = (health, match, lists, feeds, taxii, misp, docs)
     for router in [m.router for m in builtin] + list(extra_routers or []):
         app.include_router(router, responses=ERROR_RESPONSES)
     # The hottest request's plain form, first in the one router.

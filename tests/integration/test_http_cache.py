@@ -31,7 +31,7 @@ def rand_hex(n: int) -> str:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     data = tmp_path_factory.mktemp("cache") / "au-argos"
     n = NodeProcess("au-argos", data, free_port(), env={"HASHFED_TLS_CLIENT_AUTH": "optional"})
-    n.init().start()
+    n.init().start(timeout=120)  # a loaded machine starts slowly
     with n.client() as c:
         r = c.post("/api/v1/lists", json={"name": "au-argos/base", "label": "baseline"})
         assert r.status_code == 201, r.text
