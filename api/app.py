@@ -26,8 +26,21 @@ from api.errors import (
     error_response,
     install_error_handlers,
 )
+from api.http_cache import CompressionMiddleware
 from api.metrics import MetricsMiddleware, NodeMetrics
-from api.routes import docs, feeds, health, lists, match, metrics, overlaps, sightings, taxii
+from api.routes import (
+    docs,
+    feeds,
+    health,
+    lists,
+    match,
+    metrics,
+    misp,
+    overlaps,
+    sightings,
+    taxii,
+)
+from api.taxii_errors import TaxiiErrorMiddleware
 from api.ui import router as ui_router
 from config import NodeSettings
 from crypto.pki import cert_fingerprint, load_certificate
@@ -50,6 +63,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Extra routers (federation, feeds, TAXII) register here when their packages
 # are present, so api/ stays the one place that assembles the app.
 ExtraRouters = list[Any]
+# Paths whose answers are content-coded (gzip, zstd) when the client accepts it.
+BULK_PREFIXES = ("/feeds/", "/taxii2/", "/misp/")
 
 
 class BodyLimitMiddleware:
@@ -246,6 +261,7 @@ def create_app(
         lists.router,
         feeds.router,
         taxii.router,
+        misp.router,
         sightings.router,
         overlaps.router,
         docs.router,
@@ -267,6 +283,9 @@ def create_app(
         max_bytes=settings.limits.max_body_bytes,
         route_limits={("POST", match.BATCH_PATH): match.batch_body_limit(settings.limits)},
     )
+    app.add_middleware(TaxiiErrorMiddleware)
+    # Bulk answers only: a match reply is small and latency-bound.
+    app.add_middleware(CompressionMiddleware, prefixes=BULK_PREFIXES, suffixes=("/export",))
     if node_metrics is not None:  # outside the body limit: its 413s are counted too
         app.add_middleware(MetricsMiddleware, metrics=node_metrics)
     app.add_middleware(CatchAllMiddleware)  # added last: the outermost

@@ -43,6 +43,7 @@ ROUTE_SCOPES: tuple[tuple[str, str, str], ...] = (
     ("/api/v1/peers", "peers", "peers"),
     ("/feeds/", "feeds", "feeds"),
     ("/taxii2/", "feeds", "feeds"),
+    ("/misp/", "feeds", "feeds"),  # the MISP form of the feeds
     ("/federation/", "federation", "federation"),
     ("/metrics", "metrics", "metrics"),
     ("/witness/", "witness", "witness"),

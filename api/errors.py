@@ -71,6 +71,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 # (a restart, a failover, space freed): clients back off this long, then retry.
 RETRY_AFTER_SECONDS = 5
 log = logging.getLogger("hashfed.api")
+# RFC 9110 §11.6.1: a 401 names the schemes that work. Tokens go as Bearer,
+# or as the Basic password (TAXII clients and MISP feeds can only do Basic).
+WWW_AUTHENTICATE = 'Bearer realm="hashfed", Basic realm="hashfed", charset="UTF-8"'
 PUBLIC_DETAIL = {
     StorageFullError.code: "the node's storage is full: nothing was changed; retry later",
     DatabaseUnavailableError.code: "the node's database is unavailable; retry later",
@@ -133,8 +136,10 @@ def hashfed_error_response(exc: HashfedError) -> JSONResponse:
         log.warning("%s: %s", exc.code, exc.message)
         detail = PUBLIC_DETAIL[exc.code]
     seconds = exc.retry_after if isinstance(exc, WriteLockTimeoutError) else RETRY_AFTER_SECONDS
-    retry = {"Retry-After": str(seconds)} if status == 503 else None
-    return error_response(status, exc.code, detail, headers=retry)
+    headers = {"Retry-After": str(seconds)} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE}
+    return error_response(status, exc.code, detail, headers=headers)
 
 
 def unexpected_error_response(exc: BaseException) -> JSONResponse:

@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 
 from api.deps import PrincipalDep, StateDep
 from api.errors import ErrorBody, error_response
+from api.http_cache import etag_matches
 from crypto.errors import InputError
 from federation.policy import offered
 from node.feeds.feed import (
@@ -126,8 +127,7 @@ def manifest(
     fls = resolve_feed(state, services, principal, label)
     etag = services.feeds.etag(label, fls)
     headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-    match = request.headers.get("if-none-match", "")
-    if etag in {t.strip() for t in match.split(",")} or match.strip() == "*":
+    if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     state.audit.add(
         actor=principal.name,

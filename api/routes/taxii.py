@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import PrincipalDep, StateDep
-from api.errors import ErrorBody
 from api.routes.feeds import FeedRoute, FeedServices, ServicesDep
+from api.taxii_errors import TAXII_MEDIA_TYPE
 from crypto.errors import ForbiddenError
 from federation.policy import offered
 from node.feeds.feed import UnknownFeedError
@@ -37,7 +37,6 @@ from node.feeds.stix import (
 from node.identity.principals import Principal
 from node.store import ListRow
 
-TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"
 # Log entries read that cost as much as one request against the rate limit.
 ENTRIES_PER_REQUEST = 2_000
 API_ROOT = "hashfed"
@@ -71,16 +70,28 @@ class TaxiiJSON(JSONResponse):
         return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class TaxiiError(BaseModel):
+    """The TAXII 2.1 error resource (§3.6.1)."""
+
+    title: str
+    description: str | None = None
+    error_id: str | None = None
+    error_code: str | None = None
+    http_status: str | None = None
+    external_details: str | None = None
+    details: dict[str, Any] | None = None
+
+
 router = APIRouter(
     prefix="/taxii2",
     tags=["taxii"],
     route_class=FeedRoute,
     dependencies=[Depends(_accepts_taxii)],
     default_response_class=TaxiiJSON,
-    # Errors come from the app's one handler as application/json (api/errors.py).
+    # Errors come from the app's one handler, as TAXII error resources (api/taxii_errors.py).
     responses={
-        status: {"model": ErrorBody, "content": {"application/json": {}}}
-        for status in (400, 401, 403, 404, 406, 409, 413, 422, 429, 503)
+        status: {"model": TaxiiError, "content": {TAXII_MEDIA_TYPE: {}}}
+        for status in (400, 401, 403, 404, 406, 409, 410, 413, 422, 429, 500, 503, 507)
     },
 )
 
@@ -173,9 +184,12 @@ def _collection(state: StateDep, label: str) -> dict[str, Any]:
 
 
 def _resolve(state: StateDep, principal: Principal, cid: str) -> tuple[str, list[ListRow]]:
-    """The label and served lists of collection ``cid``; 404 alike for unknown and not cleared."""
+    """The label and served lists of collection ``cid`` (its id or its alias, the label).
+
+    An unknown collection and one the caller is not cleared for get the same 404.
+    """
     for label, rows in _labels(state, principal).items():
-        if collection_id(state.node.node_id, label) == cid:
+        if cid in (label, collection_id(state.node.node_id, label)):
             return label, rows
     raise UnknownFeedError(label=cid)
 
@@ -206,9 +220,12 @@ def _page(
     if query.next_:
         after = max(after, taxii.open_next(label, query.next_))
     versions = VersionFilter.parse(query.match_version or version_default)
-    types, specs = query.match_type, query.match_spec_version
-    if (types and "indicator" not in types.split(",")) or (specs and "2.1" not in specs.split(",")):
-        return Page([], False, None)  # only 2.1 indicators live here
+    specs = query.match_spec_version
+    if specs and "2.1" not in specs.split(","):
+        return Page([], False, None)  # only STIX 2.1 lives here
+    types = (
+        frozenset(t.strip() for t in query.match_type.split(",")[:20]) if query.match_type else None
+    )
     ids = frozenset(i.strip() for i in query.match_id.split(",")[:100]) if query.match_id else None
     return taxii.page(
         label,
@@ -217,6 +234,7 @@ def _page(
         limit=min(query.limit or MAX_LIMIT, MAX_LIMIT),
         versions=versions,
         ids=ids,
+        types=types,
     )
 
 
@@ -229,13 +247,14 @@ def _headers(page: Page) -> dict[str, str]:
     }
 
 
-def _envelope(page: Page) -> dict[str, Any]:
-    body: dict[str, Any] = {"more": page.more}
+def _envelope(page: Page) -> Response:
+    """The envelope as text: objects come rendered, so a page is joined, not re-encoded."""
+    head = '{"more":' + ("true" if page.more else "false")
     if page.next:
-        body["next"] = page.next
+        head += ',"next":' + json.dumps(page.next)
     if page.items:
-        body["objects"] = [i.object for i in page.items]
-    return body
+        head += ',"objects":[' + ",".join(i.json for i in page.items) + "]"
+    return Response(head + "}", media_type=TAXII_MEDIA_TYPE, headers=_headers(page))
 
 
 Limit = Annotated[int | None, Query(ge=1)]
@@ -319,7 +338,7 @@ def objects(
     label, rows = _resolve(state, principal, cid)
     page = _page(services, label, rows, query)
     _audit(state, principal, "taxii.objects", label, page)
-    return _taxii(_envelope(page), _headers(page))
+    return _envelope(page)
 
 
 @router.get(f"/{API_ROOT}/collections/{{cid}}/manifest/", response_model=Manifest)
@@ -340,9 +359,9 @@ def manifest(
     if page.items:
         body["objects"] = [
             {
-                "id": i.object["id"],
+                "id": i.id,
                 "date_added": format_date_added(i.date_added_us),
-                "version": i.object["modified"],
+                "version": i.modified,
                 "media_type": STIX_MEDIA_TYPE,
             }
             for i in page.items
@@ -370,7 +389,7 @@ def get_object(
     _audit(state, principal, "taxii.object", label, page)
     if not page.items and not page.more:
         raise HTTPException(404, "no such object in this collection")
-    return _taxii(_envelope(page), _headers(page))
+    return _envelope(page)
 
 
 @router.get(
@@ -398,7 +417,7 @@ def versions(
     if page.next:
         body["next"] = page.next
     if page.items:
-        body["versions"] = [i.object["modified"] for i in page.items]
+        body["versions"] = [i.modified for i in page.items]
     return _taxii(body, _headers(page))
 
 

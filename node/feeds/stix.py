@@ -43,13 +43,29 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as dt
+import json
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from node.feeds.feed import BadRequestError, CursorError, seal, unseal
+from node.feeds.stix_objects import (
+    EXTENSION_ID,
+    NAMESPACE,
+    IndicatorParts,
+    collection_id,
+    extension_definition,
+    format_date_added,
+    format_stix_time,
+    identity_object,
+    indicator_id,
+    indicator_json,
+    stix_pattern,
+    tlp_for_label,
+    tlp_marking,
+)
+from node.feeds.stix_removals import RemovalIndex
 from node.store import ListRow, Store, now_ms
 
 __all__ = [
@@ -69,10 +85,7 @@ __all__ = [
     "stix_pattern",
 ]
 
-NAMESPACE = uuid.UUID("5d1b7c39-5d0a-4c55-9a44-2f3f0b8c6f2e")  # hashfed's, fixed forever
-EXTENSION_ID = "extension-definition--" + str(uuid.uuid5(NAMESPACE, "hashfed:x_hashfed:1"))
 STIX_MEDIA_TYPE = "application/stix+json;version=2.1"
-_HASH_NAMES = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256"}
 # On PostgreSQL a checkpoint is served only once it is this old (module docstring).
 POSTGRES_SETTLE_MS = 5_000
 # Entries examined per request when filters skip most of them (match[id], an
@@ -83,39 +96,7 @@ _NEXT_DOMAIN = b"hashfed taxii next v1"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-# --- ids, patterns, timestamps ----------------------------------------------------------------
-
-
-def collection_id(node_id: str, label: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"collection:{node_id}/{label}"))
-
-
-def indicator_id(list_name: str, hash_type: str, value: str, generation: int = 0) -> str:
-    name = f"{list_name}|{hash_type}|{value}" + (f"|{generation}" if generation else "")
-    return "indicator--" + str(uuid.uuid5(NAMESPACE, name))
-
-
-def stix_pattern(hash_type: str, value: str) -> str:
-    """``[file:hashes.'SHA-256' = '…']``; quotes and backslashes escaped as STIX patterns need."""
-    name = _HASH_NAMES.get(hash_type, "x_" + hash_type)
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-    return f"[file:hashes.'{name}' = '{escaped}']"
-
-
-def _iso(us: int, digits: int) -> str:
-    t = _EPOCH + dt.timedelta(microseconds=us)
-    frac = f"{t.microsecond:06d}"[:digits]
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + frac + "Z"
-
-
-def format_stix_time(us: int) -> str:
-    """A STIX timestamp: milliseconds, or microseconds when it has them."""
-    return _iso(us, 3 if us % 1000 == 0 else 6)
-
-
-def format_date_added(us: int) -> str:
-    """A TAXII timestamp: always microseconds (TAXII 2.1 §2)."""
-    return _iso(us, 6)
+# --- timestamps -------------------------------------------------------------------------------
 
 
 def parse_timestamp(text: str, *, where: str) -> int:
@@ -165,10 +146,17 @@ class Segment:
     first_us: int
     checkpoint_size: int
     checkpoint_root: bytes
+    # Objects served just before the entries, 1 µs apart: what the indicators
+    # refer to (``identity:<owner>``, ``extension``, ``tlp:<level>``).
+    lead: tuple[str, ...] = ()
 
     @property
     def last_us(self) -> int:
         return self.first_us + (self.end - self.start) - 1
+
+    @property
+    def lead_us(self) -> int:
+        return self.first_us - len(self.lead)
 
 
 @dataclass
@@ -176,6 +164,7 @@ class _Chain:
     segments: list[Segment] = field(default_factory=list)
     lasts: list[int] = field(default_factory=list)
     next_us: int = 0
+    owners: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -191,9 +180,10 @@ class Timeline:
         return bisect.bisect_right(self.lasts, after_us)
 
     def has_after(self, after_us: int, served: set[int]) -> bool:
+        """Whether a served entry, or a lead object, is dated after ``after_us``."""
         return any(
-            self.segments[i].list_id in served
-            for i in range(self.first_after(after_us), len(self.segments))
+            seg.list_id in served or (bool(seg.lead) and seg.first_us - 1 > after_us)
+            for seg in self.segments[self.first_after(after_us) :]
         )
 
     def last_us(self, served: set[int]) -> int | None:
@@ -206,8 +196,9 @@ class Timeline:
 class Timelines:
     """Builds every label's timeline from the checkpoint table, incrementally."""
 
-    def __init__(self, store: Store, *, settle_ms: int | None = None) -> None:
+    def __init__(self, store: Store, *, node_id: str = "", settle_ms: int | None = None) -> None:
         self.store = store
+        self.node_id = node_id
         self.settle_ms = (
             (0 if store.is_sqlite else POSTGRES_SETTLE_MS) if settle_ms is None else settle_ms
         )
@@ -233,7 +224,9 @@ class Timelines:
             )
 
     def _refresh(self) -> None:
-        labels = {r.id: r.label for r in self.store.all_lists()}
+        rows = self.store.all_lists()
+        labels = {r.id: r.label for r in rows}
+        owners = {r.id: r.owner for r in rows}
         if any(self._labels.get(i, lab) != lab for i, lab in labels.items()):
             self._reset(labels)  # a list changed label: rebuild (module docstring)
         self._labels = labels
@@ -249,13 +242,15 @@ class Timelines:
                 if cp.size <= covered or label is None:
                     continue
                 chain = self._chains.setdefault(label, _Chain())
+                lead = self._lead(chain, label, owners[cp.list_id])
                 seg = Segment(
                     cp.list_id,
                     covered,
                     cp.size,
-                    max(cp.received_ms * 1000, chain.next_us),
+                    max(cp.received_ms * 1000, chain.next_us) + len(lead),
                     cp.size,
                     cp.root_hash,
+                    lead,
                 )
                 chain.segments.append(seg)
                 chain.lasts.append(seg.last_us)
@@ -264,115 +259,19 @@ class Timelines:
             if len(batch) < 1000:
                 return
 
-
-# --- removes: generations and versions ------------------------------------------------------------
-
-
-class RemovalIndex:
-    """Per list: every entry of every key the list ever removed, up to ``covered``.
-
-    It answers, for one entry, which object generation it belongs to, the
-    add it revokes (for ``created``), and whether a later remove supersedes
-    it. A list that never removed anything (live count equals size, the
-    common case) costs nothing; otherwise the first use scans the log once.
-    """
-
-    def __init__(self, list_id: int) -> None:
-        self.list_id = list_id
-        self.covered = 0
-        self.events: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
-        self._lock = threading.Lock()
-
-    def extend(self, store: Store, upto: int) -> None:
-        with self._lock:
-            if upto <= self.covered:
-                return
-            state = store.get_state(list_id=self.list_id)
-            if state.live_count == state.size:  # adds only, ever: nothing to index
-                self.covered = max(self.covered, min(upto, state.size))
-                return
-            new_keys: set[tuple[str, str]] = set()
-            for seq, op, t, v, _c, ts in store.iter_entries(
-                list_id=self.list_id, start=self.covered, end=upto
-            ):
-                ev = self.events.get((t, v))
-                if ev is not None:
-                    ev.append((seq, op, ts))
-                elif op == "remove":
-                    new_keys.add((t, v))
-            if new_keys:
-                found: dict[tuple[str, str], list[tuple[int, str, int]]] = {k: [] for k in new_keys}
-                for seq, op, t, v, _c, ts in store.iter_entries(
-                    list_id=self.list_id, start=0, end=upto
-                ):
-                    ev = found.get((t, v))
-                    if ev is not None:
-                        ev.append((seq, op, ts))
-                self.events.update(found)
-            self.covered = upto
-
-    def describe(
-        self, seq: int, op: str, key: tuple[str, str], ts_ms: int, visible: int
-    ) -> tuple[int, int, int, bool]:
-        """``(generation, created_us, modified_us, is_last_version)`` of one entry."""
-        ev = self.events.get(key)
-        if not ev:
-            return 0, ts_ms * 1000, ts_ms * 1000, True
-        gen = sum(1 for s, o, _ in ev if o == "remove" and s < seq)
-        if op == "add":
-            later = any(o == "remove" and seq < s < visible for s, o, _ in ev)
-            return gen, ts_ms * 1000, ts_ms * 1000, not later
-        adds = [t for s, o, t in ev if o == "add" and s < seq]
-        created = (adds[-1] if adds else ts_ms) * 1000
-        return gen, created, max(ts_ms * 1000, created + 1), True
+    def _lead(self, chain: _Chain, label: str, owner: str) -> tuple[str, ...]:
+        """The objects a new segment brings first: each once per collection."""
+        lead: list[str] = []
+        if not chain.segments:
+            chain.owners.add(self.node_id)
+            lead += [f"identity:{self.node_id}", "extension", f"tlp:{tlp_for_label(label)}"]
+        if owner not in chain.owners:
+            chain.owners.add(owner)
+            lead.append(f"identity:{owner}")
+        return tuple(lead)
 
 
 # --- objects and pages --------------------------------------------------------------------------
-
-
-def indicator(
-    *,
-    list_name: str,
-    seq: int,
-    op: str,
-    hash_type: str,
-    value: str,
-    category: str,
-    generation: int,
-    created_us: int,
-    modified_us: int,
-    segment: Segment,
-) -> dict[str, Any]:
-    """One STIX 2.1 indicator version for one log entry."""
-    obj: dict[str, Any] = {
-        "type": "indicator",
-        "spec_version": "2.1",
-        "id": indicator_id(list_name, hash_type, value, generation),
-        "created": format_stix_time(created_us),
-        "modified": format_stix_time(modified_us),
-        "name": f"{hash_type} hash in hashfed list {list_name}",
-        "description": (
-            f"File signature of known child sexual abuse material, shared by {list_name}"
-            + (f" (category {category})" if category else "")
-            + "."
-        ),
-        "indicator_types": ["malicious-activity"],
-        "pattern": stix_pattern(hash_type, value),
-        "pattern_type": "stix",
-        "pattern_version": "2.1",
-        "valid_from": format_stix_time(created_us),
-        "extensions": {EXTENSION_ID: {"extension_type": "toplevel-property-extension"}},
-        "x_hashfed_list": list_name,
-        "x_hashfed_seq": seq,
-        "x_hashfed_category": category,
-        "x_hashfed_checkpoint": {
-            "size": segment.checkpoint_size,
-            "root": segment.checkpoint_root.hex(),
-        },
-    }
-    if op == "remove":
-        obj["revoked"] = True
-    return obj
 
 
 @dataclass(frozen=True)
@@ -415,10 +314,18 @@ class VersionFilter:
         )
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
+    """One object version of a page, as the JSON text it is served as."""
+
     date_added_us: int
-    object: dict[str, Any]
+    id: str
+    modified: str
+    json: str
+
+    @property
+    def object(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.json)
+        return parsed
 
 
 @dataclass(frozen=True)
@@ -438,7 +345,7 @@ class Taxii:
         self.store = store
         self.node_id = node_id
         self.secret = secret
-        self.timelines = Timelines(store, settle_ms=settle_ms)
+        self.timelines = Timelines(store, node_id=node_id, settle_ms=settle_ms)
         self._removals: dict[int, RemovalIndex] = {}
         self._lock = threading.Lock()
 
@@ -472,6 +379,7 @@ class Taxii:
         limit: int,
         versions: VersionFilter,
         ids: frozenset[str] | None = None,
+        types: frozenset[str] | None = None,
     ) -> Page:
         """Up to ``limit`` objects dated after ``after_us``, in date_added order."""
         timeline = self.timelines.get(label)
@@ -484,11 +392,26 @@ class Taxii:
         while i < len(timeline.segments):
             seg = timeline.segments[i]
             i += 1
-            if seg.list_id not in served_ids:
+            for j, kind in enumerate(seg.lead):
+                at = seg.lead_us + j
+                if at <= after_us:
+                    continue
+                if len(items) >= limit:
+                    page = self._page(label, items, timeline, pos, served_ids)
+                    return dataclasses.replace(page, scanned=scanned)
+                pos = at
+                item = self._lead_item(at, kind, versions, ids, types)
+                if item is not None:
+                    items.append(item)
+            if seg.list_id not in served_ids or (types is not None and "indicator" not in types):
                 continue
             row = rows[seg.list_id]
             visible = timeline.covered.get(seg.list_id, seg.end)
             removals = self._removal(seg.list_id, visible)
+            parts = IndicatorParts(
+                row.full_name, row.owner, label, seg.checkpoint_size, seg.checkpoint_root
+            )
+            plain = not removals.events and versions.last
             seq = seg.start + max(0, after_us - seg.first_us + 1)
             while seq < seg.end:
                 if len(items) >= limit or scanned >= MAX_SCAN:
@@ -500,38 +423,61 @@ class Taxii:
                     scanned += 1
                     pos = seg.first_us + (e_seq - seg.start)
                     seq = e_seq + 1
-                    gen, created, modified, is_last = removals.describe(
-                        e_seq, op, (htype, value), ts, visible
-                    )
-                    if not versions.accepts(
+                    if plain:  # no remove ever touched this list: one version each
+                        gen, created, modified = 0, ts * 1000, ts * 1000
+                    else:
+                        gen, created, modified, is_last = removals.describe(
+                            e_seq, op, (htype, value), ts, visible
+                        )
+                    if not plain and not versions.accepts(
                         is_first=op == "add", is_last=is_last, modified_us=modified
                     ):
                         continue
-                    if (
-                        ids is not None
-                        and indicator_id(row.full_name, htype, value, gen) not in ids
-                    ):
+                    oid = indicator_id(row.full_name, htype, value, gen)
+                    if ids is not None and oid not in ids:
                         continue
-                    items.append(
-                        Item(
-                            pos,
-                            indicator(
-                                list_name=row.full_name,
-                                seq=e_seq,
-                                op=op,
-                                hash_type=htype,
-                                value=value,
-                                category=category,
-                                generation=gen,
-                                created_us=created,
-                                modified_us=modified,
-                                segment=seg,
-                            ),
-                        )
+                    text = indicator_json(
+                        parts,
+                        object_id=oid,
+                        seq=e_seq,
+                        revoked=op == "remove",
+                        hash_type=htype,
+                        value=value,
+                        category=category,
+                        created_us=created,
+                        modified_us=modified,
                     )
+                    items.append(Item(pos, oid, format_stix_time(modified), text))
                     if len(items) >= limit:
                         break
         return Page(items, False, None, scanned)
+
+    def _lead_item(
+        self,
+        at: int,
+        kind: str,
+        versions: VersionFilter,
+        ids: frozenset[str] | None,
+        types: frozenset[str] | None,
+    ) -> Item | None:
+        """A segment's lead object, or None when the filters leave it out."""
+        what, _, arg = kind.partition(":")
+        if what == "identity":
+            obj = identity_object(arg)
+        elif what == "tlp":
+            obj = tlp_marking(arg)
+        else:
+            obj = extension_definition(self.node_id)
+        version = obj.get("modified", obj["created"])
+        if (types is not None and obj["type"] not in types) or (
+            ids is not None and obj["id"] not in ids
+        ):
+            return None
+        micros = parse_timestamp(version, where="version")
+        if not versions.accepts(is_first=True, is_last=True, modified_us=micros):
+            return None
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+        return Item(at, obj["id"], version, text)
 
     def _entries(self, list_id: int, start: int, end: int) -> Iterator[tuple[Any, ...]]:
         return self.store.iter_entries(list_id=list_id, start=start, end=end, page=end - start)

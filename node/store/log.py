@@ -325,6 +325,51 @@ class LogQueries(AuditQueries, CheckpointQueries):
         stmt = select(*cols).where(e.list_id == list_id, e.seq < end, e.op == "add").order_by(*cols)
         return self._driver_pages(stmt, page)
 
+    def removed_keys(self, *, list_id: int, start: int, end: int) -> set[tuple[str, str]]:
+        """The ``(type, value)`` keys removed by an entry with ``start <= seq < end``."""
+        e = _entries.c
+        stmt = select(e.hash_type, e.value).where(
+            e.list_id == list_id, e.seq >= start, e.seq < end, e.op == "remove"
+        )
+        return {(t, v) for page in self._driver_pages(stmt, 65_536) for t, v in page}
+
+    def entries_of_keys(
+        self, *, list_id: int, keys: Iterable[tuple[str, str]], end: int, start: int = 0
+    ) -> dict[tuple[str, str], list[tuple[int, str, int]]]:
+        """Every entry in ``[start, end)`` of each key: ``(seq, op, timestamp_ms)`` in seq order.
+
+        A search of the key index (list_id, hash_type, value) per batch of
+        values, never a scan of the log.
+        """
+        e = _entries.c
+        stmt = (
+            select(e.hash_type, e.value, e.seq, e.op, e.timestamp_ms)
+            .where(
+                e.list_id == bindparam("list_id"),
+                e.hash_type == bindparam("hash_type"),
+                e.value.in_(bindparam("values", expanding=True)),
+                e.seq >= bindparam("start"),
+                e.seq < bindparam("end"),
+            )
+            .order_by(e.seq)
+        )
+        found: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
+        with self.read() as conn:
+            for htype, values in _values_by_type(keys).items():
+                for i in range(0, len(values), _IN_BATCH):
+                    args = {
+                        "list_id": list_id,
+                        "hash_type": htype,
+                        "values": values[i : i + _IN_BATCH],
+                        "start": start,
+                        "end": end,
+                    }
+                    for t, v, seq, op, ts in conn.execute(stmt, args):
+                        found.setdefault((t, v), []).append((seq, op, ts))
+        for events in found.values():
+            events.sort()
+        return found
+
     def log_is_adds_only(self, *, list_id: int, end: int) -> bool:
         """Whether every entry below ``end`` is an add."""
         e = _entries.c

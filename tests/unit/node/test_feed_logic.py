@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from stix2validator import validate_instance
+from stix2validator import ValidationOptions, validate_instance
 
 from crypto.checkpoint import list_origin, verify_checkpoint
 from crypto.errors import ConfigError
@@ -42,6 +42,7 @@ from node.feeds.stix import (
     parse_timestamp,
     stix_pattern,
 )
+from node.feeds.stix_objects import TLP_MARKINGS, identity_id
 from node.log.entry import encode_leaf
 from node.node import Node
 
@@ -344,7 +345,13 @@ def taxii(node: Node) -> Taxii:
 
 
 def all_objects(
-    t: Taxii, node: Node, *, limit: int = 1000, versions: str | None = None, after: int = -1
+    t: Taxii,
+    node: Node,
+    *,
+    limit: int = 1000,
+    versions: str | None = None,
+    after: int = -1,
+    types: frozenset[str] | None = frozenset({"indicator"}),
 ) -> list[tuple[int, dict[str, object]]]:
     out: list[tuple[int, dict[str, object]]] = []
     while True:
@@ -354,6 +361,7 @@ def all_objects(
             after_us=after,
             limit=limit,
             versions=VersionFilter.parse(versions),
+            types=types,
         )
         out += [(i.date_added_us, i.object) for i in page.items]
         if not page.more:
@@ -375,11 +383,39 @@ def test_objects_are_valid_stix(node: Node) -> None:
     )
     node.publish(A, actor="t")
     remove(node, A, [sha(1)])
-    objs = [o for _d, o in all_objects(taxii(node), node, versions="all")]
-    assert len(objs) == 9
+    objs = [o for _d, o in all_objects(taxii(node), node, versions="all", types=None)]
+    assert len(objs) == 9 + 3  # the indicators, and the node's identity, extension, TLP
     for obj in objs:
-        result = validate_instance(obj)
+        # Strict, but for {103}: ids are UUIDv5 on purpose (node/feeds/stix_objects.py).
+        result = validate_instance(obj, ValidationOptions(strict=True, disabled=["103"]))
         assert result.errors == [], [str(e) for e in result.errors]
+        assert result.warnings == [], [str(e) for e in result.warnings]
+
+
+def test_collection_serves_what_its_indicators_refer_to(node: Node) -> None:
+    make_list(node, A, [sha(i) for i in range(3)])
+    make_list(node, B, [sha(i, "b") for i in range(2)])
+    t = taxii(node)
+    objs = [o for _d, o in all_objects(t, node, types=None)]
+    assert [o["type"] for o in objs[:3]] == [
+        "identity",
+        "extension-definition",
+        "marking-definition",
+    ]
+    assert sum(1 for o in objs if o["type"] != "indicator") == 3  # each once per collection
+    served = {str(o["id"]) for o in objs}
+    for o in objs:
+        if o["type"] == "indicator":
+            assert o["created_by_ref"] in served
+            assert o["object_marking_refs"] == [TLP_MARKINGS["amber"]]
+            assert next(iter(o["extensions"])) in served  # type: ignore[call-overload]
+    assert objs[2]["name"] == "TLP:AMBER"
+    # one object per page never skips or repeats one, leads included
+    assert [o["id"] for _d, o in all_objects(t, node, limit=1, types=None)] == [
+        o["id"] for o in objs
+    ]
+    only = all_objects(t, node, types=frozenset({"identity"}))
+    assert [o["id"] for _d, o in only] == [identity_id(node.node_id)]
 
 
 def test_removal_is_a_revoked_version_of_the_same_object(node: Node) -> None:
