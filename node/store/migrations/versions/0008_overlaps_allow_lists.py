@@ -1,7 +1,7 @@
 """list kinds (allow-lists), overlaps between lists and the detector's watermarks
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-07
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision = '0008'
-down_revision = '0006'
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

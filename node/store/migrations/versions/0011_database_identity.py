@@ -5,7 +5,7 @@ against another database (a restored backup, a changed URL) is rebuilt, not
 trusted. The id is made here, once; it never changes.
 
 Revision ID: 0011
-Revises: 0006
+Revises: 0010
 Create Date: 2026-12-07
 """
 
@@ -19,7 +19,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0011"
-down_revision = "0006"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
