@@ -56,7 +56,7 @@ __all__ = ["run_demo"]
 
 A, B, P = "agency-a", "agency-b", "partner-p"
 BASELINE, RESTRICTED = f"{A}/baseline", f"{A}/restricted"
-_START_TIMEOUT = 60.0
+_START_TIMEOUT = 180.0  # a loaded machine (CI, shared hosts) starts slowly
 _STEP_TIMEOUT = 60.0
 
 
