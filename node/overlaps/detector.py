@@ -233,12 +233,11 @@ class OverlapDetector:
         """
         out: list[tuple[int, int]] = []
         by_type: dict[str, list[str]] = {}
-        for _seq, op, htype, value, _cat, _ts in entries:
+        for _seq, op, type_name, value, _cat, _ts in entries:
             if op == "add":
-                by_type.setdefault(htype, []).append(value)
+                by_type.setdefault(type_name, []).append(value)
         for htype_name, values in by_type.items():
-            htype = REGISTRY[htype_name]
-            near = htype.match == "hamming"
+            near = REGISTRY[htype_name].match == "hamming"
             keys = _keys(htype_name, values)
             qpos, lids, _d, stored = self.matcher.search_keys(
                 htype_name, keys, row.allow_distance if near else 0
