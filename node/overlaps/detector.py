@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from crypto.errors import WriteLockTimeoutError
 from node.log.hashes import REGISTRY
 from node.log.kinds import ALLOW_KIND
 from node.match.matcher import Matcher
@@ -312,6 +313,12 @@ class OverlapDetector:
                     loaded = True
                 if self.step():
                     continue  # behind: the next batch at once
+            except WriteLockTimeoutError:
+                # A long apply holds the one write lock: detection trails it.
+                self._stats.errors += 1
+                self._stats.last_error = "WriteLockTimeoutError"
+                log.warning("overlap detection waits for the write lock; retrying")
+                loaded = False
             except Exception as exc:
                 # The thread must outlive a database outage: log, retry.
                 self._stats.errors += 1
