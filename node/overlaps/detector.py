@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from crypto.errors import WriteLockTimeoutError
 from node.log.hashes import REGISTRY
 from node.log.kinds import ALLOW_KIND
 from node.match.matcher import Matcher
@@ -233,12 +234,11 @@ class OverlapDetector:
         """
         out: list[tuple[int, int]] = []
         by_type: dict[str, list[str]] = {}
-        for _seq, op, htype, value, _cat, _ts in entries:
+        for _seq, op, type_name, value, _cat, _ts in entries:
             if op == "add":
-                by_type.setdefault(htype, []).append(value)
+                by_type.setdefault(type_name, []).append(value)
         for htype_name, values in by_type.items():
-            htype = REGISTRY[htype_name]
-            near = htype.match == "hamming"
+            near = REGISTRY[htype_name].match == "hamming"
             keys = _keys(htype_name, values)
             qpos, lids, _d, stored = self.matcher.search_keys(
                 htype_name, keys, row.allow_distance if near else 0
@@ -313,6 +313,12 @@ class OverlapDetector:
                     loaded = True
                 if self.step():
                     continue  # behind: the next batch at once
+            except WriteLockTimeoutError:
+                # A long apply holds the one write lock: detection trails it.
+                self._stats.errors += 1
+                self._stats.last_error = "WriteLockTimeoutError"
+                log.warning("overlap detection waits for the write lock; retrying")
+                loaded = False
             except Exception as exc:
                 # The thread must outlive a database outage: log, retry.
                 self._stats.errors += 1

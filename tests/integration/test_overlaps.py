@@ -180,6 +180,13 @@ def test_a_partner_sees_only_overlaps_between_lists_it_may_see(net: Net) -> None
     assert r.status_code == 404  # as an unknown list: nothing learnt
 
 
+def test_a_bad_since_is_a_clear_422(net: Net) -> None:
+    with net.a.client() as cl:
+        r = cl.get("/api/v1/overlaps", params={"since": "yesterday"})
+    assert r.status_code == 422
+    assert "since" in r.json()["detail"]
+
+
 def test_allow_listed_hashes_never_match(net: Net) -> None:
     wait_until(lambda: BASE_PAIR in _sorted_pairs(net.pairs(net.b)), 60, every=0.2)
     queries = [
