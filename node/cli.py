@@ -210,12 +210,22 @@ def list_import(
         str | None, typer.Option("--type", help="Hash type of a one-hash-per-line file.")
     ] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv or text (default: guess).")
+        str | None, typer.Option("--format", help="csv, text or vics (default: guess).")
     ] = None,
     category: Annotated[str, typer.Option(help="Category for rows without one.")] = "",
+    category_map: Annotated[
+        Path | None,
+        typer.Option(help="VICS: a JSON object of Category code -> list category (null: skip)."),
+    ] = None,
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
-    """Import a CSV (type,value,category) or one-hash-per-line file in one transaction."""
+    """Import a CSV (type,value,category), one-hash-per-line or Project VIC (VICS) file.
+
+    One transaction: all of it or, on any invalid line, nothing.
+    """
+    from node.log.vics import CategoryMap
+
+    cats = CategoryMap.load(category_map) if category_map else None
     with open_node(data) as node, _progress() as progress:
         task = progress.add_task("importing", total=None)
         result = node.import_file(
@@ -226,6 +236,7 @@ def list_import(
             default_category=category,
             actor=_actor(node),
             progress=lambda n: progress.advance(task, n),
+            categories=cats,
         )
     out.print(
         f"{result.row.full_name}: {result.appended} added, {result.skipped} already present, "
@@ -317,7 +328,9 @@ def list_show(name: str, data: DataOpt = DEFAULT_DATA) -> None:
 @list_app.command("export")
 def list_export(
     name: str,
-    fmt: Annotated[str, typer.Option("--format", help="csv or ndjson.")] = "csv",
+    fmt: Annotated[
+        str, typer.Option("--format", help="csv, ndjson, vics (VICS 2.0) or vics13 (VICS 1.3).")
+    ] = "csv",
     output: Annotated[Path | None, typer.Option("--out", help="File (default: stdout).")] = None,
     log: Annotated[
         bool,
@@ -326,10 +339,11 @@ def list_export(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Export a list's current content, or with --log its signed log."""
+    from node.feeds.vics import write_vics
     from node.log.export import export_lines
 
-    if fmt not in {"csv", "ndjson"}:
-        raise InputError("expected csv or ndjson", where="--format")
+    if fmt not in {"csv", "ndjson", "vics", "vics13"}:
+        raise InputError("expected csv, ndjson, vics or vics13", where="--format")
     with open_node(data) as node:
         row = node.get_list(name)
         cp = node.store.latest_checkpoint(list_id=row.id) if log else None
@@ -344,6 +358,11 @@ def list_export(
                     fh.write(line)
                     count += 1
                 count -= 1  # the header line
+            elif fmt in ("vics", "vics13"):
+                version = "2.0" if fmt == "vics" else "1.3"
+                for chunk in write_vics(node.content(name), version=version):
+                    fh.write(chunk)
+                    count += chunk.count('"MediaID"')
             elif fmt == "csv":
                 writer = csv.writer(fh, lineterminator="\n")
                 writer.writerow(["type", "value", "category"])

@@ -22,6 +22,7 @@ from node.log.hashes import parse_category, parse_hash
 from node.log.hashfile import read_hash_file
 from node.log.lists import AppendResult, Committed
 from node.log.verify import PARALLEL_FROM, Verifier, VerifyResult
+from node.log.vics import CategoryMap, looks_like_vics, read_vics
 from node.store import CheckpointRow, ListRow, Store
 
 # Adds up to this many hashes (one API batch is at most limits.max_batch)
@@ -195,12 +196,19 @@ class Node:
         default_category: str = "",
         actor: str,
         progress: Callable[[int], None] | None = None,
+        categories: CategoryMap | None = None,
     ) -> AppendResult:
-        """Read a whole file, then add it in one transaction (nothing if invalid)."""
+        """Read a whole file, then add it in one transaction (nothing if invalid).
+
+        ``fmt`` is csv, text or vics (Project VIC JSON; ``categories`` maps its codes).
+        """
         self.get_list(full_name)  # unknown list: fail before reading a large file
-        items = read_hash_file(
-            path, fmt=fmt, default_type=default_type, default_category=default_category
-        )
+        if fmt == "vics" or (fmt is None and looks_like_vics(path)):
+            items = list(read_vics(path, categories=categories))
+        else:
+            items = read_hash_file(
+                path, fmt=fmt, default_type=default_type, default_category=default_category
+            )
         return self.add(full_name, items, actor=actor, action="list.import", progress=progress)
 
     def publish(self, full_name: str, *, actor: str) -> CheckpointRow:
