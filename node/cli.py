@@ -252,20 +252,28 @@ def list_import(
         ),
     ] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv or text (default: guess).")
+        str | None, typer.Option("--format", help="csv, text or vics (default: guess).")
     ] = None,
     category: Annotated[
         str, typer.Option(help=f"Category for rows without one. {_CATEGORY_RULE}")
     ] = "",
+    category_map: Annotated[
+        Path | None,
+        typer.Option(help="VICS: a JSON object of Category code -> list category (null: skip)."),
+    ] = None,
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Import a hash file in one transaction: all of it, or nothing if a line is bad.
 
     CSV: type,value[,category] a line (a header row type,value,category is
-    allowed). Text: one value a line, with --type. Types: md5, sha1, sha256
-    (hex), pdq (64 hex), photodna (opaque). Blank lines and lines starting
-    with # are skipped.
+    allowed). Text: one value a line, with --type. Project VIC (VICS) JSON,
+    versions 1.3 and 2.0: MD5, SHA1 and PhotoDNA, categories mapped by
+    --category-map. Types: md5, sha1, sha256 (hex), pdq (64 hex), photodna
+    (opaque). Blank lines and lines starting with # are skipped.
     """
+    from node.log.vics import CategoryMap
+
+    cats = CategoryMap.load(category_map) if category_map else None
     with open_node(data) as node, progress_bar(err) as progress:
         stages = _ImportProgress(progress, file)
         result = node.import_file(
@@ -278,6 +286,7 @@ def list_import(
             progress=stages,
             read_progress=stages.read,
             on_read=stages.parsed,
+            categories=cats,
         )
     out.print(
         f"{result.row.full_name}: {result.appended} added, {result.skipped} already present, "
@@ -421,7 +430,9 @@ def list_show(name: str, data: DataOpt = DEFAULT_DATA) -> None:
 @list_app.command("export")
 def list_export(
     name: str,
-    fmt: Annotated[str, typer.Option("--format", help="csv or ndjson.")] = "csv",
+    fmt: Annotated[
+        str, typer.Option("--format", help="csv, ndjson, vics (VICS 2.0) or vics13 (VICS 1.3).")
+    ] = "csv",
     output: Annotated[Path | None, typer.Option("--out", help="File (default: stdout).")] = None,
     log: Annotated[
         bool,
@@ -430,10 +441,11 @@ def list_export(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Export a list's current content, or with --log its signed log."""
+    from node.feeds.vics import write_vics
     from node.log.export import export_lines
 
-    if fmt not in {"csv", "ndjson"}:
-        raise InputError("expected csv or ndjson", where="--format")
+    if fmt not in {"csv", "ndjson", "vics", "vics13"}:
+        raise InputError("expected csv, ndjson, vics or vics13", where="--format")
     with open_node(data) as node:
         row = node.get_list(name)
         cp = node.store.latest_checkpoint(list_id=row.id) if log else None
@@ -448,6 +460,11 @@ def list_export(
                     fh.write(line)
                     count += 1
                 count -= 1  # the header line
+            elif fmt in ("vics", "vics13"):
+                version = "2.0" if fmt == "vics" else "1.3"
+                for chunk in write_vics(node.content(name), version=version):
+                    fh.write(chunk)
+                    count += chunk.count('"MediaID"')
             elif fmt == "csv":
                 writer = csv.writer(fh, lineterminator="\n")
                 writer.writerow(["type", "value", "category"])

@@ -23,6 +23,7 @@ from node.log.hashes import get_type, parse_category, parse_hash
 from node.log.hashfile import read_hash_file
 from node.log.lists import AppendResult, Committed
 from node.log.verify import PARALLEL_FROM, Verifier, VerifyResult
+from node.log.vics import CategoryMap, looks_like_vics, read_vics
 from node.store import CheckpointRow, ListRow, Store
 
 # Adds up to this many hashes (one API batch is at most limits.max_batch)
@@ -238,20 +239,26 @@ class Node:
         progress: Callable[[int], None] | None = None,
         read_progress: Callable[[int], None] | None = None,
         on_read: Callable[[int], None] | None = None,
+        categories: CategoryMap | None = None,
     ) -> AppendResult:
         """Read a whole file, then add it in one transaction (nothing if invalid).
 
-        ``read_progress`` hears characters read, ``on_read`` the number of
-        hashes once the file is parsed, ``progress`` entries written.
+        ``fmt`` is csv, text or vics (Project VIC JSON; ``categories`` maps its
+        codes). ``read_progress`` hears characters read (csv and text),
+        ``on_read`` the number of hashes once the file is parsed, ``progress``
+        entries written.
         """
         self.get_list(full_name)  # unknown list: fail before reading a large file
-        items = read_hash_file(
-            path,
-            fmt=fmt,
-            default_type=default_type,
-            default_category=default_category,
-            progress=read_progress,
-        )
+        if fmt == "vics" or (fmt is None and looks_like_vics(path)):
+            items = list(read_vics(path, categories=categories))
+        else:
+            items = read_hash_file(
+                path,
+                fmt=fmt,
+                default_type=default_type,
+                default_category=default_category,
+                progress=read_progress,
+            )
         if on_read is not None:
             on_read(len(items))
         return self.add(full_name, items, actor=actor, action="list.import", progress=progress)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import AdminDep, StateDep, get_admin
 from crypto.errors import LimitExceededError
+from node.feeds.vics import write_vics
 from node.store import ListRow
 
 router = APIRouter(prefix="/api/v1/lists", tags=["lists"], dependencies=[Depends(get_admin)])
@@ -152,11 +153,11 @@ async def import_hashes(
     request: Request,
     state: StateDep,
     admin: AdminDep,
-    fmt: Annotated[Literal["csv", "text"] | None, Query(alias="format")] = None,
+    fmt: Annotated[Literal["csv", "text", "vics"] | None, Query(alias="format")] = None,
     hash_type: Annotated[str | None, Query(alias="type", max_length=16)] = None,
     category: Annotated[str, Query(max_length=64)] = "",
 ) -> AppendOut:
-    """Import a CSV or one-hash-per-line body in one transaction (all or nothing)."""
+    """Import a CSV, one-hash-per-line or Project VIC (VICS) body in one transaction."""
     from starlette.concurrency import run_in_threadpool
 
     limit = state.settings.limits.max_body_bytes
@@ -197,15 +198,19 @@ def export(
     name: NamePath,
     state: StateDep,
     admin: AdminDep,
-    fmt: Annotated[Literal["csv", "ndjson"], Query(alias="format")] = "csv",
+    fmt: Annotated[Literal["csv", "ndjson", "vics", "vics13"], Query(alias="format")] = "csv",
 ) -> StreamingResponse:
-    """A list's current content, streamed as CSV or NDJSON."""
+    """A list's current content, streamed as CSV, NDJSON or a VICS 2.0 / 1.3 hash set."""
     full = f"{owner}/{name}"
     state.node.get_list(full)  # 404 before the stream starts
     state.node.audit(actor=admin.name, action="list.export", target=full, detail={"format": fmt})
 
     def rows() -> Iterator[str]:
-        if fmt == "csv":
+        if fmt in ("vics", "vics13"):
+            yield from write_vics(
+                state.node.content(full), version="2.0" if fmt == "vics" else "1.3"
+            )
+        elif fmt == "csv":
             buf = io.StringIO()
             w = csv.writer(buf, lineterminator="\n")
             w.writerow(["type", "value", "category"])
@@ -220,5 +225,5 @@ def export(
             for t, v, c in state.node.content(full):
                 yield json.dumps({"type": t, "value": v, "category": c}) + "\n"
 
-    media = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    media = {"csv": "text/csv", "ndjson": "application/x-ndjson"}.get(fmt, "application/json")
     return StreamingResponse(rows(), media_type=media)
