@@ -52,6 +52,7 @@ from node.match.matcher import Matcher
 from node.match.segments import SEGMENT_FOLDER, SegmentManager
 from node.node import Node
 from node.overlaps import OverlapDetector
+from node.overlaps.alerting import overlap_alerts
 
 log = logging.getLogger("hashfed.api")
 Scope = MutableMapping[str, Any]
@@ -172,6 +173,7 @@ def build_state(settings: NodeSettings, node: Node) -> AppState:
         applied=follower.watermark,
         pdq_distance=settings.overlap_pdq_distance,
     )
+    detector.listeners.append(overlap_alerts(node.store))
     return AppState(
         overlaps=detector,
         settings=settings,
