@@ -217,6 +217,8 @@ class DatabaseIdentity(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     value: str = Field(max_length=64)
     created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 # --- sightings and alerts ----------------------------------------------------
 
 
@@ -307,6 +309,8 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
     created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     delivered_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
 # --- overlaps between lists of different owners ---------------------------
 
 
@@ -341,6 +345,8 @@ class OverlapMark(SQLModel, table=True):
 
     list_id: int = Field(foreign_key="hash_list.id", primary_key=True)
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class WitnessedCheckpoint(SQLModel, table=True):
     """The newest checkpoint this node cosigned as a witness, per log origin.
 
