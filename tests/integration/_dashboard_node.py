@@ -118,5 +118,5 @@ def served_node(
     finally:
         n.close()
     mark_changed(node.data)
-    node.start()
+    node.start(timeout=120)  # a loaded machine starts slowly
     return ServedNode(node, partner, peer, metrics_token, match_token)
