@@ -212,6 +212,10 @@ def create_app(
         the_node = node if node is not None else Node.open(settings)
         state = build_state(settings, the_node)
         state.metrics = node_metrics
+        if node_metrics is not None:
+            node_metrics.register_backlog("webhook", the_node.store.pending_deliveries)
+            if state.overlaps is not None:
+                node_metrics.register_backlog("overlaps", state.overlaps.backlog)
         app.state.hashfed = state
         stop = threading.Event()
         merger = threading.Thread(

@@ -63,6 +63,8 @@ def test_metrics_scraped_by_the_prometheus_parser(served: ServedNode) -> None:
     assert _value(m, "hashfed_list_hashes", label="baseline") == len(KNOWN)
     assert "hashfed_index_apply_lag_entries" in m
     assert ({"queue": "audit"}, _value(m, "hashfed_backlog", queue="audit")) in m["hashfed_backlog"]
+    queues = {lab["queue"] for lab, _v in m["hashfed_backlog"]}
+    assert {"audit", "webhook", "overlaps"} <= queues
     # A 404's path is the caller's text: it is counted, never used as a label.
     assert _value(m, "hashfed_http_requests_total", route="unmatched", status="404") == 1
 
