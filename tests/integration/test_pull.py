@@ -381,7 +381,8 @@ def test_pull_with_a_client_certificate(
     time.sleep(2.5)  # the running node trusts newly pinned certificates within 2 s
     out = tmp_path / "feed"
     owners = tmp_path / "owners.txt"
-    owners.write_text("# list owners we trust\n" + direct.trust.replace("=", " ", 1) + "\n")
+    lines = "".join(t.replace("=", " ", 1) + "\n" for t in direct.trust.split())
+    owners.write_text("# list owners we trust\n" + lines)
     p = subprocess.run(
         [
             HASHFED,
