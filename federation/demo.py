@@ -353,7 +353,7 @@ def run_demo(*, folder: Path | None, keep: bool, console: Console) -> bool:
                             f"{n.node_id} → {h['peer']}: pulls {','.join(h['subscribe'])}: "
                             f"{state}, {h['failures']} failures, lag {h['lag_entries']} entries"
                         )
-        _overlap_step(steps, a, b)
+        _overlap_step(steps, b, base_sha[100:105], [_flip(c, 5, rnd) for c in base_pdq[:2]])
         with steps.step(f"{P} reports a sighting; it reaches {A} through {B}; an alert fires"):
             assert receiver is not None
             sighting_and_alert(
@@ -390,8 +390,28 @@ def run_demo(*, folder: Path | None, keep: bool, console: Console) -> bool:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _overlap_step(steps: _Steps, a: _Node, b: _Node) -> None:
-    """Overlaps between A's and B's lists, found by the overlap detector."""
+def _overlap_step(steps: _Steps, b: _Node, shared_sha: list[str], near_pdq: list[str]) -> None:
+    """B seizes material A also holds: the overlap detector at B connects the two lists."""
+    seized = f"{B}/seized-2026"
+    with steps.step(f"{B} imports its own case list; overlaps with {BASELINE} appear"):
+        hashes = [("sha256", v) for v in shared_sha] + [("pdq", v) for v in near_pdq]
+        with b.client() as cb:
+            cb.request("POST", "/api/v1/lists", {"name": seized, "label": "restricted"})
+            body = {"hashes": [{"type": t, "value": v, "category": "B1"} for t, v in hashes]}
+            cb.request("POST", f"/api/v1/lists/{seized}/hashes", body)
+
+            def pair() -> dict[str, Any] | None:
+                answer = cb.request("GET", f"/api/v1/overlaps?list={seized}")
+                return next(iter(answer["pairs"]), None)
+
+            _wait(f"{B} to find the overlaps", lambda: (pair() or {}).get("count") == len(hashes))
+            found = pair()
+            assert found is not None
+            kinds = sorted({o["hash_type"] for o in found["overlaps"]})
+            steps.say(
+                f"{found['list_a']} ↔ {found['list_b']}: {found['count']} overlaps "
+                f"({', '.join(kinds)}; PDQ within 31 bits), no hash values shown"
+            )
 
 
 def _wait_started(node: _Node) -> None:
