@@ -79,6 +79,7 @@ class CategoryMap:
     """VICS ``Category`` code → list category (``None``: the record is skipped)."""
 
     table: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_MAP))
+    _seen: dict[object, tuple[bool, str]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def load(cls, path: Path) -> CategoryMap:
@@ -148,20 +149,30 @@ def looks_like_vics(path: Path) -> bool:
     return text.startswith("{") and ("odata.metadata" in text or "odata.context" in text)
 
 
+_BOOL_STRINGS = frozenset(
+    ("true", "false", "yes", "no", "y", "n", "t", "f", "1", "0", "", "True", "False")
+)
+
+
 def _bool(value: object, name: str, where: str) -> None:
-    if value is None or isinstance(value, bool):
+    if value is None or value is True or value is False:
         return
-    if isinstance(value, str) and value.strip().lower() in (
-        "true", "false", "yes", "no", "y", "n", "t", "f", "1", "0", "",
-    ):  # fmt: skip
+    if isinstance(value, str) and (
+        value in _BOOL_STRINGS or value.strip().lower() in _BOOL_STRINGS
+    ):
         return
     raise InputError(f"{name}: expected a boolean", where=where)
 
 
 def _size(value: object, where: str) -> None:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+    if value is None:
         return
-    if isinstance(value, str) and (value.strip().isdigit() or not value.strip()):
+    if type(value) is int:
+        if value >= 0:
+            return
+    elif isinstance(value, str) and (
+        value.isdigit() or value.strip().isdigit() or not value.strip()
+    ):
         return
     raise InputError("MediaSize: expected a non-negative integer", where=where)
 
@@ -186,9 +197,14 @@ def _photodna(raw: object, where: str) -> str:
 
 def media_items(media: object, cats: CategoryMap, where: str) -> list[HashItem] | None:
     """The hashes of one Media record; None if its category is not imported."""
-    if not isinstance(media, dict):
+    if type(media) is not dict:
         raise InputError("expected a Media object", where=where)
-    keep, category = cats.category(media.get("Category"), where)
+    code = media.get("Category")
+    # Few distinct codes: each is checked once (a bool is not a code, though True == 1).
+    hit = None if type(code) is bool else cats._seen.get(code)
+    if hit is None:
+        hit = cats._seen[code] = cats.category(code, where)
+    keep, category = hit
     _size(media.get("MediaSize"), where)
     _bool(media.get("IsPrecategorized"), "IsPrecategorized", where)
     if not keep:
@@ -196,18 +212,18 @@ def media_items(media: object, cats: CategoryMap, where: str) -> list[HashItem] 
     items: list[HashItem] = []
     for field_name, htype, width in _HASH_FIELDS:
         value = media.get(field_name)
-        if value is None or value == "":
+        if not value:
             continue
-        if not isinstance(value, str) or len(value) != width or not _HEX.fullmatch(value):
+        if type(value) is not str or len(value) != width or not _HEX.fullmatch(value):
             raise InputError(f"{field_name}: expected {width} hex characters", where=where)
         items.append((htype, value.lower(), category))
     pdna = media.get("PhotoDNA")
-    if pdna in (None, ""):
+    if not pdna:
         for alt in media.get("AlternativeHashes") or ():
             if isinstance(alt, dict) and str(alt.get("HashName", "")).lower() == "photodna":
                 pdna = alt.get("HashValue")
                 break
-    if pdna not in (None, ""):
+    if pdna:
         items.append(("photodna", _photodna(pdna, where), category))
     if not items:
         raise InputError("a Media record without MD5, SHA1 or PhotoDNA", where=where)
@@ -309,14 +325,14 @@ class _Reader:
             self.pos = end
             return obj
 
-    def items_of_array(self) -> Iterator[int]:
+    def items_of_array(self) -> Iterator[int]:  # yields 0: a step, not a value
         """Steps through an array: yields before each element, which the caller reads."""
         self.expect("[")
         if self.peek() == "]":
             self.pos += 1
             return
         while True:
-            yield self.line
+            yield 0
             if self.expect(",]") == "]":
                 return
 
@@ -349,14 +365,17 @@ def read_vics(
 
         def media_array() -> Iterator[HashItem]:
             nonlocal count
-            for line in r.items_of_array():
+            for _ in r.items_of_array():
                 record = r.value()
                 info.media += 1
                 if progress is not None and info.media % 10_000 == 0:
                     progress(10_000)
                 try:
-                    got = media_items(record, cats, f"{path}:{line}")
+                    got = media_items(record, cats, "")
                 except InputError as exc:
+                    # The line is counted only for a bad record: the one it ends on.
+                    exc = InputError(exc.reason, where=r.where())
+
                     count += 1
                     if len(errors) < MAX_REPORTED_ERRORS:
                         errors.append(exc.message)

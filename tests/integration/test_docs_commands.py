@@ -72,6 +72,7 @@ class World:
     agency_c_key: str
     be_fccu_key: str
     local_key: Callable[[], str] = field(default=lambda: "")
+    local_cosigner_key: Callable[[], str] = field(default=lambda: "")
 
 
 def _key(name: str) -> str:
@@ -90,6 +91,8 @@ def placeholders(world: World) -> dict[str, Callable[[], str]]:
         "'be-fccu+0c1d2e3f+…'": lambda: world.be_fccu_key,
         "'agency-c+…'": lambda: world.agency_c_key,
         "'au-argos+…'": world.local_key,
+        "'au-argos+729de2b7+AWDm…'": lambda: world.local_key(),
+        "'au-argos+88aa526c+BJCa…'": lambda: world.local_cosigner_key(),
         "https://10.0.0.2:8443": lambda: url,
         "https://node.example:8443": lambda: url,
         "https://node:8443": lambda: url,
@@ -228,6 +231,9 @@ class DocRun:
         self.env = env
         self.servers: list[subprocess.Popen[bytes]] = []
         world.local_key = lambda: (self.data / "keys" / "signing.pub").read_text().strip()
+        world.local_cosigner_key = lambda: (
+            (self.data / "keys" / "cosigning.pub").read_text().strip()
+        )
         self.subst = placeholders(world)
         shutil.copy(world.peer.cert, cwd / "agency-b.crt")
         shutil.copy(world.peer.cert, cwd / "node.crt")
