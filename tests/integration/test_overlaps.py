@@ -125,7 +125,7 @@ def net(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         a.cli("list", "create", "a/benign", "--label", "baseline", "--kind", "allow",
               "--allow-distance", "8")  # fmt: skip
         for n in (a, b, c):
-            n.start()
+            n.start(timeout=120)  # a loaded machine starts slowly
             stack.callback(n.stop)
         pdq, benign_pdq = rand_hex(), rand_hex()
         net = Net(a, b, c, partner, [rand_hex() for _ in range(3)], rand_hex(), pdq,
@@ -242,7 +242,7 @@ def test_a_restarted_node_resumes_detection_where_it_stopped(net: Net, tmp_path:
     _extra = [("sha256", late)]
     file.write_text(f"type,value,category\nsha256,{late},A1\n")
     net.b.cli("list", "import", "b/cases", str(file))
-    net.b.start()
+    net.b.start(timeout=120)
     _add(net.a, "a/base", _extra)  # the other side arrives through c
     wait_until(lambda: _sorted_pairs(net.pairs(net.b)) == {BASE_PAIR: 5}, 60, every=0.2)
     st = net.status(net.b)["overlaps"]
