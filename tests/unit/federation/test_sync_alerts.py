@@ -7,7 +7,7 @@ from typing import Any
 
 from test_syncer import BASE, Loopback, pair, syncer  # noqa: F401  (the fixture)
 
-from crypto.checkpoint import Checkpoint, list_origin, sign_checkpoint
+from crypto.checkpoint import Checkpoint, list_origin
 from federation.protocol import Catalog, CatalogList
 from node.node import Node
 
@@ -25,9 +25,9 @@ def test_refused_fork_raises_one_alert(pair: tuple[Node, Node]) -> None:  # noqa
     syncer(receiver, Loopback(owner)).pull("au-argos")
     good = owner.store.latest_checkpoint(list_id=owner.get_list(BASE).id)
     assert good is not None
-    bad = sign_checkpoint(
-        Checkpoint(list_origin("au-argos", "base"), good.size, b"\x07" * 32, good.timestamp + 1),
-        owner.signer,
+    bad = owner.checkpoint_signer.sign(
+        Checkpoint(list_origin("au-argos", "base"), good.size, b"\x07" * 32),
+        good.timestamp + 1,
     )
 
     class Equivocate(Loopback):
