@@ -124,7 +124,5 @@ async def remove_flagged_submit(
     return await _sightings(request, state, admin, notice)
 
 
-register_section(
-    Section("overlaps", "Overlaps", "/ui/overlaps", roles=("admin", "peer"), order=40)
-)
+register_section(Section("overlaps", "Overlaps", "/ui/overlaps", roles=("admin", "peer"), order=40))
 register_section(Section("sightings", "Sightings", "/ui/sightings", router=router, order=50))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +82,9 @@ def served_node(
     db_url: str | None = None,
     node_id: str = "au-argos",
     env: dict[str, str] | None = None,
+    setup: Callable[[Node], None] | None = None,
 ) -> ServedNode:
+    """``setup``: more state, written through the open node before it is served."""
     env = dict(env or {})
     overrides = {}
     if db_url and not db_url.startswith("sqlite"):
@@ -115,6 +117,8 @@ def served_node(
         match_token = create_token(
             n.store, principal="acme", scopes="match", ttl_days=None, actor="test"
         )
+        if setup is not None:
+            setup(n)
     finally:
         n.close()
     mark_changed(node.data)

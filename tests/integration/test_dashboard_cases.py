@@ -1,0 +1,173 @@
+"""The dashboard's overlaps and sightings pages over real mutual TLS, on SQLite and PostgreSQL.
+
+The node holds two lists of another owner (as a pull would leave them), one
+cleared for baseline and one restricted, sharing hashes with its own list;
+reporters called one of its entries a false positive. The admin sees both
+overlap pairs and the sightings, a baseline peer only the baseline pair and
+no sightings, a partner nothing; removing the flagged entries needs the
+CSRF token and then takes the entry out of the list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+
+import pytest
+from _dashboard_node import KNOWN, ServedNode, database, served_node
+from conftest import BACKENDS
+
+from crypto.merkle import CompactRange
+from node.match.follower import LogFollower
+from node.match.matcher import Matcher
+from node.node import Node
+from node.overlaps import OverlapDetector
+from node.store import StateRow
+
+pytestmark = pytest.mark.network
+
+SERIES = "au-argos/series-2041"
+FLAGGED = KNOWN[4]  # only in the node's own list
+REPORTERS = ("rep-1", "rep-2", "rep-3")
+
+
+def _foreign(n: Node, name: str, label: str, values: list[str]) -> None:
+    row = n.store.create_list(
+        owner="nl-dhd",
+        name=name,
+        label=label,
+        local=False,
+        source_peer="nl-dhd",
+        empty_range=CompactRange().to_bytes(),
+    )
+    now = int(time.time() * 1000)
+    new = [(i, "add", "sha256", v, "", now) for i, v in enumerate(values)]
+    n.store.append(
+        list_id=row.id,
+        expected_size=0,
+        entries=new,
+        adds=[(e[2], e[3], "", e[0]) for e in new],
+        removes=[],
+        new_state=StateRow(len(new), CompactRange().to_bytes(), len(new)),
+    )
+
+
+def _cases(n: Node) -> None:
+    _foreign(n, "cases", "baseline", [KNOWN[0], KNOWN[1]])
+    _foreign(n, "restricted", "restricted", [KNOWN[2]])
+    follower = LogFollower(n.store, Matcher())
+    follower.load()
+    detector = OverlapDetector(
+        n.store,
+        follower.matcher,
+        lists=follower.lists,
+        applied=follower.watermark,
+        pdq_distance=n.settings.overlap_pdq_distance,
+    )
+    detector.load()
+    detector.run_until_idle(timeout=120)
+    row = n.get_list(SERIES)
+    seq = n.store.content_of(list_id=row.id, keys=[("sha256", FLAGGED)])[("sha256", FLAGGED)][1]
+    for i, (reporter, disposition, at) in enumerate(
+        [(r, "false_positive", seq) for r in REPORTERS] + [("rep-1", "seen", 0)]
+    ):
+        n.store.add_sighting(
+            digest=hashlib.sha256(f"note-{i}".encode()).hexdigest(),
+            owner="au-argos",
+            name="series-2041",
+            seq=at,
+            reporter=reporter,
+            disposition=disposition,
+            seen_s=int(time.time()),
+            via=reporter,
+            note="(test)",
+            status="recorded",
+        )
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedNode]:
+    tmp = tmp_path_factory.mktemp("dashboard-cases")
+    with database(request.param, tmp) as db_url:
+        s = served_node(tmp, db_url=db_url, setup=_cases)
+        yield s
+        s.node.stop()
+
+
+def _csrf(page: str) -> str:
+    return page.split('name="csrf" value="')[1].split('"')[0]
+
+
+def test_overlaps_page_shows_pairs_the_caller_may_see(served: ServedNode) -> None:
+    with served.node.client() as admin:
+        r = admin.get("/ui/overlaps")
+        assert r.status_code == 200
+        assert r.headers["content-security-policy"].startswith("default-src 'none'")
+        page = r.text
+        assert 'href="/ui/overlaps"' in page
+        assert "nl-dhd/cases" in page and "nl-dhd/restricted" in page
+        assert "3 in all" in page
+        assert not any(h in page for h in KNOWN)
+    with served.node.client(served.peer) as peer:
+        r = peer.get("/ui/overlaps")
+        assert r.status_code == 200
+        assert "nl-dhd/cases" in r.text
+        assert "nl-dhd/restricted" not in r.text  # cleared for baseline only
+        assert "2 in all" in r.text
+    with served.node.client(served.partner) as partner:
+        assert partner.get("/ui/overlaps").status_code == 403
+
+
+def test_sightings_page_for_the_admin_only(served: ServedNode) -> None:
+    with served.node.client() as admin:
+        r = admin.get("/ui/sightings")
+        assert r.status_code == 200
+        page = r.text
+        assert SERIES in page
+        assert "rep-1, rep-2, rep-3" in page
+        assert "false_positive 3" in page
+        assert "Flagged false_positive" in page
+        assert FLAGGED not in page
+    with served.node.client(served.peer) as peer:
+        assert peer.get("/ui/sightings").status_code == 403
+        assert 'href="/ui/sightings"' not in peer.get("/ui").text
+    with served.node.client(served.partner) as partner:
+        assert partner.get("/ui/sightings").status_code == 403
+
+
+def _hits(served: ServedNode, value: str) -> int:
+    with served.node.client() as admin:
+        r = admin.post("/api/v1/match", json={"hashes": [{"type": "sha256", "value": value}]})
+        assert r.status_code == 200, r.text
+        return sum(len(x["hits"]) for x in r.json()["results"])
+
+
+def test_remove_flagged_needs_the_csrf_token_then_removes(served: ServedNode) -> None:
+    form = {"list": SERIES}
+    with served.node.client() as admin:
+        assert admin.post("/ui/sightings/remove-flagged", data=form).status_code == 403
+        bad = {**form, "csrf": "0" * 64}
+        assert admin.post("/ui/sightings/remove-flagged", data=bad).status_code == 403
+        assert _hits(served, FLAGGED) == 1  # refused posts changed nothing
+        token = _csrf(admin.get("/ui/sightings").text)
+        evil = admin.post(
+            "/ui/sightings/remove-flagged",
+            data={**form, "csrf": token},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert evil.status_code == 403
+        ok = admin.post("/ui/sightings/remove-flagged", data={**form, "csrf": token})
+        assert ok.status_code == 200, ok.text
+        assert f"Removed 1 flagged entries from {SERIES}" in ok.text
+        review = admin.get("/api/v1/sightings/review", params={"list": SERIES}).json()
+        assert [f["in_list"] for f in review] == [False]
+        audit = admin.get("/ui/audit", params={"action": "list.*"}).text
+        assert "list.remove" in audit
+    assert _hits(served, FLAGGED) == 0
+    assert _hits(served, KNOWN[3]) == 1
+    with served.node.client(served.peer) as peer:  # a peer cannot, token or not
+        r = peer.post("/ui/sightings/remove-flagged", data={**form, "csrf": token})
+        assert r.status_code == 403
