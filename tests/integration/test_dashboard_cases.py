@@ -108,7 +108,8 @@ def test_overlaps_page_shows_pairs_the_caller_may_see(served: ServedNode) -> Non
         assert r.headers["content-security-policy"].startswith("default-src 'none'")
         page = r.text
         assert 'href="/ui/overlaps"' in page
-        assert "nl-dhd/cases" in page and "nl-dhd/restricted" in page
+        assert "nl-dhd/cases" in page
+        assert "nl-dhd/restricted" in page
         assert "3 in all" in page
         assert not any(h in page for h in KNOWN)
     with served.node.client(served.peer) as peer:
