@@ -10,80 +10,13 @@ CSRF token and then takes the entry out of the list.
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Iterator
 
 import pytest
-from _dashboard_node import KNOWN, ServedNode, database, served_node
+from _dashboard_node import FLAGGED, KNOWN, SERIES, ServedNode, add_cases, database, served_node
 from conftest import BACKENDS
 
-from crypto.merkle import CompactRange
-from node.match.follower import LogFollower
-from node.match.matcher import Matcher
-from node.node import Node
-from node.overlaps import OverlapDetector
-from node.store import StateRow
-
 pytestmark = pytest.mark.network
-
-SERIES = "au-argos/series-2041"
-FLAGGED = KNOWN[4]  # only in the node's own list
-REPORTERS = ("rep-1", "rep-2", "rep-3")
-
-
-def _foreign(n: Node, name: str, label: str, values: list[str]) -> None:
-    row = n.store.create_list(
-        owner="nl-dhd",
-        name=name,
-        label=label,
-        local=False,
-        source_peer="nl-dhd",
-        empty_range=CompactRange().to_bytes(),
-    )
-    now = int(time.time() * 1000)
-    new = [(i, "add", "sha256", v, "", now) for i, v in enumerate(values)]
-    n.store.append(
-        list_id=row.id,
-        expected_size=0,
-        entries=new,
-        adds=[(e[2], e[3], "", e[0]) for e in new],
-        removes=[],
-        new_state=StateRow(len(new), CompactRange().to_bytes(), len(new)),
-    )
-
-
-def _cases(n: Node) -> None:
-    _foreign(n, "cases", "baseline", [KNOWN[0], KNOWN[1]])
-    _foreign(n, "restricted", "restricted", [KNOWN[2]])
-    follower = LogFollower(n.store, Matcher())
-    follower.load()
-    detector = OverlapDetector(
-        n.store,
-        follower.matcher,
-        lists=follower.lists,
-        applied=follower.watermark,
-        pdq_distance=n.settings.overlap_pdq_distance,
-    )
-    detector.load()
-    detector.run_until_idle(timeout=120)
-    row = n.get_list(SERIES)
-    seq = n.store.content_of(list_id=row.id, keys=[("sha256", FLAGGED)])[("sha256", FLAGGED)][1]
-    for i, (reporter, disposition, at) in enumerate(
-        [(r, "false_positive", seq) for r in REPORTERS] + [("rep-1", "seen", 0)]
-    ):
-        n.store.add_sighting(
-            digest=hashlib.sha256(f"note-{i}".encode()).hexdigest(),
-            owner="au-argos",
-            name="series-2041",
-            seq=at,
-            reporter=reporter,
-            disposition=disposition,
-            seen_s=int(time.time()),
-            via=reporter,
-            note="(test)",
-            status="recorded",
-        )
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -92,7 +25,7 @@ def served(
 ) -> Iterator[ServedNode]:
     tmp = tmp_path_factory.mktemp("dashboard-cases")
     with database(request.param, tmp) as db_url:
-        s = served_node(tmp, db_url=db_url, setup=_cases)
+        s = served_node(tmp, db_url=db_url, setup=add_cases)
         yield s
         s.node.stop()
 
