@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from config import load_settings
 from crypto.merkle import CompactRange
 from crypto.pki import load_certificate
+from node.alerts import emit
 from node.identity.principals import add_principal, binding_for_cert, create_token, mark_changed
 from node.identity.trust import PINNED_DIR, TrustAnchors
 from node.match.follower import LogFollower
@@ -62,12 +63,16 @@ def _foreign(n: Node, name: str, label: str, values: list[str]) -> None:
 
 
 def add_cases(n: Node) -> None:
-    """Overlaps and sightings: a ``setup`` for :func:`served_node`.
+    """Overlaps, sightings and alerts: a ``setup`` for :func:`served_node`.
 
     Two lists of another owner sharing hashes with SERIES (as a pull would
     leave them), one baseline, one restricted; three reporters call FLAGGED
-    a false positive.
+    a false positive; a peer failing and a fork it offered raised alerts
+    (for a webhook nobody listens on).
     """
+    n.store.add_webhook(url="http://127.0.0.1:9/hook", events="*", include_hashes=False, secret="s")
+    emit(n.store, "peer_failing", {"peer": "nl-dhd", "failures": 5}, dedupe_key="pf")
+    emit(n.store, "fork_refused", {"list": "nl-dhd/cases", "peer": "nl-dhd"}, dedupe_key="fr")
     _foreign(n, "cases", "baseline", [KNOWN[0], KNOWN[1]])
     _foreign(n, "restricted", "restricted", [KNOWN[2]])
     follower = LogFollower(n.store, Matcher())

@@ -72,6 +72,14 @@ def test_sightings_page_for_the_admin_only(served: ServedNode) -> None:
         assert partner.get("/ui/sightings").status_code == 403
 
 
+def test_peers_page_shows_recent_alerts_per_peer(served: ServedNode) -> None:
+    with served.node.client() as admin:
+        page = admin.get("/ui/peers").text
+    row = next(r for r in page.split("<tr>") if '<td class="name">nl-dhd</td>' in r)
+    assert "fork_refused" in row
+    assert "peer_failing" in row
+
+
 def _hits(served: ServedNode, value: str) -> int:
     with served.node.client() as admin:
         r = admin.post("/api/v1/match", json={"hashes": [{"type": "sha256", "value": value}]})
