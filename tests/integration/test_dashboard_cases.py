@@ -80,6 +80,15 @@ def test_peers_page_shows_recent_alerts_per_peer(served: ServedNode) -> None:
     assert "peer_failing" in row
 
 
+def test_remove_flagged_of_a_list_not_ours_refused(served: ServedNode) -> None:
+    with served.node.client() as admin:
+        token = _csrf(admin.get("/ui/sightings").text)
+        for name, status in (("nl-dhd/cases", 422), ("au-argos/nope", 404), ("", 422)):
+            r = admin.post("/ui/sightings/remove-flagged", data={"list": name, "csrf": token})
+            assert r.status_code == status, (name, r.text)
+    assert _hits(served, KNOWN[0]) == 2  # ours and nl-dhd/cases, untouched
+
+
 def _hits(served: ServedNode, value: str) -> int:
     with served.node.client() as admin:
         r = admin.post("/api/v1/match", json={"hashes": [{"type": "sha256", "value": value}]})
