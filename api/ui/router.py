@@ -113,6 +113,8 @@ def render(
 
 def build_router() -> APIRouter:
     """The dashboard's routes, with those of every registered section."""
+    import api.ui.cases  # noqa: F401  (registers its sections; it imports this module)
+
     router = APIRouter(prefix="/ui", include_in_schema=False)
     router.add_api_route("", overview_page, methods=["GET"])
     router.add_api_route("/lists", lists_page, methods=["GET"])

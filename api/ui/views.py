@@ -18,6 +18,8 @@ from node.store import AuditRow
 # Charts: how far back, and how many points at most.
 MAX_ACTIVITY_HOURS = 24 * 30
 ACTIVITY_POINTS = 240
+# The peers page's alerts column: how far back.
+PEER_ALERT_DAYS = 7
 
 
 def age_text(ms: int | None, now_ms: int | None = None) -> str:
@@ -72,8 +74,9 @@ def peers_view(state: AppState) -> list[dict[str, Any]]:
     for r in store.list_sync_rows():
         offers.setdefault(str(r["peer"]), []).append(r)
     configured = {p.node_id: p for p in state.settings.peers}
+    alerts = peer_alerts(state)
     out = []
-    for peer in sorted(set(health) | set(configured) | set(offers)):
+    for peer in sorted(set(health) | set(configured) | set(offers) | set(alerts)):
         h = health.get(peer, {})
         failures = int(h.get("failures") or 0)
         refused = [o for o in offers.get(peer, []) if o["outcome"] not in ("ok", "unchanged")]
@@ -91,8 +94,26 @@ def peers_view(state: AppState) -> list[dict[str, Any]]:
                 "lag": int(h.get("lag_entries") or 0),
                 "offers": offers.get(peer, []),
                 "evidence": refused,
+                "alerts": alerts.get(peer, []),
             }
         )
+    return out
+
+
+def peer_alerts(state: AppState, now_ms: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Per peer, the alerts about it of the last week (fork or rollback refused, stale, failing).
+
+    Newest first. Alerts are recorded only while a webhook wants them
+    (``hashfed webhook add``); without one the column stays empty.
+    """
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in state.node.store.recent_alerts(since_ms=now - PEER_ALERT_DAYS * 86_400_000):
+        peer = a["payload"].get("peer") if isinstance(a["payload"], dict) else None
+        if isinstance(peer, str):
+            out.setdefault(peer, []).append(
+                {"event": a["event_type"], "when": age_text(a["created_ms"], now)}
+            )
     return out
 
 

@@ -7,6 +7,7 @@ database itself, in any process.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -239,6 +240,21 @@ class CaseQueries(AuditQueries):
         except IntegrityError:
             return None
         return event_id
+
+    def recent_alerts(self, *, since_ms: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events raised since ``since_ms``, newest first, with their JSON payload parsed."""
+        events = _t("AlertEvent")
+        stmt = (
+            select(events.c.event_type, events.c.payload, events.c.created_ms)
+            .where(events.c.created_ms >= since_ms)
+            .order_by(events.c.id.desc())
+            .limit(limit)
+        )
+        with self.read() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            {"event_type": t, "payload": json.loads(p), "created_ms": int(ms)} for t, p, ms in rows
+        ]
 
     def has_alert(self, *, dedupe_key: str) -> bool:
         events = _t("AlertEvent")

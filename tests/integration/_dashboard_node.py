@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +20,89 @@ from conftest import PG_URL, _pg_schema_url
 from sqlalchemy import create_engine, text
 
 from config import load_settings
+from crypto.merkle import CompactRange
 from crypto.pki import load_certificate
+from node.alerts import emit
 from node.identity.principals import add_principal, binding_for_cert, create_token, mark_changed
 from node.identity.trust import PINNED_DIR, TrustAnchors
+from node.match.follower import LogFollower
+from node.match.matcher import Matcher
 from node.node import Node
+from node.overlaps import OverlapDetector
+from node.store import StateRow
 
 # Known hashes of the node's lists (test data, not real material).
 KNOWN = [hashlib.sha256(f"known-{i}".encode()).hexdigest() for i in range(5)]
 PRIVATE_KNOWN = hashlib.sha256(b"private-0").hexdigest()
 UNKNOWN = hashlib.sha256(b"never-added").hexdigest()
+
+SERIES = "au-argos/series-2041"
+FLAGGED = KNOWN[4]  # only in the node's own list
+REPORTERS = ("rep-1", "rep-2", "rep-3")
+
+
+def _foreign(n: Node, name: str, label: str, values: list[str]) -> None:
+    row = n.store.create_list(
+        owner="nl-dhd",
+        name=name,
+        label=label,
+        local=False,
+        source_peer="nl-dhd",
+        empty_range=CompactRange().to_bytes(),
+    )
+    now = int(time.time() * 1000)
+    new = [(i, "add", "sha256", v, "", now) for i, v in enumerate(values)]
+    n.store.append(
+        list_id=row.id,
+        expected_size=0,
+        entries=new,
+        adds=[(e[2], e[3], "", e[0]) for e in new],
+        removes=[],
+        new_state=StateRow(len(new), CompactRange().to_bytes(), len(new)),
+    )
+
+
+def add_cases(n: Node) -> None:
+    """Overlaps, sightings and alerts: a ``setup`` for :func:`served_node`.
+
+    Two lists of another owner sharing hashes with SERIES (as a pull would
+    leave them), one baseline, one restricted; three reporters call FLAGGED
+    a false positive; a peer failing and a fork it offered raised alerts
+    (for a webhook nobody listens on).
+    """
+    n.store.add_webhook(url="http://127.0.0.1:9/hook", events="*", include_hashes=False, secret="s")
+    emit(n.store, "peer_failing", {"peer": "nl-dhd", "failures": 5}, dedupe_key="pf")
+    emit(n.store, "fork_refused", {"list": "nl-dhd/cases", "peer": "nl-dhd"}, dedupe_key="fr")
+    _foreign(n, "cases", "baseline", [KNOWN[0], KNOWN[1]])
+    _foreign(n, "restricted", "restricted", [KNOWN[2]])
+    follower = LogFollower(n.store, Matcher())
+    follower.load()
+    detector = OverlapDetector(
+        n.store,
+        follower.matcher,
+        lists=follower.lists,
+        applied=follower.watermark,
+        pdq_distance=n.settings.overlap_pdq_distance,
+    )
+    detector.load()
+    detector.run_until_idle(timeout=120)
+    row = n.get_list(SERIES)
+    seq = n.store.content_of(list_id=row.id, keys=[("sha256", FLAGGED)])[("sha256", FLAGGED)][1]
+    for i, (reporter, disposition, at) in enumerate(
+        [(r, "false_positive", seq) for r in REPORTERS] + [("rep-1", "seen", 0)]
+    ):
+        n.store.add_sighting(
+            digest=hashlib.sha256(f"note-{i}".encode()).hexdigest(),
+            owner="au-argos",
+            name="series-2041",
+            seq=at,
+            reporter=reporter,
+            disposition=disposition,
+            seen_s=int(time.time()),
+            via=reporter,
+            note="(test)",
+            status="recorded",
+        )
 
 
 @dataclass
@@ -82,7 +157,9 @@ def served_node(
     db_url: str | None = None,
     node_id: str = "au-argos",
     env: dict[str, str] | None = None,
+    setup: Callable[[Node], None] | None = None,
 ) -> ServedNode:
+    """``setup``: more state, written through the open node before it is served."""
     env = dict(env or {})
     overrides = {}
     if db_url and not db_url.startswith("sqlite"):
@@ -115,6 +192,8 @@ def served_node(
         match_token = create_token(
             n.store, principal="acme", scopes="match", ttl_days=None, actor="test"
         )
+        if setup is not None:
+            setup(n)
     finally:
         n.close()
     mark_changed(node.data)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _dashboard_node import KNOWN, PRIVATE_KNOWN, UNKNOWN, ServedNode, served_node
+from _dashboard_node import KNOWN, PRIVATE_KNOWN, UNKNOWN, ServedNode, add_cases, served_node
 
 pytestmark = pytest.mark.network
 
@@ -23,6 +23,8 @@ PAGES = {
     "overview": ("/ui", "Overview"),
     "lists": ("/ui/lists", "Lists"),
     "peers": ("/ui/peers", "Peers"),
+    "overlaps": ("/ui/overlaps", "Overlaps"),
+    "sightings": ("/ui/sightings", "Sightings"),
     "activity": ("/ui/activity", "Activity"),
     "audit": ("/ui/audit", "Audit log"),
     "principals": ("/ui/principals", "Principals"),
@@ -36,7 +38,7 @@ if not CHROMIUM.exists():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedNode]:
-    s = served_node(tmp_path_factory.mktemp("browser"))
+    s = served_node(tmp_path_factory.mktemp("browser"), setup=add_cases)
     yield s
     s.node.stop()
 
@@ -93,6 +95,12 @@ def test_admin_pages_render_in_chromium(browser: Any, served: ServedNode, tmp_pa
             text = rows.all_inner_texts()
             assert any("au-argos/series-2041" in t and "fresh" in t for t in text)
             assert any("au-argos/internal" in t and "private" in t for t in text)
+        if name == "overlaps":
+            pairs = page.locator("#overlap-pairs tbody tr").all_inner_texts()
+            assert any("au-argos/series-2041" in t and "nl-dhd/cases" in t for t in pairs)
+            assert not any(h in page.content() for h in KNOWN)
+        if name == "sightings":
+            assert page.locator("form.remove-flagged button").count() == 1
         if name == "principals":
             assert "acme" in page.locator("#principals").inner_text()
             assert "metrics" in page.locator("#tokens").inner_text()
