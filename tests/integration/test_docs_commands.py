@@ -19,7 +19,7 @@ How a document's shell blocks are read (keep this in mind when you add one):
    ``https://node:8443``, ``https://node.example:8443``, ``https://10.0.0.2:8443``),
    with a ``baseline`` list, a partner ``acme`` with a token (``hf_…``),
    its certificate in ``agency-b.crt`` and ``node.crt``; files
-   ``hashes.csv``, ``md5s.txt``, ``acme.crt`` (a self-signed end-entity
+   ``hashes.csv``, ``md5s.txt``, ``stock-icons.csv``, ``acme.crt`` (a self-signed end-entity
    certificate) in the working directory. Placeholders are replaced as in
    :data:`PLACEHOLDERS` (literal text → value); example owners' verifier
    keys become keys of the test's nodes.
@@ -82,12 +82,16 @@ def _key(name: str) -> str:
 def placeholders(world: World) -> dict[str, Callable[[], str]]:
     """Literal text in the docs → what it becomes here (evaluated when a line runs)."""
     peer_key = (world.peer.data / "keys" / "signing.pub").read_text().strip()
+    peer_cosigner = (world.peer.data / "keys" / "cosigning.pub").read_text().strip()
     url = world.peer.url
     return {
         "<64 hex>": lambda: SHA256,
         "'agency-b+a62fffc9+Ad+07…'": lambda: peer_key,
         "'agency-a+7c3b74d9+ARr2…'": lambda: peer_key,
         "'au-argos+9a268aa7+ASfdhsviMxFp/4pSQuTRAJjed3wlsU63RdmosXH3cfLy'": lambda: peer_key,
+        "'au-argos+5e07c1d2+BGq3…'": lambda: peer_cosigner,
+        "'agency-b+5c0e21d4+BP…'": lambda: peer_cosigner,
+        "'agency-a+4d2e9f10+BK7q…'": lambda: peer_cosigner,
         "'be-fccu+0c1d2e3f+…'": lambda: world.be_fccu_key,
         "'agency-c+…'": lambda: world.agency_c_key,
         "'au-argos+…'": world.local_key,
@@ -243,6 +247,7 @@ class DocRun:
             "type,value,category\n" + "".join(f"sha256,{i:064x},A2\n" for i in range(100, 110))
         )
         (cwd / "md5s.txt").write_text("".join(f"{i:032x}\n" for i in range(1, 6)))
+        (cwd / "stock-icons.csv").write_text(f"sha256,{'e' * 64},stock\n")
 
     def fill(self, text: str) -> str:
         for literal, value in self.subst.items():

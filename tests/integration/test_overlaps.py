@@ -26,7 +26,8 @@ from _cluster import PG_URL, pg_schema, wait_until
 from _nodes import Identity, NodeProcess, free_port, make_identity
 
 # Three nodes and a dozen CLI runs: minutes on a loaded machine.
-pytestmark = [pytest.mark.network, pytest.mark.timeout(900)]
+# Three real nodes per test, minutes per module: run with -m slow.
+pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def rand_hex(n: int = 32) -> str:

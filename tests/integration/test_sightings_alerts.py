@@ -36,7 +36,8 @@ from node.identity.trust import PINNED_DIR
 from node.store import Store
 
 # Three nodes and a restart: minutes on a loaded machine.
-pytestmark = [pytest.mark.network, pytest.mark.timeout(1200)]
+# Three real nodes per test, minutes per module: run with -m slow.
+pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 BACKENDS = [
     "sqlite",
