@@ -81,6 +81,9 @@ class PeerSettings(BaseModel):
     labels: list[Label] = Field(default_factory=list)  # what they may receive from us
     subscribe: list[str] = Field(default_factory=lambda: ["*"])  # "owner/*", "owner/name"
     interval_seconds: float = Field(60.0, gt=0)
+    # A witness for our lists: we submit each new checkpoint of a list it may
+    # receive to its add-checkpoint endpoint and serve its cosignature with it.
+    cosigns: bool = False
 
 
 # Owners we verify but do not pull from directly: a list

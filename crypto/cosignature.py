@@ -22,7 +22,8 @@ signature by a trusted key. No I/O.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import binascii
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -43,6 +44,7 @@ __all__ = [
     "CosignatureVerifier",
     "add_cosignatures",
     "check_distinct",
+    "cosignatures_except",
     "cosigned_message",
     "signature_timestamp",
 ]
@@ -52,6 +54,7 @@ COSIGNATURE_V1_TYPE = 0x04
 # c2sp.org/tlog-cosignature: the timestamp "MUST NOT exceed 2^63 - 1".
 MAX_TIMESTAMP = 2**63 - 1
 _HEADER = "cosignature/v1\n"
+_KEY_ID_SIZE = 4
 _TIMESTAMP_SIZE = 8
 _SIGNATURE_SIZE = 64  # RFC 8032 §5.1.6
 COSIGNATURE_SIZE = _TIMESTAMP_SIZE + _SIGNATURE_SIZE
@@ -206,6 +209,32 @@ def add_cosignatures(note: str, lines: Sequence[str]) -> str:
         if line not in present:
             out += line
             present.add(line)
+    return out
+
+
+def cosignatures_except(note: str, names: Collection[str]) -> list[str]:
+    """The signature lines of ``note`` by keys whose name is not in ``names``.
+
+    A witness's cosignature covers the checkpoint text only (origin, size,
+    root), so when an owner re-signs the same tree later, the witnesses'
+    lines still hold for the new note and are carried over. ``names`` are
+    the owner's key names: its earlier signatures are never carried (a note
+    signed by another key must not inherit the owner's). Malformed lines are
+    dropped (a receiver would ignore them anyway).
+    """
+    if "\n\n" not in note:
+        return []
+    out: list[str] = []
+    for line in note[note.rfind("\n\n") + 2 :].splitlines(keepends=True):
+        if not line.startswith("— ") or not line.endswith("\n"):
+            continue
+        name, _, b64 = line[2:-1].partition(" ")
+        try:
+            blob = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if len(blob) > _KEY_ID_SIZE and name not in names:
+            out.append(line)
     return out
 
 

@@ -78,6 +78,20 @@ def peer_add(
         bool, typer.Option("--no-pull", help="Pull nothing from it (it only receives).")
     ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between pulls.")] = 60.0,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness",
+            help="Cosigner key of a witness whose cosignature its lists need (repeatable).",
+        ),
+    ] = None,
+    witness_quorum: Annotated[
+        int, typer.Option(help="How many of the --witness keys must have cosigned.")
+    ] = 0,
+    cosigns: Annotated[
+        bool,
+        typer.Option("--cosigns", help="It witnesses our lists: submit our checkpoints to it."),
+    ] = False,
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Add a peer to node.toml and register it as a principal (role peer)."""
@@ -99,8 +113,14 @@ def peer_add(
         labels=check_labels(_split([labels])),
         subscribe=[] if no_pull else (_split(subscribe) or ["*"]),
         interval_seconds=interval,
+        witnesses=witness or [],
+        witness_quorum=witness_quorum,
+        cosigns=cosigns,
     )
     check_peer(peer)
+    from federation.witness_policy import witness_policy
+
+    witness_policy(node_id, peer.witnesses, peer.witness_quorum)
     if peer.subscribe and not peer.signing_keys:
         err.print(
             f"[yellow]note: no --signing-key for {node_id}: only lists of owners trusted "
@@ -147,13 +167,32 @@ def peer_trust(
         list[str] | None,
         typer.Option("--signing-key", help="The same, as an option (repeatable)."),
     ] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness",
+            help="Cosigner key of a witness whose cosignature its lists need (repeatable).",
+        ),
+    ] = None,
+    witness_quorum: Annotated[
+        int, typer.Option(help="How many of the --witness keys must have cosigned.")
+    ] = 0,
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Trust an owner's signing key for its lists that peers relay (trusted_owners in node.toml)."""
     given = [*(keys or []), *(signing_key or [])]
     if not given:
         raise InputError("give the owner's verifier key: hashfed peer trust OWNER KEY", where="KEY")
-    add_trusted_owner(data, TrustedOwner(node_id=node_id, signing_keys=given))
+    from federation.witness_policy import witness_policy
+
+    witness_policy(node_id, witness or [], witness_quorum)
+    owner = TrustedOwner(
+        node_id=node_id,
+        signing_keys=given,
+        witnesses=witness or [],
+        witness_quorum=witness_quorum,
+    )
+    add_trusted_owner(data, owner)
     out.print(f"trusting {node_id}'s signing key for its lists, whoever relays them")
 
 

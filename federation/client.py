@@ -21,6 +21,7 @@ fingerprint if one is configured, else a certificate naming the peer's node id.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -69,6 +70,7 @@ __all__ = ["AdminClient", "PeerClient", "trust_anchors"]
 M = TypeVar("M", bound=BaseModel)
 
 _API = "/federation/v1"
+_WITNESS_ADD = "/witness/v1/add-checkpoint"
 # JSON documents (node info, catalog, proofs) are far smaller than a page of
 # entries; a catalog of 10,000 lists with 1 KB notes is ~15 MB.
 _MAX_JSON_BYTES = 32 * 1024 * 1024
@@ -356,6 +358,44 @@ class PeerClient:
                 return False
             self._check_status(resp, f"{_API}/sightings")
         return True
+
+    def add_checkpoint(self, *, old_size: int, proof: Sequence[bytes], note: str) -> str | int:
+        """``POST /witness/v1/add-checkpoint`` (c2sp.org/tlog-witness) of one of our checkpoints.
+
+        Returns:
+            The witness's cosignature line, or, when it last cosigned another
+            size than ``old_size`` (409), that size: submit again from it.
+
+        Raises:
+            PeerProtocolError: any other refusal (a fork, an inconsistent
+                proof, an origin it does not know), or a malformed answer.
+        """
+        lines = [f"old {old_size}", *(base64.b64encode(h).decode("ascii") for h in proof)]
+        body = ("\n".join(lines) + "\n\n" + note).encode("utf-8")
+        with self._errors():
+            resp = self._http.post(
+                _WITNESS_ADD,
+                content=body,
+                headers={"Content-Type": "text/plain; charset=utf-8"},
+                timeout=self._timeout(_NOTIFY_SECONDS),
+            )
+            self._check_server(resp)
+            text = self._read(resp, _MAX_ERROR_BYTES).decode("utf-8", "replace")
+        if resp.status_code == 409 and resp.headers.get("content-type", "").startswith(
+            "text/x.tlog.size"
+        ):
+            size = text.strip()
+            if size.isdigit() and len(size) < 20:
+                return int(size)
+        if resp.status_code == 200:
+            line = text if text.endswith("\n") else text + "\n"
+            if line.startswith("— ") and line.count("\n") == 1:
+                return line
+            raise PeerProtocolError(peer=self.peer_id, reason="add-checkpoint: malformed answer")
+        raise PeerProtocolError(
+            peer=self.peer_id,
+            reason=f"add-checkpoint: HTTP {resp.status_code}: {text.strip()[:200]}",
+        )
 
     def notify(self, owner: str, name: str, size: int) -> bool:
         """``POST /federation/v1/notify``; True if the peer scheduled a pull."""

@@ -10,6 +10,9 @@ A peer is configured in ``node.toml``::
     labels = ["baseline", "restricted"]  # what it may receive from us
     subscribe = ["be-fccu/*"]           # what we pull from it ([] = nothing)
     interval_seconds = 60
+    witnesses = ["nl-nca+…"]            # optional: cosigner keys its lists need …
+    witness_quorum = 1                  # … from this many of them
+    cosigns = false                     # true: it witnesses our lists
 
 and an owner whose lists reach us only through relays (we verify its
 signature, whoever serves the list) in::

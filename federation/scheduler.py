@@ -9,7 +9,10 @@ An APScheduler 3 ``BackgroundScheduler`` runs, in one process per node:
 * a watcher of newly accepted checkpoints (published here, re-signed by the
   heartbeat, or received and relayed) that notifies every peer cleared for
   the list's label, so they pull at once;
-* the owner's heartbeat (federation/heartbeat.py).
+* the owner's heartbeat (federation/heartbeat.py);
+* submitting our new checkpoints to the peers that witness them
+  (federation/witness_submit.py), before the notify, and every 30 s for
+  those that failed.
 
 A notify from a peer (``POST /federation/v1/notify``) runs that peer's job
 now, even while backed off (a peer that notifies is back); a notify that
@@ -35,7 +38,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +59,8 @@ from federation.peers import check_peer, find_peer
 from federation.policy import PRIVATE_LABEL
 from federation.scheduler_lock import SchedulerLock, retry_seconds
 from federation.sync import PullReport, Syncer
+from federation.witness_submit import WitnessSubmitter
+from node.log.proofs import ProofCache
 from node.node import Node
 from node.store import now_ms
 
@@ -68,6 +73,8 @@ MAX_BACKOFF_SECONDS = 3600.0
 BACKOFF_FACTOR_CAP = 16
 NOTIFY_WATCH_SECONDS = 0.25
 CONFIG_WATCH_SECONDS = 2.0
+# Submissions to witnesses that failed are tried again this often.
+WITNESS_RETRY_SECONDS = 30.0
 # Triggered pulls of one peer start at most this often.
 MIN_TRIGGER_GAP_SECONDS = 0.2
 
@@ -85,6 +92,7 @@ def next_delay(interval: float, failures: int, rnd: random.Random) -> float:
 
 class _StateLike(Protocol):
     node: Node
+    proofs: ProofCache
     peer_status: Callable[[], list[dict[str, Any]]] | None
 
 
@@ -101,6 +109,7 @@ class FederationRuntime:
     def __init__(self, *, seed: int | None = None) -> None:
         self.node: Node | None = None
         self.syncer: Syncer | None = None
+        self.witnesses: WitnessSubmitter | None = None
         self.scheduler: BackgroundScheduler | None = None
         self._runs: dict[str, _Run] = {}
         self._guard = threading.Lock()
@@ -120,6 +129,7 @@ class FederationRuntime:
         _check_config(state.node.settings)  # fail at start, not at every pull
         self.node = state.node
         self.syncer = Syncer(state.node)
+        self.witnesses = WitnessSubmitter(state.node, state.proofs)
         state.peer_status = self.status
         self._runs = {p.node_id: _Run() for p in state.node.settings.peers}
         self._lock = SchedulerLock(state.node)
@@ -176,6 +186,12 @@ class FederationRuntime:
             self._watch_checkpoints,
             IntervalTrigger(seconds=NOTIFY_WATCH_SECONDS),
             id="notify-watch",
+            next_run_time=now,
+        )
+        sched.add_job(
+            self._submit_to_witnesses,
+            IntervalTrigger(seconds=WITNESS_RETRY_SECONDS),
+            id="witness-submit",
             next_run_time=now,
         )
         sched.add_job(
@@ -411,6 +427,8 @@ class FederationRuntime:
         newest: dict[int, int] = {}
         for cp in rows:
             newest[cp.list_id] = max(newest.get(cp.list_id, 0), cp.size)
+        # Witnesses first, so that peers notified next find their cosignatures.
+        self._submit_to_witnesses(newest)
         for list_id, size in newest.items():
             row = store.get_list_by_id(list_id)
             if row is None or row.frozen_reason is not None or row.label == PRIVATE_LABEL:
@@ -419,6 +437,17 @@ class FederationRuntime:
                 if row.label not in peer.labels or peer.node_id in (row.owner, row.source_peer):
                     continue
                 self._notifier.submit(self._notify, peer, row.owner, row.name, size)
+
+    def _submit_to_witnesses(self, list_ids: Iterable[int] | None = None) -> None:
+        if self.witnesses is None:
+            return
+        try:
+            added = self.witnesses.run(list_ids)
+        except Exception:
+            log.exception("submitting checkpoints to witnesses failed")
+            return
+        if added:
+            log.info("witnesses: %d cosignature(s) added", added)
 
     def _notify(self, peer: PeerSettings, owner: str, name: str, size: int) -> None:
         node = self._require_node()

@@ -44,6 +44,7 @@ from crypto.errors import (
     HashfedError,
     InputError,
     LimitExceededError,
+    MissingWitnessError,
     PeerError,
     RollbackError,
     StaleError,
@@ -58,9 +59,11 @@ from federation.policy import subscribed
 from federation.protocol import CatalogList
 from federation.sync_alerts import alert_list_outcome, alert_peer_health
 from federation.trusted_state import Accepted, ListUpdate, Outcome
+from federation.witness import cosign_accepted
 from federation.witness_policy import owner_witnesses
 from node.log import writer
 from node.log.entry import leaf_hashes
+from node.log.proofs import ProofCache
 from node.node import Node
 from node.store import EntryTuple, ListRow, StateRow, now_ms
 
@@ -281,6 +284,7 @@ class Syncer:
         except ValueError as exc:
             raise StoreError(str(exc)) from None
         entries: list[EntryTuple] = []
+        proven: tuple[int, list[bytes]] | None = None  # (from size, verified consistency proof)
         try:
             try:
                 outcome = update.offer(item.checkpoint)
@@ -298,6 +302,7 @@ class Syncer:
                     item.owner, item.name, trusted.size, update.offered.size
                 )
                 update.verify_consistency(proof)
+                proven = (trusted.size, proof)
             page = self.settings.limits.max_page_entries
             tick = (
                 self.progress_task(f"{peer.node_id}: {full}", update.remaining)
@@ -332,6 +337,11 @@ class Syncer:
         except StaleError as exc:
             result.outcome, result.error_code, result.detail = STALE, exc.code, exc.message
             return
+        except MissingWitnessError as exc:
+            # Signed by the owner yet seen by no witness we require: keep the note,
+            # take the update once the witnesses have cosigned it.
+            self._refused(peer, row, update, exc, result, freeze=False)
+            return
         except FutureCheckpointError as exc:
             # Validly signed yet impossible: the owner's clock or key is wrong; keep the note.
             self._refused(peer, row, update, exc, result, freeze=False)
@@ -344,6 +354,7 @@ class Syncer:
         if outcome is Outcome.REFRESH:
             assert row is not None
             writer.refresh(store, row=row, peer=peer.node_id, accepted=verified)
+            self._cosign(row, accepted, proven)
             result.outcome = REFRESHED
             self._follow_owner_metadata(peer, item, row)
             return
@@ -382,6 +393,47 @@ class Syncer:
             self.node.emit(applied.committed)
         except Exception:  # the commit stands; the index catches up on restart
             log.exception("index update after applying %s failed", full)
+        self._cosign(row, accepted, proven)
+
+    def _cosign(
+        self, row: ListRow, accepted: Accepted, proven: tuple[int, list[bytes]] | None
+    ) -> None:
+        """Cosign, as a witness, a checkpoint just verified and stored; keep the line with it.
+
+        Whoever pulls the list from us then gets our cosignature with the
+        owner's note (and every other witness's it carried), so a receiver
+        whose policy names us can tell the tree we saw from another one
+        shown to it alone.
+        """
+        node = self.node
+
+        def consistency(old: int, new: int) -> list[bytes]:
+            if proven is not None and proven[0] == old:
+                return proven[1]  # the proof this pull verified
+            # Rare: the last tree we cosigned is not the one this pull started from.
+            return ProofCache().consistency(node.store, list_id=row.id, size1=old, size2=new)
+
+        try:
+            line = cosign_accepted(
+                node.store,
+                note=accepted.note,
+                consistency_proof=consistency,
+                cosigner=node.cosigner,
+                log_keys=node.verifiers_for,
+                now=int(self._clock()),
+            )
+            if line is not None:
+                writer.add_cosignatures_to_latest(
+                    node.store,
+                    row=row,
+                    size=accepted.size,
+                    root_hash=accepted.root_hash,
+                    lines=[line],
+                    actor=f"witness:{node.node_id}",
+                )
+        except HashfedError as exc:
+            # The list is stored; only our cosignature is missing, tried again next pull.
+            log.warning("witness: cosigning %s failed: %s", row.full_name, exc.message)
 
     def _follow_owner_metadata(
         self, peer: PeerSettings, item: CatalogList, row: ListRow | None

@@ -33,7 +33,14 @@ from crypto.keys import NoteVerifier
 from crypto.merkle import verify_consistency
 from node.store import Store
 
-__all__ = ["MAX_BODY_BYTES", "MAX_PROOF_LINES", "SIZE_CONTENT_TYPE", "Answer", "add_checkpoint"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_PROOF_LINES",
+    "SIZE_CONTENT_TYPE",
+    "Answer",
+    "add_checkpoint",
+    "cosign_accepted",
+]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +123,68 @@ def add_checkpoint(
     if isinstance(parsed, Answer):
         return parsed
     old_size, proof, note = parsed
+    if old_size == 0 and proof:
+        return _bad("a proof from size 0 must be empty")
+    return _cosign(
+        store,
+        old_size=old_size,
+        proof_for=lambda _old, _new: proof,
+        note=note,
+        cosigner=cosigner,
+        log_keys=log_keys,
+        now=now,
+    )
+
+
+def cosign_accepted(
+    store: Store,
+    *,
+    note: str,
+    consistency_proof: Callable[[int, int], Sequence[bytes]],
+    cosigner: CosignatureSigner,
+    log_keys: Callable[[str], Sequence[NoteVerifier]],
+    now: int,
+) -> str | None:
+    """Cosign, as a witness, a checkpoint this node just verified and stored.
+
+    The same rules as :func:`add_checkpoint`, from the last checkpoint this
+    node cosigned for the origin, with the consistency proof computed from
+    the entries this node holds (``consistency_proof(old_size, new_size)``).
+
+    Returns:
+        The cosignature line, or None when this node has cosigned a larger
+        tree for the origin already, or the checkpoint is not consistent
+        with the one it cosigned (both logged, without hashes).
+    """
+    origin = note.split("\n", 1)[0]
+    current = store.witnessed(origin=origin)
+    answer = _cosign(
+        store,
+        old_size=current.size if current else 0,
+        proof_for=consistency_proof,
+        note=note,
+        cosigner=cosigner,
+        log_keys=log_keys,
+        now=now,
+    )
+    if answer.status != 200:
+        log.info(
+            "witness: not cosigning %s: HTTP %d %s", origin, answer.status, answer.body.strip()
+        )
+        return None
+    return answer.body
+
+
+def _cosign(
+    store: Store,
+    *,
+    old_size: int,
+    proof_for: Callable[[int, int], Sequence[bytes]],
+    note: str,
+    cosigner: CosignatureSigner,
+    log_keys: Callable[[str], Sequence[NoteVerifier]],
+    now: int,
+) -> Answer:
     origin = note.split("\n", 1)[0]
     owner = (
         origin[len(ORIGIN_PREFIX) :].split("/", 1)[0] if origin.startswith(ORIGIN_PREFIX) else ""
@@ -133,8 +202,7 @@ def add_checkpoint(
         return _bad(exc.message)
     if old_size > cp.size:
         return _bad("the old size is larger than the checkpoint's")
-    if old_size == 0 and proof:
-        return _bad("a proof from size 0 must be empty")
+    proof = list(proof_for(old_size, cp.size)) if 0 < old_size < cp.size else []
     for _ in range(_CAS_TRIES):
         current = store.witnessed(origin=origin)
         have = current.size if current else 0

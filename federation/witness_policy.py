@@ -10,12 +10,14 @@ The one verifier (federation/trusted_state.py ``ListUpdate``) applies it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from config import NodeSettings, PeerSettings, TrustedOwner
 from crypto.cosignature import CosignatureVerifier
 from crypto.errors import ConfigError
 from crypto.keys import NoteVerifier
 
-__all__ = ["owner_witnesses"]
+__all__ = ["owner_witnesses", "witness_policy"]
 
 
 def owner_witnesses(settings: NodeSettings, owner: str) -> tuple[list[CosignatureVerifier], int]:
@@ -32,6 +34,18 @@ def owner_witnesses(settings: NodeSettings, owner: str) -> tuple[list[Cosignatur
         if entry.node_id == owner:
             keys.extend(entry.witnesses)
             quorum = max(quorum, entry.witness_quorum)
+    return witness_policy(owner, keys, quorum)
+
+
+def witness_policy(
+    owner: str, keys: Sequence[str], quorum: int
+) -> tuple[list[CosignatureVerifier], int]:
+    """Parse and check one owner's witness keys and quorum.
+
+    Raises:
+        ConfigError: a key is not a cosigner vkey, or the quorum exceeds
+            the number of distinct witnesses named.
+    """
     out: list[CosignatureVerifier] = []
     for key in dict.fromkeys(keys):
         verifier = NoteVerifier.from_verifier_key(key)

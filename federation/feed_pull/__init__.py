@@ -10,6 +10,7 @@ One pull, module by module::
                 size not below the last accepted one     (rollback)
                 same size, same root; an extension of it (fork)
                 not older than --max-age                 (freeze)
+                cosigned by --witness-quorum of the --witness keys   (split view)
                 stored right edge + new leaves = signed root  (tampered, dropped, reordered)
     apply   only then: new per-list files (new generation names; the old ones stay),
             the output files DIR/<type>.txt (temporary file + os.replace each),
@@ -30,7 +31,7 @@ from __future__ import annotations
 from federation.feed_pull.fetch import DEFAULT_MAX_BYTES
 from federation.feed_pull.pull import PullResult, pull
 from federation.feed_pull.state import STATE_FILE, ListState, PullState
-from federation.feed_pull.trust import load_trust
+from federation.feed_pull.trust import Witnesses, load_trust, load_witnesses
 from federation.feed_pull.verify import FeedVerifier
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
     "ListState",
     "PullResult",
     "PullState",
+    "Witnesses",
     "load_trust",
+    "load_witnesses",
     "pull",
 ]

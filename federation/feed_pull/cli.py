@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from crypto.errors import InputError
 from federation.client import FeedClient, cert_context, token_context
-from federation.feed_pull import DEFAULT_MAX_BYTES, load_trust, pull
+from federation.feed_pull import DEFAULT_MAX_BYTES, load_trust, load_witnesses, pull
 from node.cli import app, err, out
 from node.cli_output import progress_bar
 
@@ -60,9 +60,20 @@ def pull_command(
     max_bytes: Annotated[int, typer.Option(help="Refuse a download larger than this.")] = (
         DEFAULT_MAX_BYTES
     ),
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="OWNER=COSIGNER_KEY of a witness whose cosignature that owner's lists need "
+            "(repeatable)."
+        ),
+    ] = None,
+    witness_quorum: Annotated[
+        int, typer.Option(help="How many distinct witnesses of an owner must have cosigned.")
+    ] = 1,
 ) -> None:
     """Pull a feed, verify it against the owners' signatures, write one file per hash type."""
     owners = load_trust(trust or [], trust_file)
+    witnesses = load_witnesses(witness or [], witness_quorum)
     if not owners:
         raise InputError("name at least one list owner you trust", where="--trust")
     cas, pins = list(ca or []), list(pin or [])
@@ -87,6 +98,7 @@ def pull_command(
             max_bytes=max_bytes,
             max_age_seconds=max_age,
             progress=progress,
+            witnesses=witnesses,
         )
     how = "full" if result.full else "incremental"
     if result.resynced:

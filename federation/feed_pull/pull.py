@@ -17,6 +17,7 @@ from federation.client import FeedClient
 from federation.feed_pull.apply import apply
 from federation.feed_pull.fetch import DEFAULT_MAX_BYTES, download, spooled_lines
 from federation.feed_pull.state import WORK_DIR, PullState
+from federation.feed_pull.trust import Witnesses
 from federation.feed_pull.verify import FeedVerifier
 
 __all__ = ["PullResult", "pull"]
@@ -59,6 +60,7 @@ def pull(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_age_seconds: int = 0,
     progress: Any = None,
+    witnesses: Witnesses | None = None,
 ) -> PullResult:
     """Pull ``label`` into ``out_dir``: verify everything, then rewrite the files atomically.
 
@@ -101,7 +103,12 @@ def pull(
                 on_bytes=report.task("downloading", None, "bytes"),
             )
             verifier = FeedVerifier(
-                old=old, trust=trust, peer=client.peer, tmp=tmp, max_age_seconds=max_age_seconds
+                old=old,
+                trust=trust,
+                peer=client.peer,
+                tmp=tmp,
+                max_age_seconds=max_age_seconds,
+                witnesses=witnesses,
             )
             tick = report.task("verifying", got.lines, "entries")
             with spool_path.open("rb") as fh:

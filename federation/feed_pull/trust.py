@@ -6,10 +6,14 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from crypto.cosignature import CosignatureVerifier
 from crypto.errors import HashfedError, InputError
 from crypto.keys import NoteVerifier
 
-__all__ = ["load_trust"]
+__all__ = ["Witnesses", "load_trust", "load_witnesses"]
+
+# Owner → (the witnesses' cosigner keys, how many of them must have cosigned).
+Witnesses = dict[str, tuple[list[CosignatureVerifier], int]]
 
 
 def load_trust(
@@ -52,3 +56,34 @@ def load_trust(
         except (HashfedError, ValueError):
             raise InputError("not a verifier key (name+keyid+base64)", where=where) from None
     return trust
+
+
+def load_witnesses(pairs: Sequence[str], quorum: int) -> Witnesses:
+    """Owner → witness policy, from ``OWNER=COSIGNER_KEY`` pairs (``--witness``).
+
+    Each owner named needs ``quorum`` distinct ones of its witnesses'
+    cosignatures on every update (docs/PROTOCOL.md, "Witness policy").
+
+    Raises:
+        InputError: a pair is malformed, a key is not a cosigner key (type
+            0x04), or ``quorum`` is above the witnesses named for an owner.
+    """
+    if quorum < 1:
+        raise InputError("must be 1 or more", where="--witness-quorum")
+    out: Witnesses = {}
+    for owner, keys in load_trust(pairs).items():
+        if not all(isinstance(k, CosignatureVerifier) for k in keys):
+            raise InputError(
+                f"a witness key for {owner} is not a cosigner key (keys/cosigning.pub)",
+                where="--witness",
+            )
+        distinct = list(
+            {k.verifier_key: k for k in keys if isinstance(k, CosignatureVerifier)}.values()
+        )
+        if quorum > len(distinct):
+            raise InputError(
+                f"{owner} has {len(distinct)} witness(es); the quorum is {quorum}",
+                where="--witness-quorum",
+            )
+        out[owner] = (distinct, quorum)
+    return out

@@ -28,6 +28,7 @@ from crypto.note import MAX_NOTE_BYTES
 from federation.feed_pull import files
 from federation.feed_pull.files import Changes
 from federation.feed_pull.state import PullState
+from federation.feed_pull.trust import Witnesses
 from federation.trusted_state import Accepted, ListUpdate
 from node.log.entry import OP_CODES, leaf_hash_input, short_field
 from node.log.hashes import REGISTRY, parse_category
@@ -78,9 +79,11 @@ class FeedVerifier:
         max_age_seconds: int = 0,
         now: float | None = None,
         max_skew_seconds: int = 300,
+        witnesses: Witnesses | None = None,
     ) -> None:
         self.old = old.lists if old else {}
         self.trust = trust
+        self.witnesses = witnesses or {}
         self.peer = peer
         self.tmp = tmp
         self.max_age = max_age_seconds
@@ -168,6 +171,8 @@ class FeedVerifier:
                 max_skew_seconds=self.max_skew,
                 # No health report watches a partner's copy: a frozen feed must fail the pull.
                 refuse_stale_unchanged=True,
+                witnesses=self.witnesses.get(owner, ([], 0))[0],
+                witness_quorum=self.witnesses.get(owner, ([], 0))[1],
             )
         except ValueError:
             raise InputError(

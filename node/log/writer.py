@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from crypto.checkpoint import Checkpoint, CheckpointSigner, list_origin
+from crypto.cosignature import add_cosignatures, cosignatures_except
 from crypto.errors import (
     FrozenListError,
     InputError,
@@ -54,6 +55,7 @@ __all__ = [
     "AddRequest",
     "Verified",
     "add_batch",
+    "add_cosignatures_to_latest",
     "add_hashes",
     "apply_verified",
     "create_local",
@@ -323,6 +325,10 @@ def _sign(
             size, root = cr.size, cr.root()
         cp = Checkpoint(origin=list_origin(row.owner, row.name), size=size, root_hash=root)
         note = signer.sign(cp, timestamp)
+        if latest is not None and (latest.size, latest.root_hash) == (size, root):
+            # The same tree: the witnesses' cosignatures of it hold for the new note too.
+            owner_names = {row.owner, signer.log.name, signer.cosigner.name}
+            note = add_cosignatures(note, cosignatures_except(latest.note, owner_names))
         change = ListChange(
             checkpoints=[(cp.size, cp.root_hash, timestamp, note, "accepted")],
             audit=(actor, action, row.full_name, cp.size, {}),
@@ -392,6 +398,41 @@ def heartbeat(
         )
         is not None
     )
+
+
+def add_cosignatures_to_latest(
+    store: Store,
+    *,
+    row: ListRow,
+    size: int,
+    root_hash: bytes,
+    lines: Sequence[str],
+    actor: str,
+) -> bool:
+    """Store the newest checkpoint again with witnesses' cosignature lines added.
+
+    For our own lists (cosignatures a witness returned) and for lists we
+    pulled (our own cosignature as their witness), so that whoever fetches
+    the checkpoint from us gets them with it. Only while the newest
+    checkpoint is still the tree cosigned (``size``, ``root_hash``): a
+    cosignature of an older tree is not attached to a newer one. Returns
+    whether a new note was stored.
+    """
+
+    def plan(txn: ListTxn) -> tuple[ListChange | None, bool]:
+        latest = txn.latest_checkpoint()
+        if latest is None or (latest.size, latest.root_hash) != (size, root_hash):
+            return None, False
+        note = add_cosignatures(latest.note, lines)
+        if note == latest.note:
+            return None, False
+        change = ListChange(
+            checkpoints=[(size, root_hash, latest.timestamp, note, latest.status)],
+            audit=(actor, "checkpoint.cosigned", row.full_name, size, {}),
+        )
+        return change, True
+
+    return store.change_list(list_id=row.id, plan=plan)
 
 
 # --- lists received from peers ---------------------------------------------------------------

@@ -16,6 +16,7 @@ from crypto.cosignature import (
     CosignatureSigner,
     CosignatureVerifier,
     add_cosignatures,
+    cosignatures_except,
     cosigned_message,
     signature_timestamp,
 )
@@ -172,3 +173,27 @@ def test_any_body_and_time_cosign_and_verify(body: str, when: int) -> None:
     sig = CO.cosign(text, when)
     assert CO.verifier().verify(text.encode(), sig)
     assert signature_timestamp(sig) == when
+
+
+def test_cosignatures_except_keeps_only_other_names_lines() -> None:
+    log_key = NoteSigner("example.com/behind-the-sofa", Ed25519PrivateKey.generate())
+    note = sign_note(TEXT, [log_key])
+    own = CosignatureSigner("example.com/behind-the-sofa", Ed25519PrivateKey.generate())
+    line_w, line_own = CO.line(TEXT, T), own.line(TEXT, T)
+    both = add_cosignatures(note, [line_own, line_w])
+    assert cosignatures_except(both, {"example.com/behind-the-sofa"}) == [line_w]
+    assert cosignatures_except(both, set()) == both[both.index("\n\n") + 2 :].splitlines(True)
+    assert cosignatures_except(TEXT, set()) == []  # no signature block
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "— w not-base64!\n",  # not base64
+        "— w AAA=\n",  # shorter than a key id and a signature
+        "- w AAAAAAAAAAAA\n",  # a hyphen, not an em dash
+    ],
+)
+def test_cosignatures_except_drops_malformed_lines(junk: str) -> None:
+    note = sign_note(TEXT, [NoteSigner("a", Ed25519PrivateKey.generate())]) + junk
+    assert cosignatures_except(note, set()) == note[note.index("\n\n") + 2 :].splitlines(True)[:1]

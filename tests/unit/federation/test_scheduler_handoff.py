@@ -18,6 +18,7 @@ from federation.scheduler_lock import (
     MIN_LOCK_RETRY_SECONDS,
     retry_seconds,
 )
+from node.log.proofs import ProofCache
 from node.node import Node
 from node.store import Store
 
@@ -28,6 +29,7 @@ class _State:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.peer_status: Any = None
+        self.proofs = ProofCache()
 
 
 def _peer(node_id: str, interval: float, *, pull: bool = True) -> PeerSettings:

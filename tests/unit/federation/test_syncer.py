@@ -321,7 +321,8 @@ def test_heartbeat_resigns_owned_lists_and_receivers_refresh(pair: tuple[Node, N
     assert [r.outcome for r in report.lists] == ["refreshed"]
     mine = receiver.store.latest_checkpoint(list_id=receiver.get_list(BASE).id)
     assert mine is not None
-    assert mine.note == fresh.note
+    # The owner's note, with the receiver's own cosignature as its witness.
+    assert mine.note == fresh.note + receiver.cosigner.line(fresh.note.split("\n\n")[0] + "\n", due)
 
 
 def test_labels_follow_the_owner_never_a_relay(pair: tuple[Node, Node]) -> None:
@@ -355,6 +356,7 @@ def test_only_one_process_runs_the_scheduler(node_factory: NodeFactory) -> None:
         def __init__(self, node: Node) -> None:
             self.node = node
             self.peer_status: Any = None
+            self.proofs = ProofCache()
 
     one, two = FederationRuntime(), FederationRuntime()
     stop_one = one.start(State(first_node))

@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
+from crypto.cosignature import CosignatureSigner
 from crypto.errors import FrozenListError, StoreError, WriteLockTimeoutError
 from crypto.merkle import CompactRange
+from crypto.note import open_note
 from node.log import writer
 from node.log.entry import leaf_hashes
 from node.log.lists import get_list
@@ -158,6 +161,14 @@ CHANGES: dict[str, Callable[[Node, ListRow, ListRow], object]] = {
     ),
     "set_frozen": lambda n, own, rec: writer.set_frozen(
         n.store, row=rec, reason="frozen by hand", actor="t"
+    ),
+    "add_cosignatures_to_latest": lambda n, own, rec: writer.add_cosignatures_to_latest(
+        n.store,
+        row=own,
+        size=3,
+        root_hash=n.store.latest_checkpoint(list_id=own.id).root_hash,  # type: ignore[union-attr]
+        lines=[_witness_line(n, own)],
+        actor="witness:w",
     ),
     "follow_metadata": lambda n, own, rec: writer.follow_metadata(
         n.store, row=rec, peer="nl-politie", label="restricted", description="new"
@@ -427,3 +438,62 @@ def test_a_failed_group_commit_fails_every_caller_and_writes_nothing(node: Node)
         t.join()
     assert len(errors) == 8
     assert _snapshot(node.store) == before
+
+
+WITNESS = CosignatureSigner("w", Ed25519PrivateKey.from_private_bytes(b"\x07" * 32))
+
+
+def _witness_line(node: Node, row: ListRow) -> str:
+    latest = node.store.latest_checkpoint(list_id=row.id)
+    assert latest is not None
+    text = latest.note[: latest.note.index("\n\n") + 1]
+    return WITNESS.line(text, 1_700_000_000)
+
+
+def test_a_witness_cosignature_is_stored_with_the_newest_checkpoint(node: Node) -> None:
+    row = node.get_list(LIST)
+    latest = node.store.latest_checkpoint(list_id=row.id)
+    assert latest is not None
+    line = _witness_line(node, row)
+    args = {"row": row, "size": latest.size, "root_hash": latest.root_hash, "actor": "witness:w"}
+    assert writer.add_cosignatures_to_latest(node.store, lines=[line], **args)
+    now = node.store.latest_checkpoint(list_id=row.id)
+    assert now is not None
+    assert now.note == latest.note + line
+    assert (now.size, now.root_hash, now.timestamp) == (
+        latest.size,
+        latest.root_hash,
+        latest.timestamp,
+    )
+    open_note(now.note, [WITNESS.verifier()])  # the line verifies on the stored note
+    # Twice is once; and not on a tree other than the newest.
+    assert not writer.add_cosignatures_to_latest(node.store, lines=[line], **args)
+    stale = {**args, "size": latest.size - 1}
+    assert not writer.add_cosignatures_to_latest(node.store, lines=[line], **stale)
+
+
+def test_the_heartbeat_keeps_witness_cosignatures_of_the_same_tree(node: Node) -> None:
+    row = node.get_list(LIST)
+    latest = node.store.latest_checkpoint(list_id=row.id)
+    assert latest is not None
+    line = _witness_line(node, row)
+    writer.add_cosignatures_to_latest(
+        node.store, row=row, size=latest.size, root_hash=latest.root_hash, lines=[line], actor="w"
+    )
+    signer = node.checkpoint_signer
+    assert writer.heartbeat(
+        node.store, node_id=node.node_id, row=row, signer=signer, now=2_000_000_000, every=0
+    )
+    beat = node.store.latest_checkpoint(list_id=row.id)
+    assert beat is not None
+    assert beat.timestamp == 2_000_000_000
+    assert line in beat.note
+    opened = open_note(beat.note, [*signer.verifiers(), WITNESS.verifier()])
+    assert len(opened.verified_by) == 3
+    # A new tree drops them: the witness has not seen it.
+    node.add_raw(LIST, [("md5", md5(50), "A1")], actor="tester")
+    node.publish(LIST, actor="tester")
+    grown = node.store.latest_checkpoint(list_id=row.id)
+    assert grown is not None
+    assert grown.size == latest.size + 1
+    assert line not in grown.note
