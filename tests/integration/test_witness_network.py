@@ -15,6 +15,7 @@ and takes ``a``'s honest tree once it pulls from ``a`` again.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _nodes import HASHFED, NodeProcess, copy_data, free_port
+from _nodes import HASHFED, NodeProcess, copy_data, free_port, run_cli
 
 from crypto.cosignature import CosignatureVerifier
 from crypto.errors import NoTrustedSignatureError
@@ -297,3 +298,13 @@ def test_split_view_with_a_stolen_key_is_refused_where_a_witness_is_required(net
     finally:
         a2.stop()
         d.stop()
+
+
+def test_log_export_carries_the_witness_cosignature_and_verifies_offline(net: Net) -> None:
+    out = net.base / "a-base.log.ndjson"
+    net.a.cli("list", "export", "a/base", "--log", "--out", str(out))
+    header = json.loads(out.read_text().splitlines()[0])
+    assert cosigned_by(header["checkpoint"], cosigner_of(net.b))
+    keys = [arg for key in net.a.verifier_keys() for arg in ("--key", key)]
+    got = run_cli("verify-export", str(out), *keys).stdout  # offline: no data folder
+    assert got.startswith("ok  a/base")
