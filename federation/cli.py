@@ -53,6 +53,19 @@ def _split(values: list[str] | None) -> list[str]:
     return out_
 
 
+# An owner's witness policy, for `peer add` and `peer trust` alike.
+WitnessOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--witness",
+        help="Cosigner key of a witness whose cosignature its lists need (repeatable).",
+    ),
+]
+WitnessQuorumOpt = Annotated[
+    int, typer.Option(help="How many of the --witness keys must have cosigned.")
+]
+
+
 @peer_app.command("add")
 def peer_add(
     node_id: Annotated[str, typer.Argument(help="The peer's node id.")],
@@ -78,16 +91,8 @@ def peer_add(
         bool, typer.Option("--no-pull", help="Pull nothing from it (it only receives).")
     ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between pulls.")] = 60.0,
-    witness: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--witness",
-            help="Cosigner key of a witness whose cosignature its lists need (repeatable).",
-        ),
-    ] = None,
-    witness_quorum: Annotated[
-        int, typer.Option(help="How many of the --witness keys must have cosigned.")
-    ] = 0,
+    witness: WitnessOpt = None,
+    witness_quorum: WitnessQuorumOpt = 0,
     cosigns: Annotated[
         bool,
         typer.Option("--cosigns", help="It witnesses our lists: submit our checkpoints to it."),
@@ -167,16 +172,8 @@ def peer_trust(
         list[str] | None,
         typer.Option("--signing-key", help="The same, as an option (repeatable)."),
     ] = None,
-    witness: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--witness",
-            help="Cosigner key of a witness whose cosignature its lists need (repeatable).",
-        ),
-    ] = None,
-    witness_quorum: Annotated[
-        int, typer.Option(help="How many of the --witness keys must have cosigned.")
-    ] = 0,
+    witness: WitnessOpt = None,
+    witness_quorum: WitnessQuorumOpt = 0,
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Trust an owner's signing key for its lists that peers relay (trusted_owners in node.toml)."""
