@@ -103,12 +103,13 @@ def net(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         a = NodeProcess("a", base / "a", free_port(), env=env()).init()
         b = NodeProcess("b", base / "b", free_port(), env=env()).init()
         c = NodeProcess("c", base / "c", free_port(), env=env()).init()
-        key = {n.node_id: (n.data / "keys" / "signing.pub").read_text().strip() for n in (a, b, c)}
+        # Both of each owner's keys: its log key and its cosigner key.
+        key = {n.node_id: n.key_args() for n in (a, b, c)}
 
         def pull(node: NodeProcess, peer: NodeProcess, labels: str, pattern: str) -> None:
             node.cli(
                 "peer", "add", peer.node_id, peer.url, "--cert", str(peer.cert),
-                "--labels", labels, "--signing-key", key[peer.node_id],
+                "--labels", labels, *key[peer.node_id],
                 "--subscribe", pattern, "--interval", "1",
             )  # fmt: skip
 
@@ -116,8 +117,8 @@ def net(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         pull(c, b, "baseline", "b/*")
         pull(a, c, "baseline,restricted", "b/*")
         pull(b, c, "baseline", "a/*")
-        a.cli("peer", "trust", "b", "--signing-key", key["b"])
-        b.cli("peer", "trust", "a", "--signing-key", key["a"])
+        a.cli("peer", "trust", "b", *key["b"])
+        b.cli("peer", "trust", "a", *key["a"])
         partner = make_identity(base / "ids", "partner1")
         c.cli(
             "principal", "add", "partner1", "--role", "partner", "--labels", "baseline",

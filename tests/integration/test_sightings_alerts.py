@@ -115,7 +115,8 @@ def fed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             init_data_dir(node.data, node_id=name, port=node.port)
             nodes.append(node)
         a, b, c = nodes
-        key = {n.node_id: (n.data / "keys" / "signing.pub").read_text().strip() for n in nodes}
+        # Both of each owner's keys: its log key and its cosigner key.
+        key = {n.node_id: n.verifier_keys() for n in nodes}
 
         # Set-up in this process, as `hashfed peer add` does it: a CLI start per
         # step costs many seconds on a loaded machine.
@@ -132,11 +133,11 @@ def fed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             shutil.copyfile(other.cert, at.data / PINNED_DIR / f"{other.node_id}.crt")
 
         peer(a, b, labels=["baseline"], subscribe=[])
-        peer(b, a, signing_keys=[key["a"]], subscribe=["a/*"], interval_seconds=1)
-        peer(b, c, signing_keys=[key["c"]], labels=["baseline"], subscribe=[])
+        peer(b, a, signing_keys=key["a"], subscribe=["a/*"], interval_seconds=1)
+        peer(b, c, signing_keys=key["c"], labels=["baseline"], subscribe=[])
         peer(c, b, subscribe=["a/base"], interval_seconds=1)
-        add_trusted_owner(c.data, TrustedOwner(node_id="a", signing_keys=[key["a"]]))
-        add_trusted_owner(a.data, TrustedOwner(node_id="c", signing_keys=[key["c"]]))
+        add_trusted_owner(c.data, TrustedOwner(node_id="a", signing_keys=key["a"]))
+        add_trusted_owner(a.data, TrustedOwner(node_id="c", signing_keys=key["c"]))
         a.cli("principal", "sightings", "b", "on")
         up, down = Receiver(free_port()).start(), Receiver(free_port())
         secrets = {"up": _webhook(a, up.url, "sighting,overlap"), "down": "d" * 32}
