@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crypto.errors import StoreError
+from node.background import BackgroundJob
 from node.log.kinds import ALLOW_KIND
 from node.log.lists import ContentChange
 from node.match.index.segment import Segment
@@ -108,8 +109,10 @@ class FollowerStats:
     database_sizes: dict[int, int] = field(default_factory=dict)
 
 
-class LogFollower:
+class LogFollower(BackgroundJob):
     """Follows every list's log by watermark and applies it to one :class:`Matcher`."""
+
+    thread_name = "log-follower"
 
     def __init__(
         self,
@@ -132,8 +135,7 @@ class LogFollower:
         self._by_name: dict[tuple[str, str], ListRow] = {}
         self._lock = threading.RLock()  # one application at a time, any thread
         self._stats = FollowerStats()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._watch: ChangeWatch | None = None  # the thread's, while it runs
 
     # --- loading ----------------------------------------------------------------------------
@@ -346,18 +348,6 @@ class LogFollower:
             return self._applied.get(list_id, 0)
 
     # --- the background thread ---------------------------------------------------------
-
-    def start(self) -> LogFollower:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="log-follower", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def _run(self) -> None:
         watch: ChangeWatch | None = None

@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from node.background import BackgroundJob
 from node.match.follower import LogFollower
 from node.match.index.segment import (
     Segment,
@@ -45,8 +46,11 @@ MERGE_ENTRIES = 65_536
 CHECK_SECONDS = 2.0
 
 
-class SegmentManager:
+class SegmentManager(BackgroundJob):
     """Keeps one process's matcher on the newest segment of ``folder``."""
+
+    thread_name = "index-segments"
+    stop_timeout = 10.0
 
     def __init__(
         self,
@@ -67,8 +71,7 @@ class SegmentManager:
         self._database_id: str | None = None
         self._segment: Segment | None = None
         self._tick_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.stats: dict[str, Any] = {
             "started_from": "",
             "generation": 0,
@@ -181,18 +184,6 @@ class SegmentManager:
         return True
 
     # --- the background thread ---------------------------------------------------------
-
-    def start(self) -> SegmentManager:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="index-segments", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def _run(self) -> None:
         # The first check soon: a start from the database writes a segment at once.

@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from crypto.errors import WriteLockTimeoutError
+from node.background import BackgroundJob
 from node.log.hashes import REGISTRY
 from node.log.kinds import ALLOW_KIND
 from node.match.matcher import Matcher
@@ -56,8 +57,10 @@ class DetectorStats:
     last_error: str = ""
 
 
-class OverlapDetector:
+class OverlapDetector(BackgroundJob):
     """Checks every newly applied entry against every other owner's lists."""
+
+    thread_name = "overlaps"
 
     def __init__(
         self,
@@ -82,8 +85,7 @@ class OverlapDetector:
         self._marks: dict[int, int] = {}
         self._lock = threading.Lock()
         self._stats = DetectorStats()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     def load(self) -> None:
         """Read the persisted watermarks (where the last run stopped)."""
@@ -291,18 +293,6 @@ class OverlapDetector:
         }
 
     # --- the background thread ---------------------------------------------------------
-
-    def start(self) -> OverlapDetector:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="overlaps", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def _run(self) -> None:
         loaded = False
