@@ -18,10 +18,11 @@ and the second one carries the proof from there, as the spec intends.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from crypto.checkpoint import list_origin
-from crypto.errors import HashfedError
+from crypto.errors import HashfedError, PeerTimeoutError, PeerUnreachableError
 from federation.client import PeerClient
 from federation.policy import may_receive
 from node.identity.principals import from_row
@@ -36,6 +37,8 @@ log = logging.getLogger("hashfed.witness")
 
 # old 0 → 409 with the witness's size → the submission from that size.
 _TRIES = 2
+# A witness found down is tried again after this long (the scheduler's retry job).
+REST_SECONDS = 30.0
 
 
 class WitnessSubmitter:
@@ -48,6 +51,8 @@ class WitnessSubmitter:
         self._witnessed_size: dict[tuple[str, str], int] = {}
         # (witness, list id) -> (size, root) whose cosignature we hold.
         self._held: dict[tuple[str, int], tuple[int, bytes]] = {}
+        # witness -> monotonic time before which it is not dialled again (it was down).
+        self._resting: dict[str, float] = {}
 
     def run(self, list_ids: Iterable[int] | None = None) -> int:
         """Submit the newest checkpoint of our lists (all, or ``list_ids``) where a witness's
@@ -69,6 +74,8 @@ class WitnessSubmitter:
         ]
         added = 0
         for peer in witnesses:
+            if self._resting.get(peer.node_id, 0.0) > time.monotonic():
+                continue
             principal_row = node.store.get_principal(name=peer.node_id)
             if principal_row is None:
                 continue
@@ -84,6 +91,12 @@ class WitnessSubmitter:
                     continue
                 try:
                     added += self._submit(peer.node_id, row, latest)
+                except (PeerUnreachableError, PeerTimeoutError) as exc:
+                    # Down: no more dialling it for a while, so that the notify
+                    # path that calls this does not wait on its timeouts per list.
+                    self._resting[peer.node_id] = time.monotonic() + REST_SECONDS
+                    log.warning("witness %s unreachable: %s", peer.node_id, exc.message)
+                    break
                 except HashfedError as exc:
                     log.warning(
                         "witness %s did not cosign %s: %s", peer.node_id, row.full_name, exc.message
