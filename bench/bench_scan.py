@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from node.local.scan import Hit, Query, ScanResult, scan
+from node.local.matcher import Hit, Query
+from node.local.results import ScanResult
+from node.local.scan import scan
 
 
 class NullMatcher:

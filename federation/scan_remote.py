@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from federation.client import AdminClient
-from node.local.scan import Hit, Query
+from node.local.matcher import Hit, Query
 
 # The API's own batch bound (config Limits.max_batch default).
 MAX_BATCH = 10_000
 
 
 class RemoteScanMatcher:
-    """:class:`node.local.scan.Matcher` that asks a node's ``POST /api/v1/match``."""
+    """:class:`node.local.matcher.Matcher` that asks a node's ``POST /api/v1/match``."""
 
     def __init__(
         self,

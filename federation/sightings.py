@@ -1,4 +1,4 @@
-"""Relaying sightings one hop toward the list's owner, through federation/client.py.
+"""Relaying sightings one hop toward the list's owner, through federation/client/.
 
 Each queued sighting goes to the peer its list was pulled from; that peer
 verifies it again and records it (it owns the list) or queues it for its own

@@ -1,6 +1,6 @@
 """Delivering alerts to webhooks: signed JSON POSTs, retried with backoff, recorded.
 
-The one module besides federation/client.py that dials out: webhook
+The one module besides federation/client/ that dials out: webhook
 receivers are not peers (no mutual TLS, no federation certificate), so the
 peer client's checks do not apply; tests/unit/test_layering.py names it.
 

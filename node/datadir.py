@@ -23,7 +23,8 @@ from config import NODE_TOML, NodeSettings, load_settings, render_node_toml
 from crypto.checkpoint import CheckpointSigner
 from crypto.cosignature import CosignatureSigner
 from crypto.errors import ConfigError
-from crypto.keys import NoteSigner, generate_signing_key, load_private_key, save_private_key
+from crypto.key_files import load_private_key, save_private_key
+from crypto.keys import NoteSigner, generate_signing_key
 from crypto.pki import create_self_signed, save_certificate
 from crypto.pki import save_private_key as save_tls_key
 

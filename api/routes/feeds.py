@@ -21,15 +21,9 @@ from api.errors import ErrorBody, error_response
 from api.http_cache import etag_matches
 from crypto.errors import InputError
 from federation.policy import offered
-from node.feeds.feed import (
-    FEED_SECRET_FILE,
-    BadRequestError,
-    FeedList,
-    Feeds,
-    ResyncRequiredError,
-    UnknownFeedError,
-    load_feed_secret,
-)
+from node.feeds.cursor import FEED_SECRET_FILE, load_feed_secret
+from node.feeds.errors import BadRequestError, ResyncRequiredError, UnknownFeedError
+from node.feeds.feed import FeedList, Feeds
 from node.feeds.stix import Taxii
 from node.identity.principals import Principal
 from node.log.hashes import REGISTRY

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from api.deps import PrincipalDep, StateDep
 from api.http_cache import etag_matches
 from api.routes.feeds import FeedRoute, LabelPath, ServicesDep, resolve_feed
-from node.feeds.feed import UnknownFeedError
+from node.feeds.errors import UnknownFeedError
 from node.feeds.misp import MispFeed
 
 router = APIRouter(prefix="/misp/v1", tags=["misp"], route_class=FeedRoute)

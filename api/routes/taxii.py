@@ -25,7 +25,7 @@ from api.routes.feeds import FeedRoute, FeedServices, ServicesDep
 from api.taxii_errors import TAXII_MEDIA_TYPE
 from crypto.errors import ForbiddenError
 from federation.policy import offered
-from node.feeds.feed import UnknownFeedError
+from node.feeds.errors import UnknownFeedError
 from node.feeds.stix import (
     STIX_MEDIA_TYPE,
     Page,

@@ -1,7 +1,7 @@
 """Downloading a feed to the spool file, and reading it back line by line.
 
 :class:`federation.client.FeedClient` does the HTTP: this package never dials
-out (federation/client.py is the project's only outbound module).
+out (federation/client/ is the project's only outbound package).
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from node.feeds.feed import BadRequestError, CursorError, seal, unseal
+from node.feeds.cursor import seal, unseal
+from node.feeds.errors import BadRequestError, CursorError
 from node.feeds.stix_objects import (
     EXTENSION_ID,
     NAMESPACE,

@@ -24,7 +24,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.local.scan import ORIENTED, FileProblem, FileResult, Hit, ScanResult
+from node.local.matcher import ORIENTED, Hit
+from node.local.results import FileProblem, FileResult, ScanResult
 
 CSV_FIELDS = (
     "status",

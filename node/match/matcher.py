@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from node.local.scan import Hit as ScanHit
-from node.local.scan import Query as ScanQuery
+from node.local.matcher import Hit as ScanHit
+from node.local.matcher import Query as ScanQuery
 from node.log.hashes import REGISTRY, HashType
 from node.log.kinds import ALLOW_KIND
 from node.log.lists import ContentChange
@@ -409,7 +409,7 @@ def _empty_indexes() -> dict[str, AnyIndex]:
 
 
 class LocalScanMatcher:
-    """:class:`node.local.scan.Matcher` over this node's own lists, for ``hashfed scan``.
+    """:class:`node.local.matcher.Matcher` over this node's own lists, for ``hashfed scan``.
 
     The operator of the node runs it on the node's machine, so every list is
     visible, as for the node's own administrator over the API.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crypto.errors import HashfedError
-from node.local.scan import ScanResult
+from node.local.results import ScanResult
 from node.node import Node
 from node.sightings.receive import report
 

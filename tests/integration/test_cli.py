@@ -26,7 +26,8 @@ import pytest
 from sqlalchemy import text
 
 from config import load_settings
-from crypto.keys import generate_signing_key, save_private_key
+from crypto.key_files import save_private_key
+from crypto.keys import generate_signing_key
 from node.node import Node
 from node.store import Store
 

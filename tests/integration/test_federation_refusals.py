@@ -26,7 +26,8 @@ from _nodes import Identity, NodeProcess, free_port, make_identity
 
 from crypto.checkpoint import Checkpoint, CheckpointSigner, list_origin
 from crypto.cosignature import CosignatureSigner
-from crypto.keys import NoteSigner, load_private_key
+from crypto.key_files import load_private_key
+from crypto.keys import NoteSigner
 from crypto.merkle import TreeLevels, leaf_hash
 from federation.protocol import encode_entry
 from node.log.entry import encode_leaf

@@ -40,7 +40,8 @@ from crypto.errors import (
     RollbackError,
     RootMismatchError,
 )
-from crypto.keys import NoteSigner, generate_signing_key, load_private_key
+from crypto.key_files import load_private_key
+from crypto.keys import NoteSigner, generate_signing_key
 from crypto.merkle import CompactRange, leaf_hash
 from crypto.tls import server_context
 from federation.client import FeedClient, token_context

@@ -61,7 +61,7 @@ class Fed:
         return Identity("c", self.c.cert, self.c.data / "tls" / "node.key")
 
     def c_signer(self) -> NoteSigner:
-        from crypto.keys import load_private_key
+        from crypto.key_files import load_private_key
 
         return NoteSigner("c", load_private_key(self.c.data / "keys" / "signing.key"))
 

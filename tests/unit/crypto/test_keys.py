@@ -18,17 +18,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from crypto.errors import ConfigError
+from crypto.key_files import MAX_KEY_FILE_BYTES, load_private_key, save_private_key
 from crypto.keys import (
-    MAX_KEY_FILE_BYTES,
     NoteSigner,
     NoteVerifier,
     compute_key_id,
     fingerprint,
     generate_signing_key,
     is_valid_key_name,
-    load_private_key,
     public_key_bytes,
-    save_private_key,
 )
 
 # golang.org/x/mod/sumdb/note note_test.go: the published test keys.

@@ -24,7 +24,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto import merkle
 from crypto.errors import ConsistencyProofError, InclusionProofError, VerificationError
 from crypto.merkle import (
     EMPTY_ROOT,
@@ -41,6 +40,8 @@ from crypto.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from crypto.merkle import levels as merkle_levels
+from crypto.merkle import verify as merkle_verify
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 
@@ -357,7 +358,7 @@ def _go_nodes(ids: list[tuple[int, int]], begin: int = 0, end: int = 0) -> list[
     ],
 )
 def test_inclusion_nodes_match_transparency_dev(size: int, index: int, want: list[Any]) -> None:
-    assert merkle._inclusion_nodes(index, size) == want
+    assert merkle_levels._inclusion_nodes(index, size) == want
 
 
 @pytest.mark.parametrize(
@@ -394,7 +395,7 @@ def test_inclusion_nodes_match_transparency_dev(size: int, index: int, want: lis
     ],
 )
 def test_consistency_nodes_match_transparency_dev(size1: int, size2: int, want: list[Any]) -> None:
-    assert merkle._consistency_nodes(size1, size2) == want
+    assert merkle_levels._consistency_nodes(size1, size2) == want
 
 
 # --- verification guards: one test per mutation ------------------------------------
@@ -551,7 +552,7 @@ def test_single_entry_tree() -> None:
 def test_proof_length_bounds(size: int) -> None:
     """The longest proofs of a size fit the documented maxima; one more is rejected."""
     index = 0
-    inner, border = merkle._decomp_incl_proof(index, size)
+    inner, border = merkle_verify._decomp_incl_proof(index, size)
     assert inner + border == (size - 1).bit_length() <= MAX_INCLUSION_PROOF_HASHES
     proof = [SOME_HASH] * (inner + border)
     root = root_from_inclusion_proof(index, size, LEAF, proof)
@@ -561,10 +562,10 @@ def test_proof_length_bounds(size: int) -> None:
 
 
 def test_longest_proofs_reach_the_maxima() -> None:
-    assert sum(merkle._decomp_incl_proof(0, MAX_TREE_SIZE)) == MAX_INCLUSION_PROOF_HASHES
+    assert sum(merkle_verify._decomp_incl_proof(0, MAX_TREE_SIZE)) == MAX_INCLUSION_PROOF_HASHES
     # size1 odd, size2 just above 2^63: the seed plus a 64-hash path.
     size1, size2 = 3, 2**63 + 1
-    inner, border = merkle._decomp_incl_proof(size1 - 1, size2)
+    inner, border = merkle_verify._decomp_incl_proof(size1 - 1, size2)
     assert 1 + inner + border == MAX_CONSISTENCY_PROOF_HASHES
 
 
@@ -572,7 +573,7 @@ def test_guards_run_before_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_hashing(*_: object) -> None:
         raise AssertionError("hashed before every guard ran")
 
-    monkeypatch.setattr(merkle, "_sha256", no_hashing)
+    monkeypatch.setattr(merkle_verify, "sha256", no_hashing)
     bad_inclusion: list[tuple[int, int, bytes, list[bytes], bytes]] = [
         (8, 8, LEAF, PROOF_5_8, ROOT8),
         (5, 8, LEAF[:31], PROOF_5_8, ROOT8),

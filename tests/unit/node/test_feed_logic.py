@@ -19,18 +19,9 @@ from stix2validator import ValidationOptions, validate_instance
 from crypto.checkpoint import list_origin, verify_checkpoint
 from crypto.errors import ConfigError
 from crypto.merkle import CompactRange, leaf_hash
-from node.feeds.feed import (
-    Cursor,
-    CursorError,
-    FeedList,
-    Feeds,
-    Position,
-    ResyncRequiredError,
-    UnknownFeedError,
-    decode_cursor,
-    encode_cursor,
-    load_feed_secret,
-)
+from node.feeds.cursor import Cursor, Position, decode_cursor, encode_cursor, load_feed_secret
+from node.feeds.errors import CursorError, ResyncRequiredError, UnknownFeedError
+from node.feeds.feed import FeedList, Feeds
 from node.feeds.stix import (
     Page,
     Taxii,
@@ -502,7 +493,7 @@ def test_parse_timestamp(text: str, us: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "yesterday", "1970-01-01T00:00:00", "1970-01-01T00:00:00.Z"])
 def test_malformed_timestamp_refused(text: str) -> None:
-    from node.feeds.feed import BadRequestError
+    from node.feeds.errors import BadRequestError
 
     with pytest.raises(BadRequestError):
         parse_timestamp(text, where="t")

@@ -15,6 +15,7 @@ import pytest
 
 from node.local import report as report_mod
 from node.local.hashing import FileHashes, Kind
+from node.local.matcher import Hit
 from node.local.report import (
     CSV_FIELDS,
     group_hits,
@@ -23,7 +24,7 @@ from node.local.report import (
     write_csv_report,
     write_html_report,
 )
-from node.local.scan import FileProblem, FileResult, Hit, ScanResult
+from node.local.results import FileProblem, FileResult, ScanResult
 
 HOSTILE = '<script>alert("x")</script>&amp;'
 

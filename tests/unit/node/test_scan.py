@@ -21,19 +21,14 @@ import pytest
 from PIL import Image, ImageDraw
 
 from crypto.errors import HashfedError
-from node.local import scan as scan_mod
+from node.local import workers as workers_mod
+from node.local.errors import MatcherError, ScanError
 from node.local.hashing import FileHashes, hash_file
-from node.local.scan import (
-    FileProblem,
-    Hit,
-    MatcherError,
-    Query,
-    ScanError,
-    ScanResult,
-    load_state,
-    scan,
-    walk,
-)
+from node.local.matcher import Hit, Query
+from node.local.results import FileProblem, ScanResult
+from node.local.scan import scan
+from node.local.state_file import load_state
+from node.local.walk import walk
 
 # --- fixtures: images, a fake matcher, a folder tree ---------------------------------------------
 
@@ -341,7 +336,7 @@ def test_resume_refuses_a_state_file_whose_pdq_applied_the_orientation(tmp_path:
 def test_matcher_failure_stops_with_a_clear_error_and_no_hash(
     tree: Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scan_mod, "CHUNK_FILES", 2)
+    monkeypatch.setattr(workers_mod, "CHUNK_FILES", 2)
     state = tmp_path / "state.jsonl"
     matcher = DictMatcher(tree.entries, fail_on_call=2)
     with pytest.raises(MatcherError) as info:
@@ -372,7 +367,7 @@ class CountingHasher:
 def test_resume_after_interruption_matches_an_uninterrupted_scan_without_rehashing(
     tree: Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scan_mod, "CHUNK_FILES", 2)
+    monkeypatch.setattr(workers_mod, "CHUNK_FILES", 2)
     full = scan(
         tree.root,
         DictMatcher(tree.entries),
@@ -438,7 +433,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_scan_without_rehashi
 def test_resume_with_worker_processes(
     tree: Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scan_mod, "CHUNK_FILES", 2)
+    monkeypatch.setattr(workers_mod, "CHUNK_FILES", 2)
     state = tmp_path / "state.jsonl"
     with pytest.raises(MatcherError):
         scan(
@@ -666,7 +661,7 @@ class InterruptingMatcher(DictMatcher):
 def test_ctrl_c_stops_the_workers_keeps_the_state_and_resume_finishes(
     tree: Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scan_mod, "CHUNK_FILES", 2)
+    monkeypatch.setattr(workers_mod, "CHUNK_FILES", 2)
     state = tmp_path / "state.jsonl"
     with pytest.raises(KeyboardInterrupt):
         scan(

@@ -1,4 +1,4 @@
-"""Talking to peers over mutual TLS: the only module of hashfed that dials out.
+"""Talking to peers over mutual TLS: a peer's federation endpoints.
 
 Every network failure becomes a ``PeerError`` here, in one place
 (:meth:`PeerClient._errors`):
@@ -22,16 +22,11 @@ fingerprint if one is configured, else a certificate naming the peer's node id.
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
-import os
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from cryptography import x509
@@ -40,7 +35,6 @@ from pydantic import BaseModel, ValidationError
 from config import Limits, NodeSettings, PeerSettings
 from crypto.errors import (
     HashfedError,
-    InputError,
     PeerAuthError,
     PeerError,
     PeerLimitError,
@@ -50,7 +44,8 @@ from crypto.errors import (
     is_auth_alert,
 )
 from crypto.pki import cert_fingerprint, node_id_from_certificate
-from crypto.tls import MIN_TLS_VERSION, TLS12_CIPHERS, client_context
+from crypto.tls import client_context
+from federation.client.connect import CONNECT_SECONDS, describe, trust_anchors
 from federation.protocol import (
     MAX_ENTRY_LINE_BYTES,
     NDJSON,
@@ -62,10 +57,9 @@ from federation.protocol import (
     NotifyResponse,
     decode_proof,
 )
-from node.identity.trust import PINNED_DIR
 from node.store import EntryTuple
 
-__all__ = ["AdminClient", "PeerClient", "trust_anchors"]
+__all__ = ["PeerClient"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -76,24 +70,10 @@ _WITNESS_ADD = "/witness/v1/add-checkpoint"
 _MAX_JSON_BYTES = 32 * 1024 * 1024
 # An error body is read only to name the error code.
 _MAX_ERROR_BYTES = 4096
-# A single request may wait this long for a connection or the next bytes
-# (the pull deadline cuts the whole pull shorter when it is near).
-_CONNECT_SECONDS = 10.0
+# A single request may wait this long for the next bytes (the pull deadline
+# cuts the whole pull shorter when it is near).
 _READ_SECONDS = 30.0
 _NOTIFY_SECONDS = 5.0
-
-
-def trust_anchors(settings: NodeSettings) -> tuple[list[Path], list[Path]]:
-    """CA files and pinned certificate files this node trusts for peers."""
-    cas = [settings.path(p) for p in settings.tls_ca_files]
-    own_ca = settings.path("ca/ca.crt")
-    if own_ca.exists() and own_ca not in cas:
-        cas.append(own_ca)
-    pinned = [settings.path(p) for p in settings.tls_pinned_cert_files]
-    folder = settings.path(PINNED_DIR)
-    if folder.is_dir():
-        pinned += sorted(folder.glob("*.crt"))
-    return cas, pinned
 
 
 class PeerClient:
@@ -115,7 +95,7 @@ class PeerClient:
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
             verify=ssl_context,
-            timeout=httpx.Timeout(_READ_SECONDS, connect=_CONNECT_SECONDS),
+            timeout=httpx.Timeout(_READ_SECONDS, connect=CONNECT_SECONDS),
             follow_redirects=False,
             trust_env=False,  # no proxies from the environment: peers are dialled directly
         )
@@ -164,14 +144,14 @@ class PeerClient:
             raise PeerTimeoutError(peer=peer, reason=f"timed out ({type(exc).__name__})") from None
         except (httpx.NetworkError, ssl.SSLError) as exc:
             if is_auth_alert(str(exc)):
-                raise PeerAuthError(peer=peer, reason=_describe(exc)) from None
-            raise PeerUnreachableError(peer=peer, reason=_describe(exc)) from None
+                raise PeerAuthError(peer=peer, reason=describe(exc)) from None
+            raise PeerUnreachableError(peer=peer, reason=describe(exc)) from None
         except (httpx.ProtocolError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
-            raise PeerProtocolError(peer=peer, reason=_describe(exc)) from None
+            raise PeerProtocolError(peer=peer, reason=describe(exc)) from None
         except httpx.HTTPError as exc:
-            raise PeerError(peer=peer, reason=_describe(exc)) from None
+            raise PeerError(peer=peer, reason=describe(exc)) from None
         except OSError as exc:
-            raise PeerUnreachableError(peer=peer, reason=_describe(exc)) from None
+            raise PeerUnreachableError(peer=peer, reason=describe(exc)) from None
 
     def _timeout(self, seconds: float = _READ_SECONDS) -> httpx.Timeout:
         if self.deadline is not None:
@@ -179,7 +159,7 @@ class PeerClient:
             if left <= 0:
                 raise PeerTimeoutError(peer=self.peer_id, reason="the pull took too long")
             seconds = min(seconds, left)
-        return httpx.Timeout(seconds, connect=min(_CONNECT_SECONDS, seconds))
+        return httpx.Timeout(seconds, connect=min(CONNECT_SECONDS, seconds))
 
     def _check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -415,225 +395,3 @@ class PeerClient:
             return NotifyResponse.model_validate_json(resp.content).scheduled
         except ValidationError:
             raise PeerProtocolError(peer=self.peer_id, reason="notify: malformed answer") from None
-
-
-class AdminClient:
-    """A node's own admin API over mutual TLS (the demo and benchmarks drive nodes with it)."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        cert_file: Path | None,
-        key_file: Path | None,
-        ca_files: Sequence[Path] = (),
-        pinned_cert_files: Sequence[Path] = (),
-        timeout: float = 60.0,
-        token: str | None = None,
-    ) -> None:
-        if cert_file is not None and key_file is not None:
-            ctx = client_context(
-                cert_file, key_file, ca_files=ca_files, pinned_cert_files=pinned_cert_files
-            )
-        elif token is not None:
-            ctx = token_context(ca_files=ca_files, pinned_cert_files=pinned_cert_files)
-        else:
-            raise InputError("give a client certificate and key, or a token", where="--cert")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.url = url
-        self._http = httpx.Client(
-            base_url=url, verify=ctx, timeout=timeout, trust_env=False, headers=headers
-        )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> AdminClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def request(self, method: str, path: str, json: Any = None) -> Any:
-        """Send a request and return the decoded JSON answer.
-
-        Raises:
-            PeerUnreachableError: the node does not answer (yet).
-            PeerProtocolError: a status other than 2xx (the error body's detail
-                is in the reason).
-        """
-        try:
-            resp = self._http.request(method, path, json=json)
-        except (httpx.NetworkError, httpx.TimeoutException, ssl.SSLError, OSError) as exc:
-            if is_auth_alert(str(exc)):
-                raise PeerAuthError(peer=self.url, reason=_describe(exc)) from None
-            raise PeerUnreachableError(peer=self.url, reason=_describe(exc)) from None
-        except httpx.HTTPError as exc:
-            raise PeerProtocolError(peer=self.url, reason=_describe(exc)) from None
-        if not 200 <= resp.status_code < 300:
-            error = PeerAuthError if resp.status_code in (401, 403) else PeerProtocolError
-            raise error(
-                peer=self.url, reason=f"{method} {path}: HTTP {resp.status_code} {resp.text[:300]}"
-            )
-        return resp.json() if resp.content else None
-
-
-def _describe(exc: BaseException) -> str:
-    # httpx and ssl messages name hosts and TLS alerts, never request bodies.
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text[:300]}"
-
-
-# A whole feed of 10M hashes as NDJSON is ~1.5 GB; 4 GiB leaves room, and bounds a lying server.
-FEED_MAX_BYTES = 4 * 1024**3
-_FEED_READ_SECONDS = 120.0  # a large full feed may pause while the server pages its database
-_MAX_ERROR_BYTES = 4096
-
-
-# --- industry feeds (`hashfed pull`) ----------------------------------------------------
-
-
-def token_context(
-    *, ca_files: Sequence[Path] = (), pinned_cert_files: Sequence[Path] = ()
-) -> ssl.SSLContext:
-    """A client context without a client certificate (token auth), checking the server.
-
-    With neither CAs nor pins it uses the system's trust store (a node behind a
-    public TLS front end); otherwise exactly the given anchors.
-    """
-    if not ca_files and not pinned_cert_files:
-        ctx = ssl.create_default_context()
-    else:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = True
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        for path in [*ca_files, *pinned_cert_files]:
-            try:
-                ctx.load_verify_locations(cafile=os.fspath(path))
-            except (ssl.SSLError, OSError) as exc:
-                raise InputError(f"cannot load as a trust anchor: {exc}", where=str(path)) from None
-    ctx.minimum_version = MIN_TLS_VERSION
-    ctx.set_ciphers(TLS12_CIPHERS)
-    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    return ctx
-
-
-def cert_context(
-    cert: Path, key: Path, *, ca_files: Sequence[Path] = (), pinned_cert_files: Sequence[Path] = ()
-) -> ssl.SSLContext:
-    """A client context presenting ``cert`` (crypto/tls.py's hardened one)."""
-    return client_context(cert, key, ca_files=ca_files, pinned_cert_files=pinned_cert_files)
-
-
-@dataclass(frozen=True)
-class Fetched:
-    resync: bool  # the server refused the cursor: pull again without one
-    bytes: int
-    lines: int
-
-
-class FeedClient:
-    """A node's feed endpoints over HTTPS, with a client certificate or a token."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        ssl_context: ssl.SSLContext,
-        token: str | None = None,
-        read_timeout: float = _FEED_READ_SECONDS,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.peer = httpx.URL(self.url).host or self.url
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(
-            base_url=self.url,
-            verify=ssl_context,
-            headers=headers,
-            timeout=httpx.Timeout(read_timeout, connect=_CONNECT_SECONDS),
-            follow_redirects=False,
-            trust_env=False,  # no proxies from the environment
-        )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> FeedClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """The one place where httpx and ssl exceptions become PeerErrors."""
-        try:
-            yield
-        except HashfedError:
-            raise
-        except httpx.TimeoutException as exc:
-            raise PeerTimeoutError(
-                peer=self.peer, reason=f"timed out ({type(exc).__name__})"
-            ) from exc
-        except (httpx.NetworkError, ssl.SSLError) as exc:
-            if is_auth_alert(str(exc)):
-                raise PeerAuthError(peer=self.peer, reason=_describe(exc)) from exc
-            raise PeerUnreachableError(peer=self.peer, reason=_describe(exc)) from exc
-        except (httpx.ProtocolError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
-            raise PeerProtocolError(peer=self.peer, reason=_describe(exc)) from exc
-        except httpx.HTTPError as exc:
-            raise PeerError(peer=self.peer, reason=_describe(exc)) from exc
-        except OSError as exc:
-            raise PeerUnreachableError(peer=self.peer, reason=_describe(exc)) from exc
-
-    def fetch(
-        self,
-        label: str,
-        since: str | None,
-        spool: IO[bytes],
-        *,
-        max_bytes: int = FEED_MAX_BYTES,
-        on_bytes: Callable[[int], None] | None = None,
-    ) -> Fetched:
-        """Download the NDJSON feed into ``spool`` (bounded), or learn that a resync is needed.
-
-        Raises:
-            PeerError: the server is unreachable, times out, or answers other than 200/410.
-            PeerLimitError: more than ``max_bytes``.
-        """
-        params = {"format": "ndjson"} | ({"since": since} if since else {})
-        path = f"/feeds/v1/{label}/entries"
-        with self._errors(), self._http.stream("GET", path, params=params) as resp:
-            if resp.status_code == 410:
-                return Fetched(True, 0, 0)
-            if resp.status_code != 200:
-                error = PeerAuthError if resp.status_code in (401, 403) else PeerProtocolError
-                raise error(peer=self.peer, reason=f"{path}: {self._error_of(resp)}")
-            ctype = resp.headers.get("content-type", "").split(";")[0].strip()
-            if ctype != NDJSON:
-                raise PeerProtocolError(peer=self.peer, reason=f"{path}: content type {ctype!r}")
-            total = lines = 0
-            for chunk in resp.iter_bytes(1 << 16):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise PeerLimitError(
-                        peer=self.peer, limit="feed bytes", value=total, maximum=max_bytes
-                    )
-                lines += chunk.count(b"\n")
-                spool.write(chunk)
-                if on_bytes is not None:
-                    on_bytes(len(chunk))
-        return Fetched(False, total, lines)
-
-    def _error_of(self, resp: httpx.Response) -> str:
-        body = b""
-        for chunk in resp.iter_bytes():
-            body += chunk
-            if len(body) > _MAX_ERROR_BYTES:
-                break
-        try:
-            d = json.loads(body[:_MAX_ERROR_BYTES])
-            code, detail = str(d.get("error", "?"))[:64], str(d.get("detail", ""))[:300]
-        except (ValueError, AttributeError):
-            code, detail = "?", ""
-        return f"HTTP {resp.status_code} ({code}) {detail}".strip()
