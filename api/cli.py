@@ -24,7 +24,6 @@ from node import (
     cli_overlaps,  # noqa: F401  (adds `hashfed overlaps`)
 )
 from node.cli import DEFAULT_DATA, DataOpt, out
-from node.datadir import ensure_data_dir
 
 app = node_cli.app
 federation_cli.register(app)  # peer add/ls/rm/trust, sync, demo
@@ -44,6 +43,8 @@ def serve(
     worker: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run the node: HTTPS with client certificates, matching, lists, federation."""
+    from node.datadir import ensure_data_dir
+
     if workers > 1 and not worker:
         from api.workers import supervise
 
