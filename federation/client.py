@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from cryptography import x509
@@ -62,7 +62,9 @@ from federation.protocol import (
     decode_proof,
 )
 from node.identity.trust import PINNED_DIR
-from node.store import EntryTuple
+
+if TYPE_CHECKING:
+    from node.store import EntryTuple
 
 __all__ = ["AdminClient", "PeerClient", "trust_anchors"]
 
