@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,13 @@ from sqlalchemy import create_engine, event, text
 
 PG_URL = os.environ.get("HASHFED_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+# The integration tests start hundreds of `hashfed` processes. Where the
+# environment says PYTHONDONTWRITEBYTECODE, each of them would compile every
+# module of ours from source again: they get a byte-code cache of their own,
+# kept in the virtual environment, never beside the sources.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(sys.prefix, "pycache"))
 
 
 def _pg_schema_url(schema: str) -> str:
@@ -111,3 +119,33 @@ def sqlite_full(store: Any) -> Iterator[None]:
 def full_disk() -> Any:
     """:func:`sqlite_full`, for tests: ``with full_disk(store): ...``."""
     return sqlite_full
+
+
+# --- serial tests -------------------------------------------------------------------------------
+# `make test` runs the suite in parallel (pytest-xdist) and then, alone, the
+# tests marked `serial`: they measure time (latency bounds, timing oracles,
+# rate-limit refills, lock waits), and other tests' load would skew them.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--serial",
+        choices=("include", "skip", "only"),
+        default="include",
+        help="Tests marked serial: run them with the rest (include, the default), "
+        "leave them out (skip: the parallel run), or run only them (only).",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mode = config.getoption("--serial")
+    if mode == "include":
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        serial = item.get_closest_marker("serial") is not None
+        (keep if serial == (mode == "only") else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -21,6 +21,9 @@ from federation.scheduler_lock import (
 from node.node import Node
 from node.store import Store
 
+# serial: it measures time (see tests/conftest.py).
+pytestmark = pytest.mark.serial
+
 NodeFactory = Callable[..., Node]
 
 
