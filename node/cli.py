@@ -600,8 +600,8 @@ def main() -> None:
     os.umask(0o077)  # what the node writes (database, keys, exports) is its owner's alone
     try:
         app()
-    except HashfedError as exc:
-        _fail(exc)
+    except HashfedError as failure:
+        _fail(failure)
     except Exception as raw:
         if not isinstance(raw, (*_db_errors(), OSError)):
             raise
