@@ -181,6 +181,8 @@ def scan_state_file(data: Path, folder: Path) -> Path:
 
 def _add_pull() -> None:
     """Register ``hashfed pull`` where the help has always listed it: before ``overlaps``."""
+    if "federation.feed_pull.cli" in sys.modules:
+        return  # imported already (by a test, say): registered then
     from federation.feed_pull import cli as _  # noqa: F401  (adds `hashfed pull`, last)
 
     commands = app.registered_commands
@@ -203,7 +205,7 @@ def _may_need_pull(args: list[str]) -> bool:
         for c in app.registered_commands
         if c.callback is not None
     }
-    return first not in names
+    return first is None or first == "pull" or first not in names
 
 
 def main() -> None:

@@ -57,3 +57,13 @@ def test_other_commands_do_not_load_the_feed_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == "False False"
+
+
+def test_pull_imported_before_is_not_registered_again() -> None:
+    import federation.feed_pull.cli  # noqa: F401  (registers `hashfed pull`)
+    from api import cli
+
+    count = len(cli.app.registered_commands)
+    assert cli._may_need_pull(["pull", "--help"])
+    cli._add_pull()
+    assert len(cli.app.registered_commands) == count
