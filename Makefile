@@ -20,8 +20,21 @@ serve: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hashfed demo
 
+# The suite runs on $(TEST_WORKERS) pytest-xdist workers, one test module per worker
+# at a time (module fixtures start their servers once), in collection order:
+# the integration modules, the long ones, first, not last (xdist would start
+# with the modules of most tests); then the tests marked `serial`, which
+# measure time, run alone. Exit status 5 (nothing selected, when PYTEST_ARGS
+# picks tests of one kind only) is not a failure.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	    --serial=skip $(PYTEST_ARGS); \
+	parallel=$$?; \
+	$(BIN)/python -m pytest -p no:xdist --serial=only $(PYTEST_ARGS); \
+	serial=$$?; \
+	for s in $$parallel $$serial; do [ $$s -eq 0 ] || [ $$s -eq 5 ] || exit $$s; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

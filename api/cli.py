@@ -7,6 +7,7 @@ api -> federation -> node.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,16 +16,14 @@ import typer
 from crypto.errors import InputError
 from federation import cli as federation_cli
 from federation import cli_cases  # adds `sighting`, `webhook`, `list review`
-from federation.feed_pull import cli as feed_pull_cli  # noqa: F401  (adds `hashfed pull`)
 from node import cli as node_cli
 from node import (
     cli_audit,  # noqa: F401  (adds `hashfed audit ls`, `audit export`)
     cli_certs,  # noqa: F401  (adds `hashfed ca sign`, `ca bundle`, `ca trust`)
     cli_identity,  # noqa: F401  (adds `hashfed ca`, `principal`, `token`)
-    cli_overlaps,  # noqa: F401  (adds `hashfed overlaps`)
+    cli_overlaps,  # adds `hashfed overlaps`
 )
 from node.cli import DEFAULT_DATA, DataOpt, out
-from node.datadir import ensure_data_dir
 
 app = node_cli.app
 federation_cli.register(app)  # peer add/ls/rm/trust, sync, demo
@@ -44,6 +43,8 @@ def serve(
     worker: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run the node: HTTPS with client certificates, matching, lists, federation."""
+    from node.datadir import ensure_data_dir
+
     if workers > 1 and not worker:
         from api.workers import supervise
 
@@ -178,5 +179,36 @@ def scan_state_file(data: Path, folder: Path) -> Path:
     return scans / f"{folder.name[:40]}-{digest}.hashfed-scan"
 
 
+def _add_pull() -> None:
+    """Register ``hashfed pull`` where the help has always listed it: before ``overlaps``."""
+    if "federation.feed_pull.cli" in sys.modules:
+        return  # imported already (by a test, say): registered then
+    from federation.feed_pull import cli as _  # noqa: F401  (adds `hashfed pull`, last)
+
+    commands = app.registered_commands
+    pull = commands.pop()
+    commands.insert(
+        next(i for i, c in enumerate(commands) if c.callback is cli_overlaps.overlaps), pull
+    )
+
+
+def _may_need_pull(args: list[str]) -> bool:
+    """Whether this command line may need ``hashfed pull``: itself, the help, an unknown name.
+
+    Its module loads the feed client (httpx, the protocol's models), which no
+    other command needs; every command names itself first (``hashfed`` takes
+    no options of its own but --help).
+    """
+    first = next((a for a in args if not a.startswith("-")), None)
+    names = {g.name for g in app.registered_groups} | {
+        c.name or c.callback.__name__.lower().replace("_", "-")
+        for c in app.registered_commands
+        if c.callback is not None
+    }
+    return first is None or first == "pull" or first not in names
+
+
 def main() -> None:
+    if _may_need_pull(sys.argv[1:]):
+        _add_pull()
     node_cli.main()

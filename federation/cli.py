@@ -2,6 +2,7 @@
 
 Registered onto the ``hashfed`` command by api/cli.py (:func:`register`).
 Errors are presented by node/cli.py's ``main`` (one place for exit codes).
+The commands import what they need when they run (see node/cli.py).
 """
 
 from __future__ import annotations
@@ -11,22 +12,18 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.progress import TaskID
 
-from config import PeerSettings, TrustedOwner, load_settings
 from crypto.errors import InputError
-from federation.health import peer_status
-from federation.peers import add_trusted_owner, check_peer, register_peer, remove_peer
-from federation.sync import PullReport, Syncer
 from node.cli import DEFAULT_DATA, DataOpt, err, exit_code_for, open_node, out
 from node.cli_output import JsonOpt, print_json, print_table, progress_bar
-from node.identity.principals import mark_changed
-from node.identity.trust import PINNED_DIR
-from node.store import now_ms
+
+if TYPE_CHECKING:
+    from federation.sync import PullReport
 
 __all__ = ["peer_app", "register"]
 
@@ -100,8 +97,11 @@ def peer_add(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Add a peer to node.toml and register it as a principal (role peer)."""
+    from config import PeerSettings
     from crypto.pki import cert_fingerprint, load_certificate
+    from federation.peers import check_peer, register_peer
     from node.identity.principals import check_labels
+    from node.identity.trust import PINNED_DIR
 
     if cert is not None:
         pinned = cert_fingerprint(load_certificate(cert))
@@ -149,6 +149,10 @@ def peer_add(
 @peer_app.command("rm")
 def peer_rm(node_id: str, data: DataOpt = DEFAULT_DATA) -> None:
     """Remove a peer: node.toml, its principal (cut off at once), its pinned certificate."""
+    from federation.peers import remove_peer
+    from node.identity.principals import mark_changed
+    from node.identity.trust import PINNED_DIR
+
     found = remove_peer(data, node_id)
     with open_node(data) as node:
         had_principal = node.store.remove_principal(name=node_id)
@@ -177,6 +181,9 @@ def peer_trust(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Trust an owner's signing key for its lists that peers relay (trusted_owners in node.toml)."""
+    from config import TrustedOwner
+    from federation.peers import add_trusted_owner
+
     given = [*(keys or []), *(signing_key or [])]
     if not given:
         raise InputError("give the owner's verifier key: hashfed peer trust OWNER KEY", where="KEY")
@@ -214,6 +221,9 @@ def _ago(ms: int | None, now: int) -> str:
 @peer_app.command("ls")
 def peer_ls(data: DataOpt = DEFAULT_DATA, as_json: JsonOpt = False) -> None:
     """Peers with their health: last success, last error, lag, next attempt."""
+    from federation.health import peer_status
+    from node.store import now_ms
+
     with open_node(data) as node:
         rows = peer_status(node, now_ms=now_ms(), now_s=int(time.time()))
     if as_json:
@@ -276,6 +286,9 @@ def sync(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Pull now, in this process (no server needed)."""
+    from config import load_settings
+    from federation.sync import Syncer
+
     settings = load_settings(data)
     targets = [peer] if peer else [p.node_id for p in settings.peers if p.subscribe]
     if not targets:

@@ -1,6 +1,7 @@
 """``hashfed sighting``, ``webhook``, ``list review`` and ``principal sightings``.
 
-Registered on the ``hashfed`` command when imported (api/cli.py does).
+Registered on the ``hashfed`` command when imported (api/cli.py does). The
+commands import what they need when they run (see node/cli.py).
 """
 
 from __future__ import annotations
@@ -9,21 +10,18 @@ import datetime as dt
 import json
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from crypto.errors import InputError
 from crypto.sighting import DISPOSITIONS
-from federation.sightings import relay_due
-from federation.webhooks import deliver_due
-from node.alerts import parse_events
 from node.cli import DEFAULT_DATA, DataOpt, _actor, app, list_app, open_node, out
 from node.cli_identity import principal_app
-from node.local.scan import ScanResult
-from node.sightings import flagged_entries, remove_flagged, report, sighting_stats
-from node.sightings.scan_report import report_scan
+
+if TYPE_CHECKING:
+    from node.local.scan import ScanResult
 
 sighting_app = typer.Typer(
     help="Report sightings to list owners; see your own.", no_args_is_help=True
@@ -52,6 +50,9 @@ def sighting_report(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Sign a sighting of one entry and send it toward the list's owner."""
+    from federation.sightings import relay_due
+    from node.sightings import report
+
     if disposition not in DISPOSITIONS:
         raise InputError(f"expected one of {', '.join(DISPOSITIONS)}", where="--disposition")
     with open_node(data) as node:
@@ -71,6 +72,8 @@ def sighting_stats_cmd(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """How often and by whom this node's entries were seen, per list and per entry."""
+    from node.sightings import sighting_stats
+
     with open_node(data) as node:
         stats = sighting_stats(node, list_name)
     if as_json:
@@ -105,6 +108,8 @@ def list_review(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Entries that enough distinct reporters called false_positive."""
+    from node.sightings import flagged_entries, remove_flagged
+
     with open_node(data) as node:
         flagged = flagged_entries(node, name)
         threshold = node.settings.sightings.false_positive_threshold
@@ -164,6 +169,8 @@ def webhook_add(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Send signed JSON alerts to URL; prints the id and the HMAC secret."""
+    from node.alerts import parse_events
+
     if not url.startswith(("https://", "http://")) or len(url) > 2000:
         raise InputError("expected an http(s):// URL of at most 2000 characters", where="url")
     types = parse_events(events)
@@ -241,6 +248,8 @@ def webhook_deliveries(
 @webhook_app.command("replay")
 def webhook_replay(delivery_id: int, data: DataOpt = DEFAULT_DATA) -> None:
     """Send a delivery again (serve sends it within a second; this tries once now)."""
+    from federation.webhooks import deliver_due
+
     with open_node(data) as node:
         if not node.store.replay_delivery(delivery_id=delivery_id):
             raise InputError(f"no delivery {delivery_id}", where="id")
@@ -251,6 +260,9 @@ def webhook_replay(delivery_id: int, data: DataOpt = DEFAULT_DATA) -> None:
 
 def report_scan_sightings(data: Path, result: ScanResult) -> None:
     """``hashfed scan --report-sightings``: report what a local scan found, then send."""
+    from federation.sightings import relay_due
+    from node.sightings.scan_report import report_scan
+
     with open_node(data) as node:
         got = report_scan(node, result)
         sent, failed = relay_due(node)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from json.encoder import encode_basestring_ascii
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,7 +31,9 @@ from crypto.errors import InputError, PeerProtocolError
 from crypto.merkle import HASH_SIZE, MAX_CONSISTENCY_PROOF_HASHES, MAX_INCLUSION_PROOF_HASHES
 from crypto.note import MAX_NOTE_BYTES
 from node.log.hashes import REGISTRY, parse_category
-from node.store import EntryTuple
+
+if TYPE_CHECKING:
+    from node.store import EntryTuple
 
 __all__ = [
     "MAX_CATALOG_LISTS",

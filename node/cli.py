@@ -2,6 +2,11 @@
 
 Every command takes ``--data DIR`` (default ``$HASHFED_DATA`` or ``./data``).
 :func:`main` maps the error hierarchy to exit codes in one place.
+
+Every command module is imported at each start (typer builds the whole
+command tree), so the command modules import the node, the store and the
+settings inside the commands that use them: ``hashfed --help`` then loads no
+database layer, and each command only what it needs.
 """
 
 from __future__ import annotations
@@ -15,14 +20,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
-from config import load_settings
 from crypto.errors import (
     AuthError,
     ConfigError,
@@ -37,11 +41,10 @@ from crypto.errors import (
 )
 from node import cli_help  # noqa: F401  (help without type tags)
 from node.cli_output import JsonOpt, print_json, print_table, progress_bar
-from node.datadir import init_data_dir
-from node.identity.audit import LOST_FILE, lost_on_file, verify_audit_chain
 from node.log.hashes import HASH_TYPES, MAX_CATEGORY_LENGTH
-from node.node import Node
-from node.store import ANY_DB_ERROR, Store, run_migrations, translate_db_error
+
+if TYPE_CHECKING:
+    from node.node import Node
 
 app = typer.Typer(
     help="hashfed: a node of a federation that shares signed hash lists.",
@@ -90,6 +93,9 @@ def exit_code_for(exc: HashfedError) -> int:
 
 @contextmanager
 def open_node(data: Path) -> Iterator[Node]:
+    from config import load_settings
+    from node.node import Node
+
     node = Node.open(load_settings(data))
     try:
         yield node
@@ -119,6 +125,8 @@ def init(
     force: Annotated[bool, typer.Option(help="Replace an existing signing key.")] = False,
 ) -> None:
     """Create a node's data folder: node.toml, signing key, TLS identity, database."""
+    from node.datadir import init_data_dir
+
     result = init_data_dir(data, node_id=node_id, role=role, port=port, force=force)
     with open_node(data):
         pass  # creates and migrates the database
@@ -130,6 +138,7 @@ def init(
 @keys_app.command("show")
 def keys_show(data: DataOpt = DEFAULT_DATA) -> None:
     """Print this node's public identity, to give to peers."""
+    from config import load_settings
     from crypto.pki import cert_fingerprint, load_certificate
 
     settings = load_settings(data)
@@ -145,6 +154,9 @@ def keys_show(data: DataOpt = DEFAULT_DATA) -> None:
 @db_app.command("upgrade")
 def db_upgrade(data: DataOpt = DEFAULT_DATA) -> None:
     """Run the database migrations up to the newest schema."""
+    from config import load_settings
+    from node.store import Store, run_migrations
+
     settings = load_settings(data)
     store = Store.open(settings.effective_database_url, migrate=False)
     try:
@@ -166,6 +178,8 @@ def audit_verify(
     Exit 0: intact (gaps, if any, are reported); 4: broken; with --strict, 10:
     intact but gap records say records were lost.
     """
+    from node.identity.audit import LOST_FILE, lost_on_file, verify_audit_chain
+
     with open_node(data) as node:
         result = verify_audit_chain(node.store)
     if not result.ok:
@@ -586,15 +600,29 @@ def main() -> None:
     os.umask(0o077)  # what the node writes (database, keys, exports) is its owner's alone
     try:
         app()
-    except (*ANY_DB_ERROR, OSError) as raw:
+    except HashfedError as failure:
+        _fail(failure)
+    except Exception as raw:
+        if not isinstance(raw, (*_db_errors(), OSError)):
+            raise
+        from node.store import translate_db_error
+
         exc = translate_db_error(raw, operation=_command_name(sys.argv[1:]))
         if not isinstance(exc, HashfedError):
             if isinstance(raw, OSError):
                 raise
             exc = StoreError(f"unexpected database error: {type(raw).__name__}")
         _fail(exc)
-    except HashfedError as exc:
-        _fail(exc)
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    """What the database layer raises; nothing if this run never loaded it (the store is
+    the only module that talks to the database)."""
+    if "node.store.errors" not in sys.modules:
+        return ()
+    from node.store import ANY_DB_ERROR
+
+    return ANY_DB_ERROR
 
 
 def _fail(exc: HashfedError) -> None:

@@ -14,15 +14,17 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from crypto.errors import InputError
 from node.cli import DEFAULT_DATA, DataOpt, audit_app, open_node, out
 from node.cli_output import JsonOpt, print_json, print_table
-from node.node import Node
-from node.store import AuditRow
+
+if TYPE_CHECKING:
+    from node.node import Node
+    from node.store import AuditRow
 
 __all__ = ["audit_export", "audit_ls"]
 

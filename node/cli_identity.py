@@ -17,8 +17,6 @@ from crypto.errors import (
 )
 from node.cli import DEFAULT_DATA, DataOpt, _actor, app, open_node, out
 from node.cli_output import JsonOpt, print_json, print_table
-from node.identity.principals import mark_changed
-from node.identity.trust import PINNED_DIR
 
 ca_app = typer.Typer(help="A federation CA for a pilot or a closed group.", no_args_is_help=True)
 principal_app = typer.Typer(help="Who may connect, and what they may see.", no_args_is_help=True)
@@ -128,8 +126,13 @@ def principal_add(
 ) -> None:
     """Register a caller; without --fingerprint/--cert, a CA-issued certificate for NAME."""
     from crypto.pki import load_certificate
-    from node.identity.principals import add_principal, binding_for_cert, default_issuer
-    from node.identity.trust import TrustAnchors
+    from node.identity.principals import (
+        add_principal,
+        binding_for_cert,
+        default_issuer,
+        mark_changed,
+    )
+    from node.identity.trust import PINNED_DIR, TrustAnchors
 
     with open_node(data) as node:
         anchors = TrustAnchors.from_settings(node.settings)
@@ -197,6 +200,9 @@ def principal_ls(data: DataOpt = DEFAULT_DATA, as_json: JsonOpt = False) -> None
 @principal_app.command("rm")
 def principal_rm(name: str, data: DataOpt = DEFAULT_DATA) -> None:
     """Remove a principal and its tokens: it is refused from its next request on."""
+    from node.identity.principals import mark_changed
+    from node.identity.trust import PINNED_DIR
+
     with open_node(data) as node:
         if not node.store.remove_principal(name=name):
             raise InputError(f"no principal named {name!r}", where="name")
@@ -221,7 +227,7 @@ def token_create(
     data: DataOpt = DEFAULT_DATA,
 ) -> None:
     """Issue an API token; it is shown once and stored only as a hash."""
-    from node.identity.principals import create_token
+    from node.identity.principals import create_token, mark_changed
 
     with open_node(data) as node:
         token = create_token(
@@ -239,6 +245,8 @@ def token_create(
 @token_app.command("revoke")
 def token_revoke(prefix: str, data: DataOpt = DEFAULT_DATA) -> None:
     """Revoke tokens by their prefix (the 8 hex digits after hf_)."""
+    from node.identity.principals import mark_changed
+
     with open_node(data) as node:
         n = node.store.revoke_tokens(prefix=prefix)
         node.audit(actor=_actor(node), action="token.revoke", target=prefix, detail={})

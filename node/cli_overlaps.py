@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from node.cli import DEFAULT_DATA, DataOpt, app, open_node, out
-from node.node import Node
-from node.store import now_ms
+
+if TYPE_CHECKING:
+    from node.node import Node
 
 
 def _when(ms: int) -> str:
@@ -42,6 +43,7 @@ def overlaps(
 ) -> None:
     """Overlaps between lists of different owners, by list pair, newest first, with counts."""
     from node.overlaps import overlap_report, parse_since
+    from node.store import now_ms
 
     with open_node(data) as node:
         since_ms = parse_since(since, now=now_ms()) if since else None

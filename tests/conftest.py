@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import sqlite3
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +24,13 @@ from sqlalchemy import create_engine, event, text
 
 PG_URL = os.environ.get("HASHFED_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+# The integration tests start hundreds of `hashfed` processes. Where the
+# environment says PYTHONDONTWRITEBYTECODE, each of them would compile every
+# module of ours from source again: they get a byte-code cache of their own,
+# kept in the virtual environment, never beside the sources.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(sys.prefix, "pycache"))
 
 
 def _pg_schema_url(schema: str) -> str:
@@ -48,10 +58,37 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture
-def store(db_url: str) -> Iterator[object]:
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database the migrations brought to the head, once per session.
+
+    Running every migration again for each test that needs a store cost more
+    than most of those tests: they get a copy (:func:`_migrated_copy`). The
+    migrations themselves are tested on empty databases (tests/unit/test_migrations.py).
+    """
     from node.store import Store
 
+    path = tmp_path_factory.mktemp("migrated") / "head.db"
+    Store.open(f"sqlite:///{path}").close()
+    return path
+
+
+def _migrated_copy(template: Path, url: str) -> None:
+    """Put a copy of ``template`` at a new SQLite ``url``'s file, with an identity of its own."""
+    path = Path(url.removeprefix("sqlite:///"))
+    if not url.startswith("sqlite:///") or path.exists():
+        return
+    shutil.copyfile(template, path)
+    # Each database has its own random identity (migration 0011).
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE database_identity SET value = ?", (secrets.token_hex(16),))
+
+
+@pytest.fixture
+def store(db_url: str, migrated_sqlite: Path) -> Iterator[object]:
+    from node.store import Store
+
+    _migrated_copy(migrated_sqlite, db_url)
     s = Store.open(db_url)
     try:
         yield s
@@ -60,7 +97,7 @@ def store(db_url: str) -> Iterator[object]:
 
 
 @pytest.fixture
-def node_factory(tmp_path: Path, db_url: str) -> Iterator[object]:
+def node_factory(tmp_path: Path, db_url: str, migrated_sqlite: Path) -> Iterator[object]:
     """Build initialised nodes (data folder + database) on the current backend."""
     from config import load_settings
     from node.datadir import init_data_dir
@@ -72,6 +109,7 @@ def node_factory(tmp_path: Path, db_url: str) -> Iterator[object]:
         data = tmp_path / node_id
         init_data_dir(data, node_id=node_id)
         url = db_url if not opened else _second_db(tmp_path, node_id)
+        _migrated_copy(migrated_sqlite, url)
         node = Node.open(load_settings(data, database_url=url))
         opened.append(node)
         return node
@@ -111,3 +149,33 @@ def sqlite_full(store: Any) -> Iterator[None]:
 def full_disk() -> Any:
     """:func:`sqlite_full`, for tests: ``with full_disk(store): ...``."""
     return sqlite_full
+
+
+# --- serial tests -------------------------------------------------------------------------------
+# `make test` runs the suite in parallel (pytest-xdist) and then, alone, the
+# tests marked `serial`: they measure time (latency bounds, timing oracles,
+# rate-limit refills, lock waits), and other tests' load would skew them.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--serial",
+        choices=("include", "skip", "only"),
+        default="include",
+        help="Tests marked serial: run them with the rest (include, the default), "
+        "leave them out (skip: the parallel run), or run only them (only).",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mode = config.getoption("--serial")
+    if mode == "include":
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        serial = item.get_closest_marker("serial") is not None
+        (keep if serial == (mode == "only") else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

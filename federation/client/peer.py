@@ -26,7 +26,7 @@ import ssl
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from cryptography import x509
@@ -57,7 +57,9 @@ from federation.protocol import (
     NotifyResponse,
     decode_proof,
 )
-from node.store import EntryTuple
+
+if TYPE_CHECKING:
+    from node.store import EntryTuple
 
 __all__ = ["PeerClient"]
 

@@ -14,7 +14,9 @@ bounded by ``write_lock_timeout`` (SQLite ``busy_timeout``, PostgreSQL
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
+import re
 import sqlite3
 import threading
 import time
@@ -97,8 +99,53 @@ def create_db_engine(url: str, *, write_lock_timeout: float = DEFAULT_WRITE_LOCK
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
+# ``revision = "0011"`` and ``down_revision = "0010"`` (or None) in a migration script.
+_REVISION_LINE = re.compile(r"""^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$""", re.M)
+
+
+@functools.cache
+def script_head() -> str | None:
+    """The newest revision of the migration scripts, read from their text; None if unsure.
+
+    Every ``hashfed`` command opens the store, and asking Alembic whether the
+    database is current costs more than the command (importing it and running
+    every script): :func:`run_migrations` compares this with the database's
+    revision first. Anything but one linear history of plainly written
+    revisions answers None, and Alembic decides.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found = _REVISION_LINE.findall(path.read_text(encoding="utf-8"))
+        if sorted(name for name, _ in found) != ["down_revision", "revision"]:
+            return None
+        rev, down = dict(found)["revision"], dict(found)["down_revision"]
+        if not re.fullmatch(r"""(['"])\w+\1""", rev) or not re.fullmatch(
+            r"""None|(['"])\w+\1""", down
+        ):
+            return None
+        revisions.add(rev[1:-1])
+        if down != "None":
+            parents.add(down[1:-1])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and parents <= revisions else None
+
+
+def _database_revision(engine: Engine) -> str | None:
+    """The revision the database was migrated to; None if it has none (or cannot say)."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except DB_ERRORS:
+        return None  # a new database: no alembic_version table yet
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
 def run_migrations(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision."""
+    head = script_head()
+    if head is not None and _database_revision(engine) == head:
+        return  # current: what Alembic would find too, without loading it
     from alembic import command
     from alembic.config import Config
 

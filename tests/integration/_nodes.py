@@ -133,7 +133,7 @@ class NodeProcess:
                         return self
             except (httpx.TransportError, ValueError):
                 pass
-            time.sleep(0.1)
+            time.sleep(0.05)
         raise AssertionError(f"{self.node_id} did not start:\n{self.log.read_text()}")
 
     def stop(self) -> None:

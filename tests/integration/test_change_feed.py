@@ -20,6 +20,8 @@ PG_URL = os.environ.get("HASHFED_TEST_DATABASE_URL")
 LIST = "au-argos/cf"
 # Commit to matchable, in any process (the design's promise).
 WITHIN = 1.0
+# serial: it measures time (see tests/conftest.py).
+pytestmark = pytest.mark.serial
 
 
 def _sha() -> str:

@@ -135,5 +135,5 @@ def test_a_partner_re_registered_with_a_new_certificate_is_accepted_live(
             with httpx.Client(base_url=node.url, verify=ctx, timeout=10) as c:
                 status = c.get(f"/api/v1/match/sha256/{'0' * 64}").status_code
         except httpx.TransportError:
-            time.sleep(0.5)
+            time.sleep(0.05)
     assert status == 200

@@ -33,6 +33,8 @@ PG_URL = os.environ.get("HASHFED_TEST_DATABASE_URL")
 LIST = "au-argos/concurrent"
 ADD = "/api/v1/lists/au-argos/concurrent/hashes"
 needs_pg = pytest.mark.skipif(not PG_URL, reason="HASHFED_TEST_DATABASE_URL is not set")
+# serial: it measures time (see tests/conftest.py).
+pytestmark = pytest.mark.serial
 
 
 def _hash(i: int, salt: str) -> str:

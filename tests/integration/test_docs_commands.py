@@ -218,7 +218,7 @@ def _introduce(world: World, data: Path) -> None:
                     return
         except httpx.TransportError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError("agency-b never accepted au-argos's certificate")
 
 
@@ -316,7 +316,7 @@ class DocRun:
                         return
             except httpx.TransportError:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.05)
         raise AssertionError(f"{where}: serve did not answer")
 
     def close(self) -> None:

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from _nodes import NodeProcess, free_port
 
-pytestmark = pytest.mark.network
+# serial: it measures time (see tests/conftest.py).
+pytestmark = [pytest.mark.network, pytest.mark.serial]
 
 MISS = "/api/v1/match/md5/" + "0" * 32
 BURST = 20  # limits.auth_failure_burst's default

@@ -20,7 +20,8 @@ from _nodes import NodeProcess, free_port
 from api._http_bounds import BODY_IDLE_SECONDS, HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES, MAX_HEADERS
 from crypto.tls import client_context
 
-pytestmark = pytest.mark.network
+# serial: it measures time (see tests/conftest.py).
+pytestmark = [pytest.mark.network, pytest.mark.serial]
 
 
 @pytest.fixture(scope="module")

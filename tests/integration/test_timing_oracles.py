@@ -18,7 +18,8 @@ import httpx
 import pytest
 from _nodes import Identity, NodeProcess, free_port, make_identity
 
-pytestmark = pytest.mark.network
+# serial: it measures time (see tests/conftest.py).
+pytestmark = [pytest.mark.network, pytest.mark.serial]
 
 HIDDEN = [os.urandom(32).hex() for _ in range(6)]
 MISSES = [os.urandom(32).hex() for _ in range(9)]

@@ -12,7 +12,8 @@ from _nodes import Identity, NodeProcess, free_port, make_identity
 
 from node.feeds.stix import collection_id
 
-pytestmark = pytest.mark.network
+# serial: it measures time (see tests/conftest.py).
+pytestmark = [pytest.mark.network, pytest.mark.serial]
 
 HASH = "ab" * 32
 RATE = {"HASHFED_LIMITS__RATE_LIMIT_PER_SECOND": "1", "HASHFED_LIMITS__RATE_LIMIT_BURST": "60"}

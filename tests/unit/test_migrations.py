@@ -14,6 +14,7 @@ from sqlmodel import SQLModel
 
 import node.store.models  # noqa: F401  (registers the tables)
 from node.store import MIGRATIONS_DIR, Store, run_migrations
+from node.store.engine import script_head
 
 
 def _script() -> ScriptDirectory:
@@ -69,3 +70,31 @@ def test_migration_files_do_not_import_the_models(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert "node.store.models" not in text
     assert "from node" not in text
+
+
+def test_script_head_is_alembics_head() -> None:
+    # run_migrations skips Alembic when the database is at this revision.
+    assert script_head() == _script().get_current_head()
+
+
+def test_a_database_behind_the_head_is_upgraded(db_url: str) -> None:
+    from alembic import command
+
+    store = Store.open(db_url)
+    try:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with store.engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "-1")
+            conn.commit()
+        behind = set(inspect(store.engine).get_table_names())
+        run_migrations(store.engine)
+        with store.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        tables = set(inspect(store.engine).get_table_names())
+    finally:
+        store.close()
+    assert current == script_head()
+    assert set(SQLModel.metadata.tables) <= tables
+    assert not set(SQLModel.metadata.tables) <= behind  # the downgrade dropped something

@@ -976,6 +976,7 @@ def test_vectors_cover_the_published_proofs() -> None:
 # --- speed ------------------------------------------------------------------------------
 
 
+@pytest.mark.serial  # it measures time (see tests/conftest.py)
 def test_compact_range_extend_is_fast() -> None:
     """A smoke check at 50k leaves; the 1M figures are in the module report."""
     hashes = [i.to_bytes(32, "big") for i in range(50_000)]

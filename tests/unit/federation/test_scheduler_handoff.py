@@ -22,6 +22,9 @@ from node.log.proofs import ProofCache
 from node.node import Node
 from node.store import Store
 
+# serial: it measures time (see tests/conftest.py).
+pytestmark = pytest.mark.serial
+
 NodeFactory = Callable[..., Node]
 
 

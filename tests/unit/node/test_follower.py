@@ -21,6 +21,9 @@ from node.match.follower import LogFollower, net_changes
 from node.match.matcher import Matcher, Query
 from node.store import EntryTuple, StateRow, Store
 
+# serial: it measures time (see tests/conftest.py).
+pytestmark = pytest.mark.serial
+
 # A small pool, so logs re-add, re-remove and share values between lists.
 _POOL = [("sha256", os.urandom(32).hex()) for _ in range(5)] + [
     ("pdq", os.urandom(32).hex()) for _ in range(3)

@@ -308,6 +308,7 @@ def test_a_writer_waits_for_the_list_lock_then_appends(node: Node) -> None:
     assert waited >= 0.3
 
 
+@pytest.mark.serial  # it measures time (see tests/conftest.py)
 def test_a_writer_that_waits_past_the_timeout_gets_write_lock_timeout(
     node: Node, db_url: str
 ) -> None:
