@@ -199,8 +199,10 @@ class FederationRuntime:
             IntervalTrigger(seconds=CONFIG_WATCH_SECONDS),
             id="config-watch",
         )
-        self.scheduler = sched
+        # Started before it is published: a stop() racing a takeover would
+        # otherwise shut down a scheduler whose thread has not begun.
         sched.start()
+        self.scheduler = sched
         log.info("federation scheduler started: %d peer(s) to pull", len(pulled))
         return True
 
