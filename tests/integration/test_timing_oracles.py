@@ -23,7 +23,10 @@ pytestmark = [pytest.mark.network, pytest.mark.serial]
 
 HIDDEN = [os.urandom(32).hex() for _ in range(6)]
 MISSES = [os.urandom(32).hex() for _ in range(9)]
-ROUNDS = 25
+ROUNDS = 40
+# Three measurements, their median judged: a systematic oracle shows in all three,
+# a pause of the machine (GC, another process) in one at most.
+MEASUREMENTS = 3
 # Above the run-to-run noise of the fastest-of-N (±10 µs on a quiet machine,
 # ~40 µs on a loaded one), below what the attacks measured before the fix:
 # 170-600 µs for a hidden hash, 660 µs for an uncleared list.
@@ -35,7 +38,13 @@ FEDERATION_BOUND_S = 150e-6
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     data = tmp_path_factory.mktemp("timing") / "au-argos"
-    n = NodeProcess("au-argos", data, free_port()).init()
+    # The fastest of many answers is what an attacker times; the rate limit
+    # (tested elsewhere) would answer 429 to that many.
+    unlimited = {
+        "HASHFED_LIMITS__RATE_LIMIT_PER_SECOND": "100000",
+        "HASHFED_LIMITS__RATE_LIMIT_BURST": "100000",
+    }
+    n = NodeProcess("au-argos", data, free_port(), env=unlimited).init()
     n.cli("list", "create", "au-argos/open", "--label", "baseline")
     n.cli("list", "create", "au-argos/secret", "--label", "restricted")
     (data / "secret.txt").write_text("".join(f"{h}\n" for h in HIDDEN))
@@ -83,8 +92,8 @@ def test_hidden_hash_answers_as_fast_as_a_miss(
     with node.client(callers["partner"]) as c:
         for p in hidden:
             assert c.get(p).json()["hits"] == 0  # the caller learns nothing from the body
-        best = _fastest(c, hidden + misses)
-    assert abs(_gap(best, hidden, misses)) < MATCH_BOUND_S
+        gaps = [_gap(_fastest(c, hidden + misses), hidden, misses) for _ in range(MEASUREMENTS)]
+    assert abs(statistics.median(gaps)) < MATCH_BOUND_S, gaps
 
 
 def test_uncleared_list_answers_as_fast_as_a_missing_one(
@@ -93,5 +102,5 @@ def test_uncleared_list_answers_as_fast_as_a_missing_one(
     hidden = [f"/federation/v1/lists/au-argos/secret/entries?start=0&limit={n}" for n in (1, 2, 3)]
     missing = [f"/federation/v1/lists/au-argos/none{n}/entries?start=0&limit=1" for n in (1, 2, 3)]
     with node.client(callers["peer"]) as c:
-        best = _fastest(c, hidden + missing)
-    assert abs(_gap(best, hidden, missing)) < FEDERATION_BOUND_S
+        gaps = [_gap(_fastest(c, hidden + missing), hidden, missing) for _ in range(MEASUREMENTS)]
+    assert abs(statistics.median(gaps)) < FEDERATION_BOUND_S, gaps
