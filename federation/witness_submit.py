@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterable
 
+from config import PeerSettings
 from crypto.checkpoint import list_origin
 from crypto.errors import HashfedError, PeerTimeoutError, PeerUnreachableError
 from federation.client import PeerClient
@@ -90,7 +91,7 @@ class WitnessSubmitter:
                 ):
                     continue
                 try:
-                    added += self._submit(peer.node_id, row, latest)
+                    added += self._submit(peer, row, latest)
                 except (PeerUnreachableError, PeerTimeoutError) as exc:
                     # Down: no more dialling it for a while, so that the notify
                     # path that calls this does not wait on its timeouts per list.
@@ -103,9 +104,9 @@ class WitnessSubmitter:
                     )
         return added
 
-    def _submit(self, witness: str, row: ListRow, latest: CheckpointRow) -> int:
+    def _submit(self, peer: PeerSettings, row: ListRow, latest: CheckpointRow) -> int:
         node = self._node
-        peer = next(p for p in node.settings.peers if p.node_id == witness)
+        witness = peer.node_id
         origin = list_origin(row.owner, row.name)
         key = (witness, origin)
         with PeerClient.for_peer(node.settings, peer) as client:

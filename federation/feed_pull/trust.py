@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from crypto.cosignature import CosignatureVerifier
-from crypto.errors import HashfedError, InputError
+from crypto.errors import ConfigError, HashfedError, InputError
 from crypto.keys import NoteVerifier
+from federation.witness_policy import witness_policy
 
 __all__ = ["Witnesses", "load_trust", "load_witnesses"]
 
@@ -72,18 +73,8 @@ def load_witnesses(pairs: Sequence[str], quorum: int) -> Witnesses:
         raise InputError("must be 1 or more", where="--witness-quorum")
     out: Witnesses = {}
     for owner, keys in load_trust(pairs).items():
-        if not all(isinstance(k, CosignatureVerifier) for k in keys):
-            raise InputError(
-                f"a witness key for {owner} is not a cosigner key (keys/cosigning.pub)",
-                where="--witness",
-            )
-        distinct = list(
-            {k.verifier_key: k for k in keys if isinstance(k, CosignatureVerifier)}.values()
-        )
-        if quorum > len(distinct):
-            raise InputError(
-                f"{owner} has {len(distinct)} witness(es); the quorum is {quorum}",
-                where="--witness-quorum",
-            )
-        out[owner] = (distinct, quorum)
+        try:
+            out[owner] = witness_policy(owner, [k.verifier_key for k in keys], quorum)
+        except ConfigError as exc:
+            raise InputError(exc.message, where="--witness") from None
     return out
