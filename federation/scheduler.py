@@ -264,6 +264,11 @@ class FederationRuntime:
                     self._add_pull_job(sched, peer, now)
             for gone in set(old) - new_ids:
                 _remove_job(sched, gone)
+            if any(
+                p.cosigns and not (p.node_id in old and old[p.node_id].cosigns) for p in fresh.peers
+            ):
+                # A new witness gets the checkpoints signed before it was added now.
+                sched.modify_job("witness-submit", next_run_time=now)
         log.info("peers reloaded from node.toml: %s", ", ".join(sorted(new_ids)) or "none")
 
     @contextlib.contextmanager
