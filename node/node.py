@@ -19,6 +19,7 @@ from crypto.keys import NoteVerifier
 from node.datadir import load_checkpoint_signer, protect_data_dir
 from node.log import lists, writer
 from node.log.add_queue import AddQueue
+from node.log.gc_pause import gc_paused
 from node.log.hashes import get_type, parse_category, parse_hash
 from node.log.hashfile import read_hash_file
 from node.log.lists import AppendResult, Committed
@@ -249,19 +250,20 @@ class Node:
         entries written.
         """
         self.get_list(full_name)  # unknown list: fail before reading a large file
-        if fmt == "vics" or (fmt is None and looks_like_vics(path)):
-            items = list(read_vics(path, categories=categories))
-        else:
-            items = read_hash_file(
-                path,
-                fmt=fmt,
-                default_type=default_type,
-                default_category=default_category,
-                progress=read_progress,
-            )
-        if on_read is not None:
-            on_read(len(items))
-        return self.add(full_name, items, actor=actor, action="list.import", progress=progress)
+        with gc_paused():
+            if fmt == "vics" or (fmt is None and looks_like_vics(path)):
+                items = list(read_vics(path, categories=categories))
+            else:
+                items = read_hash_file(
+                    path,
+                    fmt=fmt,
+                    default_type=default_type,
+                    default_category=default_category,
+                    progress=read_progress,
+                )
+            if on_read is not None:
+                on_read(len(items))
+            return self.add(full_name, items, actor=actor, action="list.import", progress=progress)
 
     def publish(self, full_name: str, *, actor: str) -> CheckpointRow:
         return writer.publish(

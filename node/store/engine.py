@@ -45,6 +45,12 @@ _BATCH = 5_000
 _IN_BATCH = 500
 # PostgreSQL: fewer rows than this are INSERTed, more are COPied.
 _COPY_FROM = 64
+# SQLite's page cache per connection is 2 MB; a large write's index inserts
+# (the log's key index takes rows in hash order, i.e. at random) would read
+# and evict a page for most rows. A large write gets this much while it runs.
+_BULK_ROWS = 50_000
+_BULK_CACHE_KIB = 262_144
+_DEFAULT_CACHE_KIB = 2_000
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # How long a writer waits for a list's lock unless the settings say otherwise.
 DEFAULT_WRITE_LOCK_TIMEOUT = 10.0
@@ -264,6 +270,19 @@ class StoreBase:
                 raise translate_db_error(exc, operation="write") from None
             finally:
                 conn.info.pop("write", None)
+
+    @contextmanager
+    def _bulk_cache(self, conn: Connection, rows: int) -> Iterator[None]:
+        """A larger SQLite page cache while a write of ``rows`` rows runs (no-op otherwise)."""
+        if not self.is_sqlite or rows < _BULK_ROWS:
+            yield
+            return
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{_BULK_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            # Pages still dirty stay until the commit writes them; clean ones go.
+            conn.exec_driver_sql(f"PRAGMA cache_size=-{_DEFAULT_CACHE_KIB}")
 
     def _bulk_insert(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -107,6 +108,19 @@ class ListTxn:
         return self._conn.execute(stmt.limit(1)).first() is not None
 
 
+def _in_key_order(adds: Sequence[ContentTuple]) -> list[ContentTuple]:
+    """``(type, value, category, seq)`` rows in primary-key order.
+
+    Sorted per type by value: comparing strings is ~4× faster than comparing
+    tuples, which is seconds at a million rows.
+    """
+    by_type: dict[str, list[ContentTuple]] = {}
+    for a in adds:
+        by_type.setdefault(a[0], []).append(a)
+    value = operator.itemgetter(1)
+    return [a for htype in sorted(by_type) for a in sorted(by_type[htype], key=value)]
+
+
 class LogQueries(AuditQueries, CheckpointQueries):
     def get_state(self, *, list_id: int, conn: Connection | None = None) -> StateRow:
         stmt = select(_state.c.size, _state.c.compact_range, _state.c.live_count).where(
@@ -143,7 +157,8 @@ class LogQueries(AuditQueries, CheckpointQueries):
             state = StateRow(r.size, bytes(r.compact_range), r.live_count)
             change, result = plan(ListTxn(self, conn, list_id, state))
             if change is not None:
-                self._write_change(conn, list_id, change, progress)
+                with self._bulk_cache(conn, len(change.entries) + len(change.adds)):
+                    self._write_change(conn, list_id, change, progress)
             return result
 
     def append(
@@ -220,7 +235,7 @@ class LogQueries(AuditQueries, CheckpointQueries):
                 conn,
                 "content",
                 ("list_id", "hash_type", "value", "category", "seq"),
-                ((list_id, *a) for a in sorted(change.adds)),
+                ((list_id, *a) for a in _in_key_order(change.adds)),
             )
         if change.new_state is not None:
             conn.execute(

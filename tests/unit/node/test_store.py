@@ -9,6 +9,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
@@ -18,6 +20,7 @@ from node.identity.audit import verify_audit_chain
 from node.log.entry import encode_leaf
 from node.store import AUDIT_GENESIS, EntryTuple, ListRow, StateRow, Store
 from node.store import engine as store_module
+from node.store.log import _in_key_order
 
 EMPTY = CompactRange().to_bytes()
 
@@ -236,6 +239,49 @@ def test_append_reports_progress_in_batches(
     assert sum(seen) == 10
     assert max(seen) <= 4
     assert list(db.iter_entries(list_id=lst.id)) == entries
+
+
+def _cache_size(db: Store) -> int:
+    with db.read() as conn:
+        return int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+
+
+def test_large_write_gets_a_larger_cache_then_gives_it_back(
+    db: Store, lst: ListRow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL has no per-connection page cache to size")
+    monkeypatch.setattr(store_module, "_BULK_ROWS", 8)
+    seen: list[int] = []
+    real_write_change = db._write_change
+
+    def spy(conn: Any, list_id: int, change: Any, progress: Any) -> None:
+        seen.append(int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one()))
+        real_write_change(conn, list_id, change, progress)
+
+    monkeypatch.setattr(db, "_write_change", spy)
+    _add(db, lst, [_v(i) for i in range(2)])  # small: the default cache
+    _add(db, lst, [_v(i) for i in range(2, 12)], start=2)  # large
+    with pytest.raises(StoreError):  # large and failing: given back too
+        _add(db, lst, [_v(i) for i in range(12, 22)] + [_v(0)], start=12)
+    assert seen == [
+        -store_module._DEFAULT_CACHE_KIB,
+        -store_module._BULK_CACHE_KIB,
+        -store_module._BULK_CACHE_KIB,
+    ]
+    assert _cache_size(db) == -store_module._DEFAULT_CACHE_KIB
+    assert db.count_rows("content") == 12  # the failed write left nothing
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["md5", "sha1", "sha256", "pdq"]), st.text(max_size=4)),
+        unique=True,
+    )
+)
+def test_content_rows_are_written_in_primary_key_order(keys: list[tuple[str, str]]) -> None:
+    adds = [(t, v, "c", seq) for seq, (t, v) in enumerate(keys)]
+    assert _in_key_order(adds) == sorted(adds)
 
 
 # --- content --------------------------------------------------------------------------------------
