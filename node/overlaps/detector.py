@@ -121,13 +121,14 @@ class OverlapDetector(BackgroundJob):
 
     def _run_batch(self, row: ListRow, rows: Mapping[int, ListRow], start: int, end: int) -> int:
         started = time.perf_counter()
-        entries: list[EntryTuple] = []
-        for page in self.store.iter_entry_pages(list_id=row.id, start=start, end=end):
-            entries.extend(page)
+        found: list[OverlapRow] = []
+        covered: list[tuple[int, int]] = []
         if row.kind == ALLOW_KIND:
-            found, covered = [], self.covered(row, entries, rows)
-        else:
-            found, covered = self.detect(row, entries, rows), []
+            covered = self.covered(row, self._read(row, start, end), rows)
+        elif _another_owners_list(row, rows):
+            found = self.detect(row, self._read(row, start, end), rows)
+        # Else nothing is read: a list of another owner that arrives later
+        # checks its own entries against these, which the index holds.
         new = self.store.record_overlaps(overlaps=found, marks={row.id: end}, suppressed=covered)
         self._marks[row.id] = end
         took = int(1e6 * (time.perf_counter() - started))
@@ -146,6 +147,12 @@ class OverlapDetector(BackgroundJob):
                     log.exception("overlap listener failed")
         return end - start
 
+    def _read(self, row: ListRow, start: int, end: int) -> list[EntryTuple]:
+        entries: list[EntryTuple] = []
+        for page in self.store.iter_entry_pages(list_id=row.id, start=start, end=end):
+            entries.extend(page)
+        return entries
+
     # --- detection ---------------------------------------------------------------------
 
     def detect(
@@ -153,7 +160,7 @@ class OverlapDetector(BackgroundJob):
     ) -> list[OverlapRow]:
         """The overlaps of ``row``'s ``entries`` (adds) with other owners' lists now indexed."""
         adds = [e for e in entries if e[1] == "add"]
-        if not adds:
+        if not adds or not _another_owners_list(row, rows):
             return []
         # Comprehensions, not one append per entry: this loop is the hot part.
         by_type: dict[str, tuple[list[int], list[str]]] = {}
@@ -326,3 +333,8 @@ def _keys(htype_name: str, values: Sequence[str]) -> NDArray[np.uint8]:
     else:
         raw = b"".join(htype.key(v) for v in values)
     return np.frombuffer(raw, np.uint8).reshape(len(values), htype.key_width)
+
+
+def _another_owners_list(row: ListRow, rows: Mapping[int, ListRow]) -> bool:
+    """Whether any block-list of another owner is held: only such a list can overlap ``row``."""
+    return any(r.owner != row.owner and r.kind != ALLOW_KIND for r in rows.values())

@@ -25,9 +25,8 @@ import pytest
 from _cluster import PG_URL, pg_schema, wait_until
 from _nodes import Identity, NodeProcess, free_port, make_identity
 
-# Three nodes and a dozen CLI runs: minutes on a loaded machine.
-# Three real nodes per test, minutes per module: run with -m slow.
-pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(900)]
+# Three real nodes: SQLite in the default run, PostgreSQL with -m slow.
+pytestmark = [pytest.mark.network, pytest.mark.timeout(900)]
 
 
 def rand_hex(n: int = 32) -> str:
@@ -91,7 +90,10 @@ def _create(node: NodeProcess, name: str, label: str) -> None:
         assert r.status_code == 201, r.text
 
 
-@pytest.fixture(scope="module", params=["sqlite"] + (["postgresql"] if PG_URL else []))
+@pytest.fixture(
+    scope="module",
+    params=["sqlite"] + ([pytest.param("postgresql", marks=pytest.mark.slow)] if PG_URL else []),
+)
 def net(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     base = tmp_path_factory.mktemp("overlaps")
     with ExitStack() as stack:

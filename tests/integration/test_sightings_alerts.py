@@ -36,15 +36,11 @@ from node.identity.trust import PINNED_DIR
 from node.store import Store
 
 # Three nodes and a restart: minutes on a loaded machine.
-# Three real nodes per test, minutes per module: run with -m slow.
-pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(1200)]
+# Three real nodes: SQLite in the default run, PostgreSQL with -m slow.
+pytestmark = [pytest.mark.network, pytest.mark.timeout(1200)]
 
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgresql", marks=pytest.mark.skipif(not PG_URL, reason="needs HASHFED_TEST_DATABASE_URL")
-    ),
-]
+# Three nodes and a webhook receiver per backend: PostgreSQL's flows run with -m slow.
+BACKENDS = ["sqlite"] + ([pytest.param("postgresql", marks=pytest.mark.slow)] if PG_URL else [])
 
 
 @dataclass

@@ -78,11 +78,12 @@ def add_batch(
     (:mod:`node.log.add_queue`); all of them commit, or none.
     """
     require_owned(row, node_id)
-    keys = {(t, v) for req in requests for t, v, _c in req.items}
 
     def plan(txn: ListTxn) -> tuple[ListChange | None, list[AppendResult]]:
         state = txn.state
-        held = set(txn.content_of(keys)) if state.live_count else set()
+        held: set[tuple[str, str]] = set()
+        if state.live_count:  # an empty list (a first import) holds nothing to look up
+            held.update(txn.content_of({(t, v) for req in requests for t, v, _c in req.items}))
         ts = now_ms()
         entries: list[EntryTuple] = []
         audits: list[AuditTuple] = []

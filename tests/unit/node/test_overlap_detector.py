@@ -231,6 +231,36 @@ def test_new_overlaps_reach_listeners_once_and_restart_checks_nothing_twice(stor
     assert len(_recorded(store)) == 2
 
 
+def test_lists_of_one_owner_are_passed_without_reading_until_another_owner_arrives(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, also_mine = _Log(store, "au-argos"), _Log(store, "au-argos")
+    mine.commit([_POOL[0], _POOL[8]])
+    also_mine.commit([_POOL[0], _POOL[9]])  # equal and near, but the same owner
+    follower = LogFollower(store, Matcher())
+    follower.load()
+    read: list[int] = []
+    real_pages = store.iter_entry_pages
+
+    def counting_pages(**kw: int) -> object:
+        read.append(kw["list_id"])
+        return real_pages(**kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "iter_entry_pages", counting_pages)
+    detector = _detector(store, follower, 100)
+    assert detector.run_until_idle() == 4
+    assert read == []
+    assert _recorded(store) == []
+    assert detector.backlog() == 0  # passed, not pending
+    theirs = _Log(store, "nl-dhd")
+    theirs.commit([_POOL[0], _POOL[10]])
+    follower.check()  # reads the new entries itself
+    read.clear()
+    assert detector.run_until_idle() == 2
+    assert read == [theirs.row.id]  # only the newcomer's entries were read
+    assert set(_recorded(store)) == _reference([mine, also_mine, theirs], _Log(store, "x"))
+
+
 def test_a_second_detector_on_the_same_database_records_nothing_twice(store: Store) -> None:
     a, b = _Log(store, "au-argos"), _Log(store, "nl-dhd")
     a.commit([_POOL[0]])
