@@ -67,9 +67,9 @@ def page_all(url: str, data: Path, token: str, encoding: str | None) -> dict[str
         server._conn.session.headers["Accept-Encoding"] = encoding
     [root] = server.api_roots
     [col] = root.collections
-    sizes: list[int] = []
-    hook = lambda r, *a, **k: sizes.append(int(r.raw.tell() if r.raw else 0))  # noqa: E731
-    col._conn.session.hooks["response"].append(hook)
+    # The hook runs before the body is read: the bytes are counted at the end.
+    responses: list[Any] = []
+    col._conn.session.hooks["response"].append(lambda r, *a, **k: responses.append(r))
     times: list[float] = []
     n = revoked = 0
     t0 = time.perf_counter()
@@ -90,7 +90,7 @@ def page_all(url: str, data: Path, token: str, encoding: str | None) -> dict[str
         "pages": len(times),
         "first_page_s": times[0],
         "max_page_s": max(times),
-        "bytes": sum(sizes),
+        "bytes": sum(int(r.raw.tell()) for r in responses if r.raw is not None),
     }
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     select,
+    text,
     update,
 )
 
@@ -106,6 +107,21 @@ class ListTxn:
         c = _checkpoints.c
         stmt = select(c.id).where(c.list_id == self.list_id, c.size == size, c.note == note)
         return self._conn.execute(stmt.limit(1)).first() is not None
+
+
+_e = _entries.c
+_ENTRIES_OF_KEYS = select(_e.hash_type, _e.value, _e.seq, _e.op, _e.timestamp_ms).where(
+    _e.list_id == bindparam("list_id"),
+    _e.hash_type == bindparam("hash_type"),
+    _e.value.in_(bindparam("values", expanding=True)),
+)
+# SQLite without statistics guesses that a list has ~10 entries and walks
+# the log by its primary key (a second per 500 keys at 1M), unless told.
+_ENTRIES_OF_KEYS_SQLITE = text(
+    "SELECT hash_type, value, seq, op, timestamp_ms FROM log_entry"
+    " INDEXED BY ix_log_entry_key"
+    " WHERE list_id = :list_id AND hash_type = :hash_type AND value IN :values"
+).bindparams(bindparam("values", expanding=True))
 
 
 def _in_key_order(adds: Sequence[ContentTuple]) -> list[ContentTuple]:
@@ -356,18 +372,7 @@ class LogQueries(AuditQueries, CheckpointQueries):
         A search of the key index (list_id, hash_type, value) per batch of
         values, never a scan of the log.
         """
-        e = _entries.c
-        stmt = (
-            select(e.hash_type, e.value, e.seq, e.op, e.timestamp_ms)
-            .where(
-                e.list_id == bindparam("list_id"),
-                e.hash_type == bindparam("hash_type"),
-                e.value.in_(bindparam("values", expanding=True)),
-                e.seq >= bindparam("start"),
-                e.seq < bindparam("end"),
-            )
-            .order_by(e.seq)
-        )
+        stmt = _ENTRIES_OF_KEYS_SQLITE if self.is_sqlite else _ENTRIES_OF_KEYS
         found: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
         with self.read() as conn:
             for htype, values in _values_by_type(keys).items():
@@ -376,11 +381,10 @@ class LogQueries(AuditQueries, CheckpointQueries):
                         "list_id": list_id,
                         "hash_type": htype,
                         "values": values[i : i + _IN_BATCH],
-                        "start": start,
-                        "end": end,
                     }
                     for t, v, seq, op, ts in conn.execute(stmt, args):
-                        found.setdefault((t, v), []).append((seq, op, ts))
+                        if start <= seq < end:
+                            found.setdefault((t, v), []).append((seq, op, ts))
         for events in found.values():
             events.sort()
         return found

@@ -20,6 +20,7 @@ from node.identity.audit import verify_audit_chain
 from node.log.entry import encode_leaf
 from node.store import AUDIT_GENESIS, EntryTuple, ListRow, StateRow, Store
 from node.store import engine as store_module
+from node.store import log as log_module
 from node.store.log import _in_key_order
 
 EMPTY = CompactRange().to_bytes()
@@ -421,3 +422,18 @@ def test_count_rows(db: Store, lst: ListRow) -> None:
     _add(db, lst, [_v(0), _v(1)])
     counts: dict[str, Any] = {t: db.count_rows(t) for t in ("entries", "content", "lists", "audit")}
     assert counts == {"entries": 2, "content": 2, "lists": 1, "audit": 0}
+
+
+def test_entries_of_keys_searches_the_key_index_on_sqlite(db: Store, lst: ListRow) -> None:
+    if not db.is_sqlite:
+        pytest.skip("the plan asked of SQLite only")
+    _add(db, lst, [_v(i) for i in range(100)])
+    stmt = log_module._ENTRIES_OF_KEYS_SQLITE
+    compiled = stmt.compile(dialect=db.engine.dialect)
+    args = {"list_id": lst.id, "hash_type": "md5", "values": [_v(1), _v(2)]}
+    with db.read() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + str(compiled).replace("(__[POSTCOMPILE_values])", "(?, ?)"),
+            (args["list_id"], args["hash_type"], *args["values"]),
+        ).fetchall()
+    assert any("ix_log_entry_key" in str(row) for row in plan), plan
