@@ -25,7 +25,7 @@ import pytest
 from _cluster import PG_URL, pg_schema, wait_until
 from _nodes import Identity, NodeProcess, free_port, make_identity
 
-# Three real nodes: SQLite in the default run, PostgreSQL with -m slow.
+# Three real nodes per backend, ~30 s a module.
 pytestmark = [pytest.mark.network, pytest.mark.timeout(900)]
 
 
@@ -90,10 +90,7 @@ def _create(node: NodeProcess, name: str, label: str) -> None:
         assert r.status_code == 201, r.text
 
 
-@pytest.fixture(
-    scope="module",
-    params=["sqlite"] + ([pytest.param("postgresql", marks=pytest.mark.slow)] if PG_URL else []),
-)
+@pytest.fixture(scope="module", params=["sqlite"] + (["postgresql"] if PG_URL else []))
 def net(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     base = tmp_path_factory.mktemp("overlaps")
     with ExitStack() as stack:

@@ -36,11 +36,10 @@ from node.identity.trust import PINNED_DIR
 from node.store import Store
 
 # Three nodes and a restart: minutes on a loaded machine.
-# Three real nodes: SQLite in the default run, PostgreSQL with -m slow.
+# Three real nodes and a webhook receiver per backend, ~30 s a module.
 pytestmark = [pytest.mark.network, pytest.mark.timeout(1200)]
 
-# Three nodes and a webhook receiver per backend: PostgreSQL's flows run with -m slow.
-BACKENDS = ["sqlite"] + ([pytest.param("postgresql", marks=pytest.mark.slow)] if PG_URL else [])
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
 @dataclass
