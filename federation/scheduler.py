@@ -62,6 +62,7 @@ from federation.sync import PullReport, Syncer
 from federation.witness_submit import WitnessSubmitter
 from node.log.proofs import ProofCache
 from node.node import Node
+from node.overlaps import OverlapDetector
 from node.store import now_ms
 
 __all__ = ["JITTER", "FederationRuntime", "max_backoff", "next_delay"]
@@ -94,6 +95,7 @@ class _StateLike(Protocol):
     node: Node
     proofs: ProofCache
     peer_status: Callable[[], list[dict[str, Any]]] | None
+    overlaps: OverlapDetector | None
 
 
 @dataclass
@@ -133,6 +135,9 @@ class FederationRuntime:
         state.peer_status = self.status
         self._runs = {p.node_id: _Run() for p in state.node.settings.peers}
         self._lock = SchedulerLock(state.node)
+        if state.overlaps is not None:
+            # Overlap detection is the node's work, done once: where the scheduler runs.
+            state.overlaps.active = lambda: self.holds_scheduler
         # Set here, not at takeover: peers changed since this process started
         # are then picked up by the config watcher of a process that takes over.
         self._toml_mtime = _mtime(state.node.settings.data_dir / NODE_TOML)

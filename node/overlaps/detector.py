@@ -82,6 +82,10 @@ class OverlapDetector(BackgroundJob):
         self.poll_seconds = poll_seconds
         # Where a webhook (or anything else) hears of new overlaps.
         self.listeners: list[OverlapListener] = []
+        # Whether this process's thread detects now. Several serving processes
+        # would each do the same work: the one that runs the node's scheduler
+        # detects (the serve command sets this); the others follow its marks.
+        self.active: Callable[[], bool] = lambda: True
         self._marks: dict[int, int] = {}
         self._lock = threading.Lock()
         self._stats = DetectorStats()
@@ -305,11 +309,15 @@ class OverlapDetector(BackgroundJob):
         loaded = False
         while not self._stop.is_set():
             try:
-                if not loaded:
-                    self.load()
-                    loaded = True
-                if self.step():
-                    continue  # behind: the next batch at once
+                if not self.active():
+                    self.load()  # the detecting process's progress: the backlog shown stays true
+                    loaded = False
+                else:
+                    if not loaded:
+                        self.load()
+                        loaded = True
+                    if self.step():
+                        continue  # behind: the next batch at once
             except WriteLockTimeoutError:
                 # A long apply holds the one write lock: detection trails it.
                 self._stats.errors += 1

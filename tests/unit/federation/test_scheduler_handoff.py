@@ -33,6 +33,7 @@ class _State:
         self.node = node
         self.peer_status: Any = None
         self.proofs = ProofCache()
+        self.overlaps: Any = None
 
 
 def _peer(node_id: str, interval: float, *, pull: bool = True) -> PeerSettings:

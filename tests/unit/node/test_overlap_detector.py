@@ -261,6 +261,34 @@ def test_lists_of_one_owner_are_passed_without_reading_until_another_owner_arriv
     assert set(_recorded(store)) == _reference([mine, also_mine, theirs], _Log(store, "x"))
 
 
+def test_an_inactive_detector_records_nothing_and_follows_the_active_ones_marks(
+    store: Store,
+) -> None:
+    a, b = _Log(store, "au-argos"), _Log(store, "nl-dhd")
+    a.commit([_POOL[0], _POOL[1]])
+    b.commit([_POOL[0]])
+    follower = LogFollower(store, Matcher())
+    follower.load()
+    idle = _detector(store, follower, 100)
+    idle.active = lambda: False
+    idle.poll_seconds = 0.02
+    idle.start()
+    try:
+        time.sleep(0.2)
+        assert idle.backlog() == 3  # it checked nothing itself
+        assert _recorded(store) == []
+        working = _detector(store, follower, 100)
+        assert working.run_until_idle() == 3
+        deadline = time.monotonic() + 5
+        while idle.backlog() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert idle.backlog() == 0  # the marks the active one wrote
+        assert idle.status()["batches"] == 0
+        assert len(_recorded(store)) == 1
+    finally:
+        idle.stop()
+
+
 def test_a_second_detector_on_the_same_database_records_nothing_twice(store: Store) -> None:
     a, b = _Log(store, "au-argos"), _Log(store, "nl-dhd")
     a.commit([_POOL[0]])
