@@ -292,6 +292,7 @@ class OverlapDetector(BackgroundJob):
         st = self._stats
         return {
             "running": self._thread is not None and self._thread.is_alive(),
+            "detecting": self.active(),  # False: another process of this node detects
             "backlog_entries": self.backlog(),
             "pdq_distance": self.pdq_distance,
             "entries_checked": st.entries_checked,

@@ -65,6 +65,9 @@ def test_two_workers_see_each_others_writes(tmp_path: Path) -> None:
         # Both map the one segment generation in the shared data folder.
         assert {s["segments"]["generation"] for s in statuses} != {0}
         assert len({s["segments"]["pid"] for s in statuses}) == 2
+        # Overlap detection is done once, by the worker that holds the scheduler.
+        detecting = [s["overlaps"]["detecting"] for s in statuses]
+        assert sorted(detecting) == [False, True], detecting
     finally:
         for c in clients.values():
             c.close()
