@@ -61,3 +61,15 @@ def start_serve(
         time.sleep(0.1)
     proc.kill()
     raise SystemExit(f"hashfed serve did not start within {timeout:.0f} s")
+
+
+def partner_token(data: Path, name: str = "acme", labels: str = "baseline") -> str:
+    """Add a partner cleared for ``labels`` to the node in ``data``; a new API token of its."""
+
+    def run(*a: str) -> str:
+        return subprocess.run(
+            [HASHFED, *a, "--data", str(data)], check=True, capture_output=True, text=True
+        ).stdout
+
+    run("principal", "add", name, "--role", "partner", "--labels", labels)
+    return run("token", "create", name).strip().split()[-1]

@@ -18,7 +18,6 @@ import argparse
 import json
 import shutil
 import ssl
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench._serve import HASHFED, free_port, start_serve
+from bench._serve import free_port, partner_token, start_serve
 from bench.bench_feeds import server_cpu
 from bench.bench_taxii import fill
 
@@ -64,13 +63,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         fill(data, args.scale, args.removed, np.random.default_rng(16))
         print(f"filled {args.scale:,} hashes in {time.perf_counter() - t0:.1f} s", flush=True)
 
-        def run(*a: str) -> str:
-            return subprocess.run(
-                [HASHFED, *a, "--data", str(data)], check=True, capture_output=True, text=True
-            ).stdout
-
-        run("principal", "add", "acme", "--role", "partner", "--labels", "baseline")
-        token = run("token", "create", "acme").strip().split()[-1]
+        token = partner_token(data)
         port = free_port()
         proc, _ = start_serve(data, port, {"HASHFED_TLS_CLIENT_AUTH": "optional"})
         tls = ssl.create_default_context(cafile=str(data / "tls" / "node.crt"))  # a token, no cert

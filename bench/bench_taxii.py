@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._serve import HASHFED, free_port, start_serve
+from bench._serve import free_port, partner_token, start_serve
 from bench.bench_feeds import server_cpu
 
 NODE = "bench-node"
@@ -112,13 +111,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             flush=True,
         )
 
-        def run(*a: str) -> str:
-            return subprocess.run(
-                [HASHFED, *a, "--data", str(data)], check=True, capture_output=True, text=True
-            ).stdout
-
-        run("principal", "add", "acme", "--role", "partner", "--labels", "baseline")
-        token = run("token", "create", "acme").strip().split()[-1]
+        token = partner_token(data)
         for encoding in args.encodings.split(","):
             encoding = None if encoding == "default" else encoding
             port = free_port()

@@ -1,4 +1,4 @@
-"""The cyclic garbage collector paused while a bulk step allocates millions of objects."""
+"""The cyclic garbage collector paused while a bulk step holds millions of objects."""
 
 from __future__ import annotations
 

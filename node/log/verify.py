@@ -12,13 +12,11 @@ a second process (spawned once per sweep) while this one hashes the entries.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import multiprocessing
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -27,6 +25,7 @@ from crypto.errors import HashfedError, InputError, RootMismatchError, StoreErro
 from crypto.keys import NoteVerifier
 from crypto.merkle import CompactRange
 from node.log.entry import leaf_hashes
+from node.log.gc_pause import gc_paused
 from node.log.lists import fold
 from node.store import CheckpointRow, ListRow, StateRow, Store
 
@@ -179,7 +178,7 @@ def content_matches_log(store: Store, *, list_id: int, end: int) -> bool:
         # The same page size on both sides: equal streams have equal pages.
         if all(a == c for a, c in itertools.zip_longest(adds, content)):
             return True
-    with _collector_paused():
+    with gc_paused():  # a fold holds a million small tuples: collections would walk them
         folded = fold(store.iter_entries(list_id=list_id, end=end))
         count = 0
         for page in store.iter_sorted_content(list_id=list_id):
@@ -190,19 +189,6 @@ def content_matches_log(store: Store, *, list_id: int, end: int) -> bool:
                 return False
             count += len(page)
         return count == len(folded)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    # A fold holds a million small tuples with no cycles; each full collection
-    # would walk them all again, which doubled the check's time.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 _worker_stores: dict[str, Store] = {}
