@@ -222,9 +222,9 @@ class Feeds:
                 yield "".join(batch).encode("ascii")
         yield (json.dumps({"cursor": cursor}, separators=(",", ":")) + "\n").encode()
 
-    # --- CSV and text: for consumers that do not verify ---
+    # --- CSV, text and MISP: for consumers that do not verify ---
 
-    def _content_at_checkpoint(
+    def content_at_checkpoint(
         self, fl: FeedList, hash_type: str | None
     ) -> Iterator[tuple[str, str, str]]:
         """The list's ``(type, value, category)`` at its checkpoint, sorted by type and value.
@@ -263,7 +263,7 @@ class Feeds:
         for fl, start in plan:
             if full:
                 rows: Iterable[tuple[str, ...]] = (
-                    ("add", fl.name, t, v, c) for t, v, c in self._content_at_checkpoint(fl, None)
+                    ("add", fl.name, t, v, c) for t, v, c in self.content_at_checkpoint(fl, None)
                 )
             else:
                 rows = (
@@ -293,7 +293,7 @@ class Feeds:
         if full:
             merged = heapq.merge(
                 *(
-                    (v for _t, v, _c in self._content_at_checkpoint(fl, hash_type))
+                    (v for _t, v, _c in self.content_at_checkpoint(fl, hash_type))
                     for fl, _start in plan
                 )
             )

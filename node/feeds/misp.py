@@ -127,7 +127,7 @@ class MispFeed:
         removed = self.store.removed_keys(list_id=fl.row.id, start=0, end=fl.size)
         if removed:
             present = set()
-        for t, v, c in self.feeds._content_at_checkpoint(fl, None):
+        for t, v, c in self.feeds.content_at_checkpoint(fl, None):
             if present is not None and (t, v) in removed:
                 present.add((t, v))
             batch.append(("" if first else ",") + self._attribute(fl.name, t, v, c, ts))
@@ -168,7 +168,7 @@ class MispFeed:
         for fl in fls:
             ev = event_uuid(fl.name)
             batch: list[str] = []
-            for _t, v, _c in self.feeds._content_at_checkpoint(fl, None):
+            for _t, v, _c in self.feeds.content_at_checkpoint(fl, None):
                 batch.append(f"{hashlib.md5(v.encode()).hexdigest()},{ev}\n")  # noqa: S324
                 if len(batch) >= _ROWS_PER_CHUNK:
                     yield "".join(batch).encode()
