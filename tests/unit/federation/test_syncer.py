@@ -352,19 +352,26 @@ def test_only_one_process_runs_the_scheduler(node_factory: NodeFactory) -> None:
     # A second process of the same node: same settings, same database.
     second_node = Node.open(first_node.settings)
 
+    class Detector:  # what the runtime sets on the app's overlap detector
+        active: Any = None
+
     class State:
         def __init__(self, node: Node) -> None:
             self.node = node
             self.peer_status: Any = None
             self.proofs = ProofCache()
+            self.overlaps: Any = Detector()
 
     one, two = FederationRuntime(), FederationRuntime()
-    stop_one = one.start(State(first_node))
-    stop_two = two.start(State(second_node))
+    state_one, state_two = State(first_node), State(second_node)
+    stop_one = one.start(state_one)
+    stop_two = two.start(state_two)
     try:
         assert one.scheduler is not None
         assert two.scheduler is None
         assert not two.trigger("anyone")
+        # Overlap detection follows the scheduler: one process does it.
+        assert [state_one.overlaps.active(), state_two.overlaps.active()] == [True, False]
     finally:
         stop_two()
         stop_one()
