@@ -150,6 +150,21 @@ def point_at(node: NodeProcess, owner_node: NodeProcess, *extra: str) -> None:
     )
 
 
+def follows(node: NodeProcess, owner_node: NodeProcess) -> None:
+    """Wait until the running ``node`` pulls ``a`` from ``owner_node`` only.
+
+    ``peer add`` rewrites node.toml; the serving process picks it up at its
+    next config check, and a pull begun before it still goes to the old URL.
+    """
+
+    def switched() -> bool:
+        with node.client() as cl:
+            peer = next(p for p in cl.get("/api/v1/peers").json() if p["peer"] == "a")
+        return bool(peer["url"] == owner_node.url and not peer["running"])
+
+    wait_for(f"{node.node_id} to pull a from {owner_node.url}", switched)
+
+
 @dataclass
 class Net:
     a: NodeProcess
@@ -245,6 +260,7 @@ def test_split_view_with_a_stolen_key_is_refused_where_a_witness_is_required(net
     try:
         # c now sees the list only as a2 shows it; b and d below.
         point_at(c, a2, *net.policy)
+        follows(c, a2)
         honest, forged = rand_hashes(5), rand_hashes(5)
         add_and_publish(a, honest)  # what b (the witness) sees
         wait_for("b to take a's tree", lambda: size_at(b) == start + 5)
@@ -292,6 +308,7 @@ def test_split_view_with_a_stolen_key_is_refused_where_a_witness_is_required(net
 
         # Back on the real owner, c takes the tree its witness saw.
         point_at(c, a, *net.policy)
+        follows(c, a)
         wait_for("c to take a's honest tree", lambda: size_at(c) == start + 5)
         assert matches(c, honest[0])
         assert not matches(c, forged[0])
