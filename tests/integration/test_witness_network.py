@@ -159,8 +159,9 @@ def follows(node: NodeProcess, owner_node: NodeProcess) -> None:
 
     def switched() -> bool:
         with node.client() as cl:
-            peer = next(p for p in cl.get("/api/v1/peers").json() if p["peer"] == "a")
-        return bool(peer["url"] == owner_node.url and not peer["running"])
+            peers = {p["peer"]: p for p in cl.get("/api/v1/peers").json()}
+        peer = peers.get("a")  # absent while the check saw `peer rm` but not `peer add`
+        return peer is not None and peer["url"] == owner_node.url and not peer["running"]
 
     wait_for(f"{node.node_id} to pull a from {owner_node.url}", switched)
 
