@@ -51,12 +51,14 @@ def test_one_principal_flooding_is_rate_limited(client: TestClient) -> None:
 
 
 def test_token_bucket_refills_over_time() -> None:
-    limiter = RateLimiter(rate=1000.0, burst=2)
+    # 5/s: the three calls below refill nothing unless 200 ms pass between
+    # them (1 ms did once, on a loaded machine, at 1000/s).
+    limiter = RateLimiter(rate=5.0, burst=2)
     assert limiter.allow("a")
     assert limiter.allow("a")
     assert not limiter.allow("a")
     assert limiter.allow("b")  # buckets are per principal
     import time
 
-    time.sleep(0.01)  # 10 ms at 1000/s refills the bucket
+    time.sleep(0.3)  # 300 ms at 5/s refills a token and a half
     assert limiter.allow("a")
