@@ -47,6 +47,7 @@ __all__ = [
     "cosignatures_except",
     "cosigned_message",
     "signature_timestamp",
+    "signer_names",
 ]
 
 # c2sp.org/signed-note "Signature types": 0x04 is an Ed25519 cosignature/v1.
@@ -222,9 +223,19 @@ def cosignatures_except(note: str, names: Collection[str]) -> list[str]:
     signed by another key must not inherit the owner's). Malformed lines are
     dropped (a receiver would ignore them anyway).
     """
+    return [line for name, line in _signature_lines(note) if name not in names]
+
+
+def signer_names(note: str) -> set[str]:
+    """The key names of ``note``'s well-formed signature lines (none verified)."""
+    return {name for name, _line in _signature_lines(note)}
+
+
+def _signature_lines(note: str) -> list[tuple[str, str]]:
+    """``(key name, line)`` of each well-formed signature line; malformed ones are dropped."""
     if "\n\n" not in note:
         return []
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     for line in note[note.rfind("\n\n") + 2 :].splitlines(keepends=True):
         if not line.startswith("— ") or not line.endswith("\n"):
             continue
@@ -233,8 +244,8 @@ def cosignatures_except(note: str, names: Collection[str]) -> list[str]:
             blob = base64.b64decode(b64, validate=True)
         except (binascii.Error, ValueError):
             continue
-        if len(blob) > _KEY_ID_SIZE and name not in names:
-            out.append(line)
+        if len(blob) > _KEY_ID_SIZE:
+            out.append((name, line))
     return out
 
 

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from config import PeerSettings
 from crypto.checkpoint import list_origin
+from crypto.cosignature import signer_names
 from crypto.errors import HashfedError, PeerTimeoutError, PeerUnreachableError
 from federation.client import PeerClient
 from federation.policy import may_receive
@@ -90,7 +91,7 @@ class WitnessSubmitter:
                     latest.root_hash,
                 ):
                     continue
-                if f"\n— {peer.node_id} " in latest.note:
+                if peer.node_id in signer_names(latest.note):
                     # Cosigned before this process started: a witness signs as its node id.
                     self._held[(peer.node_id, row.id)] = (latest.size, latest.root_hash)
                     continue

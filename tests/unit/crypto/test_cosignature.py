@@ -19,6 +19,7 @@ from crypto.cosignature import (
     cosignatures_except,
     cosigned_message,
     signature_timestamp,
+    signer_names,
 )
 from crypto.errors import (
     BadSignatureError,
@@ -197,3 +198,11 @@ def test_cosignatures_except_keeps_only_other_names_lines() -> None:
 def test_cosignatures_except_drops_malformed_lines(junk: str) -> None:
     note = sign_note(TEXT, [NoteSigner("a", Ed25519PrivateKey.generate())]) + junk
     assert cosignatures_except(note, set()) == note[note.index("\n\n") + 2 :].splitlines(True)[:1]
+
+
+def test_signer_names_are_the_names_of_well_formed_lines() -> None:
+    note = sign_note(TEXT, [NoteSigner("a", Ed25519PrivateKey.generate())])
+    both = add_cosignatures(note, [CO.line(TEXT, T)])
+    assert signer_names(both) == {"a", CO.name}
+    assert signer_names(both + "— w AAA=\n") == {"a", CO.name}  # too short: not a signature
+    assert signer_names(TEXT) == set()
