@@ -245,6 +245,14 @@ def test_sigkill_of_the_scheduler_holder_hands_the_pulls_over_within_one_interva
     wait_for("c to pull a/three", lambda: fed.size(new, "a/three") == 20, timeout=C_INTERVAL * 2)
     assert _log_count(new, SCHEDULER_STARTED) == 1
 
+    # Overlap detection moved with the scheduler: the new holder detects, the other does not.
+    def detecting(proc: ClusterProcess) -> bool:
+        with proc.client() as cl:
+            return bool(cl.get("/api/v1/status").json()["overlaps"]["detecting"])
+
+    live = [p for p in c.processes if p.alive]
+    assert {p.index: detecting(p) for p in live} == {p.index: p is new for p in live}
+
 
 def _log_count(proc: ClusterProcess, line: str) -> int:
     assert proc.log is not None
