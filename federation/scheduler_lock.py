@@ -81,5 +81,5 @@ class SchedulerLock:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
         if self._conn is not None:
-            self._conn.close()
+            self._node.store.release_advisory_lock(self._conn)
             self._conn = None

@@ -15,6 +15,7 @@ from crypto.errors import StoreError
 from node.store.audit import AuditQueries
 from node.store.checkpoints import CheckpointQueries
 from node.store.engine import now_ms
+from node.store.errors import DB_ERRORS
 
 
 class FederationQueries(AuditQueries, CheckpointQueries):
@@ -144,6 +145,20 @@ class FederationQueries(AuditQueries, CheckpointQueries):
             conn.close()
             return None
         return conn
+
+    def release_advisory_lock(self, conn: Connection) -> None:
+        """Release what :meth:`try_advisory_lock` took, at once, and close its connection.
+
+        Closing alone ends the session when the server gets to it: a process
+        trying the lock a moment later could still find it held.
+        """
+        try:
+            conn.exec_driver_sql("SELECT pg_advisory_unlock_all()")
+            conn.commit()
+        except DB_ERRORS:
+            pass  # the session is gone, and its locks with it
+        finally:
+            conn.close()
 
 
 def _schema_lock_key(key: int, schema: str) -> int:
