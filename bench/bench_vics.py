@@ -1,10 +1,12 @@
 """VICS (Project VIC) import: a synthetic 2.0 hash set of N media into a list, one transaction.
 
 Each media record carries MD5, SHA1, a size and precategorisation as strings
-and a file entry (as exports do), so the file is ~300 bytes a record. Timed:
-parsing alone (streamed, nothing kept), then ``Node.import_file`` (parse +
-one write transaction through the list writer), with the peak resident
-memory of this process. Target: 1M media ≤ 30 s.
+and a file entry (as exports do), so the file is ~250 bytes a record. Timed:
+parsing alone (streamed, nothing kept: the anchor, since the import parses
+too), then ``Node.import_file`` (parse + one write transaction through the
+list writer, streamed a page at a time), with the peak resident memory of
+this process. Target: 1M media ≤ 30 s, set on a machine where the parse
+alone took 5.0 s: ≤ 6.0× the parse alone, on any machine.
 
 Run: ``python -m bench.bench_vics --scale 1000000``.
 """
@@ -20,6 +22,8 @@ import time
 from pathlib import Path
 
 TARGET_S = 30.0
+# The parse alone where the target was set (docs/PERFORMANCE.md).
+TARGET_PARSE_S = 5.0
 V20 = "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/Default/$metadata#Media"
 
 
@@ -84,9 +88,13 @@ def main(argv: list[str] | None = None) -> None:
             node.close()
         print(
             f"import (parse + one transaction): {r.appended:,} hashes in {import_s:.1f} s wall, "
-            f"{import_cpu:.1f} s CPU "
-            f"(target ≤ {TARGET_S:g} s: {import_cpu / TARGET_S:.2f}× in CPU), "
+            f"{import_cpu:.1f} s CPU of this process, "
             f"peak RSS {peak_mb():.0f} MB for a {size / 1e6:,.0f} MB file"
+        )
+        print(
+            f"import / parse alone: {import_s / parse_s:.2f}× "
+            f"(target ≤ {TARGET_S / TARGET_PARSE_S:.1f}×: {TARGET_S:g} s where the parse took "
+            f"{TARGET_PARSE_S:g} s); {import_s:.1f} s against {TARGET_S:g} s on this machine"
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -231,27 +231,19 @@ def list_create(
 
 
 class _ImportProgress:
-    """The import's three stages on one bar each: reading, writing entries, committing."""
+    """The import on two lines: the file read (bytes), and the entries appended so far."""
 
     def __init__(self, progress: Progress, file: Path) -> None:
         self.p = progress
         size = file.stat().st_size if file.is_file() else None
-        self.task = progress.add_task(f"reading {file.name}", total=size, unit="bytes")
+        self.reading = progress.add_task(f"reading {file.name}", total=size, unit="bytes")
+        self.entries = progress.add_task("appending", total=None, unit="entries")
 
     def read(self, chars: int) -> None:
-        self.p.advance(self.task, chars)
-
-    def parsed(self, count: int) -> None:
-        self.p.remove_task(self.task)
-        self.task = self.p.add_task("writing entries", total=count, unit="entries")
+        self.p.advance(self.reading, chars)
 
     def __call__(self, entries: int) -> None:
-        self.p.advance(self.task, entries)
-
-    def entries_written(self) -> None:
-        self.p.remove_task(self.task)
-        # The content table, its indexes and the commit: no count, elapsed time only.
-        self.task = self.p.add_task("committing", total=None, unit="")
+        self.p.advance(self.entries, entries)
 
 
 @list_app.command("import")
@@ -297,10 +289,9 @@ def list_import(
             default_type=type_,
             default_category=category,
             actor=_actor(node),
-            progress=stages,
-            read_progress=stages.read,
-            on_read=stages.parsed,
             categories=cats,
+            read_progress=stages.read,
+            progress=stages,
         )
     out.print(
         f"{result.row.full_name}: {result.appended} added, {result.skipped} already present, "

@@ -8,7 +8,7 @@ commits, which is what makes a hash matchable at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,15 +154,14 @@ class Node:
         *,
         actor: str,
         action: str = "list.add",
-        progress: Callable[[int], None] | None = None,
     ) -> AppendResult:
         """Add canonical ``(type, value, category)`` items (duplicates skipped).
 
         Small adds that arrive together share one transaction (group commit,
-        :mod:`node.log.add_queue`); imports with progress run on their own.
+        :mod:`node.log.add_queue`); large ones run on their own.
         """
         row = self._owned_row(full_name)
-        if progress is None and len(items) <= _GROUPED_ADD_MAX:
+        if len(items) <= _GROUPED_ADD_MAX:
             result = self._adds.add(row, items, actor=actor, action=action)
         else:
             result = writer.add_hashes(
@@ -172,7 +171,6 @@ class Node:
                 items=items,
                 actor=actor,
                 action=action,
-                progress=progress,
             )
         self.emit(result.committed)
         return result
@@ -237,22 +235,22 @@ class Node:
         default_type: str | None = None,
         default_category: str = "",
         actor: str,
-        progress: Callable[[int], None] | None = None,
-        read_progress: Callable[[int], None] | None = None,
-        on_read: Callable[[int], None] | None = None,
         categories: CategoryMap | None = None,
+        read_progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> AppendResult:
-        """Read a whole file, then add it in one transaction (nothing if invalid).
+        """Import a file in one transaction, read as it is written: all of it, or nothing.
 
         ``fmt`` is csv, text or vics (Project VIC JSON; ``categories`` maps its
-        codes). ``read_progress`` hears characters read (csv and text),
-        ``on_read`` the number of hashes once the file is parsed, ``progress``
-        entries written.
+        codes). ``read_progress`` hears bytes read, ``progress`` entries
+        appended. Memory holds a page of the file, not the file
+        (:mod:`node.log.writer.imports`).
         """
-        self.get_list(full_name)  # unknown list: fail before reading a large file
+        row = self._owned_row(full_name)  # an unknown list fails before a large file is read
         with gc_paused():
+            items: Iterable[tuple[str, str, str]]
             if fmt == "vics" or (fmt is None and looks_like_vics(path)):
-                items = list(read_vics(path, categories=categories))
+                items = read_vics(path, categories=categories, progress=read_progress)
             else:
                 items = read_hash_file(
                     path,
@@ -261,9 +259,16 @@ class Node:
                     default_category=default_category,
                     progress=read_progress,
                 )
-            if on_read is not None:
-                on_read(len(items))
-            return self.add(full_name, items, actor=actor, action="list.import", progress=progress)
+            result = writer.import_items(
+                self.store,
+                node_id=self.node_id,
+                row=row,
+                items=items,
+                actor=actor,
+                on_written=progress,
+            )
+        self.emit(result.committed)
+        return result
 
     def publish(self, full_name: str, *, actor: str) -> CheckpointRow:
         return writer.publish(

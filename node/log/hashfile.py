@@ -1,8 +1,9 @@
 """Reading hash files for import: CSV (``type,value,category``) or one hash a line.
 
-A file is read whole before anything is written: the first errors are
-collected with file name, line number and reason, and if there is any the
-import is refused as a whole. Values never appear in error messages.
+The items are yielded as the file is read (the writer takes them a page at
+a time inside its transaction); the first errors are collected with file
+name, line number and reason, and raised once the whole file is read, so
+the import is refused as a whole. Values never appear in error messages.
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ def read_hash_file(
     default_type: str | None = None,
     default_category: str = "",
     progress: Callable[[int], None] | None = None,
-) -> list[HashItem]:
-    """Parse a whole hash file into canonical ``(type, value, category)`` items.
+) -> Iterator[HashItem]:
+    """The canonical ``(type, value, category)`` items of a hash file, as it is read.
 
     CSV columns are ``type,value[,category]``; a header row naming those
     columns is allowed. Text files hold one value a line and need
@@ -82,7 +83,9 @@ def read_hash_file(
     ``progress`` is told how many characters were read since its last call.
 
     Raises:
-        InputError: naming the file and the first offending lines.
+        InputError: naming the file: at once for a file that cannot be
+            read as the format asked, after the last item for the first
+            offending lines (no item of such a file may be kept).
     """
     if _first_data_line(path) is None:
         # Before the --type check: "needs --type" would send the user the wrong way.
@@ -94,8 +97,47 @@ def read_hash_file(
     if fmt == "text" and fixed_type is None:
         raise InputError("a one-hash-per-line file needs --type", where=str(path))
     category = parse_category(default_category, where="--category")
+    return _items(path, fmt, fixed_type, category, progress)
 
-    items: list[HashItem] = []
+
+def _csv_item(
+    line: str,
+    where: str,
+    parsers: dict[str, HashType],
+    categories: dict[str, str],
+    default_category: str,
+    first_row: bool,
+) -> HashItem | None:
+    """One CSV row's item; None for a header row (allowed as the first row)."""
+    # Hash files rarely quote; the csv module is the slow path for those that do.
+    row = _csv_row(line, where=where)
+    if first_row and [c.strip().lower() for c in row[:2]] == ["type", "value"]:
+        return None
+    if len(row) not in (2, 3):
+        raise InputError(
+            f"expected 2 or 3 comma-separated fields (type,value,category), got {len(row)}",
+            where=where,
+        )
+    htype = parsers.get(row[0])
+    if htype is None:
+        htype = parsers[row[0]] = get_type(row[0], where=f"{where}: type")
+    value = htype.parse(row[1], where=f"{where}: value")
+    if len(row) == 2:
+        return htype.name, value, default_category
+    cat = categories.get(row[2])  # few distinct categories: validate each once
+    if cat is None:
+        cat = categories[row[2]] = parse_category(row[2], where=f"{where}: category")
+    return htype.name, value, cat
+
+
+def _items(
+    path: Path,
+    fmt: str,
+    fixed_type: HashType | None,
+    category: str,
+    progress: Callable[[int], None] | None,
+) -> Iterator[HashItem]:
+    count = 0
     errors: list[str] = []
     error_count = 0
     parsers: dict[str, HashType] = {}
@@ -111,36 +153,21 @@ def read_hash_file(
         if not stripped or stripped.startswith("#"):
             continue
         where = f"{path}:{lineno}"
+        item: HashItem | None
         try:
-            if fmt == "text":
-                assert fixed_type is not None
-                items.append((fixed_type.name, fixed_type.parse(stripped, where=where), category))
-                continue
-            # Hash files rarely quote; the csv module is the slow path for those that do.
-            row = _csv_row(stripped, where=where)
-            is_first, first_row = first_row, False
-            if is_first and [c.strip().lower() for c in row[:2]] == ["type", "value"]:
-                continue  # header
-            if len(row) not in (2, 3):
-                raise InputError(
-                    f"expected 2 or 3 comma-separated fields (type,value,category), got {len(row)}",
-                    where=where,
-                )
-            htype = parsers.get(row[0])
-            if htype is None:
-                htype = parsers[row[0]] = get_type(row[0], where=f"{where}: type")
-            value = htype.parse(row[1], where=f"{where}: value")
-            if len(row) == 3:
-                cat = categories.get(row[2])  # few distinct categories: validate each once
-                if cat is None:
-                    cat = categories[row[2]] = parse_category(row[2], where=f"{where}: category")
+            if fixed_type is not None and fmt == "text":
+                item = (fixed_type.name, fixed_type.parse(stripped, where=where), category)
             else:
-                cat = category
-            items.append((htype.name, value, cat))
+                is_first, first_row = first_row, False
+                item = _csv_item(stripped, where, parsers, categories, category, is_first)
         except InputError as exc:
             error_count += 1
             if len(errors) < MAX_REPORTED_ERRORS:
                 errors.append(exc.message)
+            continue
+        if item is not None:
+            yield item
+            count += 1
     if progress is not None and read:
         progress(read)
     if errors:
@@ -150,6 +177,5 @@ def read_hash_file(
             f"{error_count} invalid line(s), nothing imported:\n  " + "\n  ".join(errors) + tail,
             where=str(path),
         )
-    if not items:
+    if not count:
         raise InputError(EMPTY_FILE, where=str(path))
-    return items

@@ -41,13 +41,14 @@ class Committed(NamedTuple):
 
     ``start``/``end`` are the log sizes before and after the commit (the
     entries ``start <= seq < end`` are new); ``changes`` are its effect on
-    current content, in order.
+    current content, in order, or ``None`` where the writer did not keep
+    them (a streamed import): a listener then reads the new entries.
     """
 
     list_id: int
     start: int
     end: int
-    changes: Sequence[ContentChange]
+    changes: Sequence[ContentChange] | None
 
 
 @dataclass
@@ -61,7 +62,7 @@ class AppendResult:
     committed: Committed
 
     @property
-    def changes(self) -> Sequence[ContentChange]:
+    def changes(self) -> Sequence[ContentChange] | None:
         return self.committed.changes
 
 

@@ -233,9 +233,12 @@ def media_items(media: object, cats: CategoryMap, where: str) -> list[HashItem] 
 class _Reader:
     """A buffered UTF-8 reader that decodes one JSON value at a time."""
 
-    def __init__(self, fh: BinaryIO, name: str) -> None:
+    def __init__(
+        self, fh: BinaryIO, name: str, progress: Callable[[int], None] | None = None
+    ) -> None:
         self.fh = fh
         self.name = name
+        self._progress = progress
         self.buf = ""
         self.pos = 0
         self._line = 1  # the line of buf[_counted]
@@ -260,6 +263,8 @@ class _Reader:
         if self.eof:
             return False
         raw = self.fh.read(_CHUNK)
+        if self._progress is not None:
+            self._progress(len(raw))
         if not raw:
             self.eof = True
             if self._pending:
@@ -344,11 +349,14 @@ def read_vics(
     progress: Callable[[int], None] | None = None,
     info: VicsInfo | None = None,
 ) -> Iterator[HashItem]:
-    """Every hash of a VICS document, in order; errors name the file and line.
+    """Every hash of a VICS document, in order, as it is read; errors name the file and line.
+
+    ``progress`` hears the bytes of each chunk read.
 
     Raises:
-        InputError: not a VICS document, or an invalid record (the first
-            errors, all of them counted).
+        InputError: not a VICS document (when that is seen), or invalid
+            records (after the last item: the first errors, all of them
+            counted; no item of such a file may be kept).
     """
     cats = categories or CategoryMap()
     info = info if info is not None else VicsInfo()
@@ -361,15 +369,13 @@ def read_vics(
     except IsADirectoryError:
         raise InputError("is a directory, expected a file", where=str(path)) from None
     with fh:
-        r = _Reader(fh, str(path))
+        r = _Reader(fh, str(path), progress)
 
         def media_array() -> Iterator[HashItem]:
             nonlocal count
             for _ in r.items_of_array():
                 record = r.value()
                 info.media += 1
-                if progress is not None and info.media % 10_000 == 0:
-                    progress(10_000)
                 try:
                     got = media_items(record, cats, "")
                 except InputError as exc:

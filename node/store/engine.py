@@ -13,6 +13,7 @@ bounded by ``write_lock_timeout`` (SQLite ``busy_timeout``, PostgreSQL
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import itertools
@@ -271,17 +272,17 @@ class StoreBase:
             finally:
                 conn.info.pop("write", None)
 
-    @contextmanager
-    def _bulk_cache(self, conn: Connection, rows: int) -> Iterator[None]:
-        """A larger SQLite page cache while a write of ``rows`` rows runs (no-op otherwise)."""
+    def _bulk_cache_on(self, conn: Connection, rows: int) -> bool:
+        """A larger SQLite page cache for the rest of a ``rows``-row write; whether it was set."""
         if not self.is_sqlite or rows < _BULK_ROWS:
-            yield
-            return
+            return False
         conn.exec_driver_sql(f"PRAGMA cache_size=-{_BULK_CACHE_KIB}")
-        try:
-            yield
-        finally:
-            # Pages still dirty stay until the commit writes them; clean ones go.
+        return True
+
+    def _bulk_cache_off(self, conn: Connection) -> None:
+        # Pages still dirty stay until the commit writes them; clean ones go.
+        # A connection that failed keeps its cache until the pool drops it.
+        with contextlib.suppress(*DB_ERRORS):
             conn.exec_driver_sql(f"PRAGMA cache_size=-{_DEFAULT_CACHE_KIB}")
 
     def _bulk_insert(
@@ -290,8 +291,6 @@ class StoreBase:
         table: str,
         columns: tuple[str, ...],
         rows: Iterable[tuple[Any, ...]],
-        *,
-        progress: Any = None,
     ) -> None:
         """Insert many rows through the driver: COPY on PostgreSQL, executemany on SQLite.
 
@@ -300,7 +299,39 @@ class StoreBase:
         """
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            self._bulk_rows(cur, table, columns, rows, progress)
+            self._bulk_rows(cur, table, columns, rows)
+        except (sqlite3.Error, psycopg.Error) as exc:
+            if is_lock_timeout(exc):
+                raise WriteLockTimeoutError(seconds=self.write_lock_timeout) from None
+            raise translate_db_error(exc, operation="write") from None
+        finally:
+            cur.close()
+
+    def _insert_if_new(
+        self,
+        conn: Connection,
+        table: str,
+        columns: tuple[str, ...],
+        rows: Iterable[tuple[Any, ...]],
+    ) -> bool:
+        """As :meth:`_bulk_insert`, unless a row's key exists already: then none, and False.
+
+        Cheaper than looking each key up first where none usually exists (a
+        savepoint undoes the rows inserted before the one that clashed).
+        """
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.execute("SAVEPOINT insert_if_new")
+            try:
+                self._bulk_rows(cur, table, columns, rows)
+            except (sqlite3.IntegrityError, psycopg.IntegrityError):
+                cur.execute("ROLLBACK TO SAVEPOINT insert_if_new")
+                new = False
+            else:
+                new = True
+            # Not after other errors: a full disk may have ended the transaction.
+            cur.execute("RELEASE SAVEPOINT insert_if_new")
+            return new
         except (sqlite3.Error, psycopg.Error) as exc:
             if is_lock_timeout(exc):
                 raise WriteLockTimeoutError(seconds=self.write_lock_timeout) from None
@@ -309,46 +340,28 @@ class StoreBase:
             cur.close()
 
     def _bulk_rows(
-        self,
-        cur: Any,
-        table: str,
-        columns: tuple[str, ...],
-        rows: Iterable[tuple[Any, ...]],
-        progress: Any,
+        self, cur: Any, table: str, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]
     ) -> None:
         """The driver calls of :meth:`_bulk_insert`, whose errors it translates."""
+        names = ", ".join(columns)
         if self.is_sqlite:
             # Table and column names are this module's constants, never input.
-            marks = ", ".join("?" * len(columns))
-            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+            sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
             it = iter(rows)
             while chunk := list(itertools.islice(it, _BATCH)):
                 cur.executemany(sql, chunk)
-                if progress is not None:
-                    progress(len(chunk))
-        else:
-            it = iter(rows)
-            head = list(itertools.islice(it, _COPY_FROM))
-            if len(head) < _COPY_FROM:
-                # A few rows (one admin add): COPY's extra round trips cost
-                # more than it saves, and they are made holding the list lock.
-                marks = ", ".join(["%s"] * len(columns))
-                sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-                for i in range(0, len(head), _BATCH):
-                    cur.executemany(sql, head[i : i + _BATCH])
-                    if progress is not None:
-                        progress(len(head[i : i + _BATCH]))
-                return
-            rows = itertools.chain(head, it)
-            n = 0
-            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-                    n += 1
-                    if progress is not None and n % _BATCH == 0:
-                        progress(_BATCH)
-            if progress is not None and n % _BATCH:
-                progress(n % _BATCH)  # the last, partial batch
+            return
+        it = iter(rows)
+        head = list(itertools.islice(it, _COPY_FROM))
+        if len(head) < _COPY_FROM:
+            # A few rows (one admin add): COPY's extra round trips cost
+            # more than it saves, and they are made holding the list lock.
+            marks = ", ".join(["%s"] * len(columns))
+            cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", head)  # noqa: S608
+            return
+        with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in itertools.chain(head, it):
+                copy.write_row(row)
 
     def _driver_pages(self, stmt: Select[Any], page: int) -> Iterator[list[Any]]:
         """Run ``stmt`` on a raw driver cursor and yield pages of plain tuples.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,36 @@ class ListTxn:
         self._conn = conn
         self.list_id = list_id
         self.state = state
+        self._bulk = False
+
+    def write(self, change: ListChange) -> None:
+        """Write ``change`` now; more may follow in this transaction.
+
+        A large import writes page by page, so memory holds one page and
+        not the whole import; the plan's final change is written last.
+        """
+        self._bulk_cache(change)
+        self._store._write_change(self._conn, self.list_id, change)
+
+    def write_if_new(self, change: ListChange) -> bool:
+        """As :meth:`write`, unless a hash ``change`` adds is in the list: then nothing, and False.
+
+        For adds that are new but for rare repeats: one failed insert costs
+        less than looking up every hash first.
+        """
+        self._bulk_cache(change)
+        return self._store._write_change(self._conn, self.list_id, change, adds_if_new=True)
+
+    def _bulk_cache(self, change: ListChange) -> None:
+        if not self._bulk:
+            self._bulk = self._store._bulk_cache_on(
+                self._conn, len(change.entries) + len(change.adds)
+            )
+
+    def close(self) -> None:
+        if self._bulk:
+            self._store._bulk_cache_off(self._conn)
+            self._bulk = False
 
     def row(self) -> ListRow:
         r = self._conn.execute(select(_lists).where(_lists.c.id == self.list_id)).one()
@@ -98,6 +129,10 @@ class ListTxn:
     def content_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int]]:
         """Which of ``keys`` the list holds: ``(category, seq of the add)`` each."""
         return self._store._content_of(self._conn, self.list_id, keys)
+
+    def held_values(self, hash_type: str, values: Sequence[str]) -> set[str]:
+        """Which of ``values`` of one type the list holds, this transaction's writes included."""
+        return self._store._held_values(self._conn, self.list_id, hash_type, values)
 
     def latest_checkpoint(self) -> CheckpointRow | None:
         return self._store._latest_checkpoint(self._conn, self.list_id)
@@ -122,6 +157,18 @@ _ENTRIES_OF_KEYS_SQLITE = text(
     " INDEXED BY ix_log_entry_key"
     " WHERE list_id = :list_id AND hash_type = :hash_type AND value IN :values"
 ).bindparams(bindparam("values", expanding=True))
+
+
+# Membership of a page of values in one statement: SQLite's json_each
+# feeds the primary key's search (bound parameters cap at 32,766), and
+# PostgreSQL takes the page as one array.
+_HELD_SQLITE = (
+    "SELECT value FROM content WHERE list_id = ? AND hash_type = ?"
+    " AND value IN (SELECT j.value FROM json_each(?) AS j)"
+)
+_HELD_POSTGRES = (
+    "SELECT value FROM content WHERE list_id = %s AND hash_type = %s AND value = ANY(%s)"
+)
 
 
 def _in_key_order(adds: Sequence[ContentTuple]) -> list[ContentTuple]:
@@ -154,7 +201,6 @@ class LogQueries(AuditQueries, CheckpointQueries):
         *,
         list_id: int,
         plan: Callable[[ListTxn], tuple[ListChange | None, T]],
-        progress: Any = None,
     ) -> T:
         """Change one list in one transaction, deciding on its state read under its lock.
 
@@ -171,10 +217,13 @@ class LogQueries(AuditQueries, CheckpointQueries):
             if r is None:
                 raise StoreError(f"list {list_id} has no state row")
             state = StateRow(r.size, bytes(r.compact_range), r.live_count)
-            change, result = plan(ListTxn(self, conn, list_id, state))
-            if change is not None:
-                with self._bulk_cache(conn, len(change.entries) + len(change.adds)):
-                    self._write_change(conn, list_id, change, progress)
+            txn = ListTxn(self, conn, list_id, state)
+            try:
+                change, result = plan(txn)
+                if change is not None:
+                    txn.write(change)
+            finally:
+                txn.close()
             return result
 
     def append(
@@ -188,7 +237,6 @@ class LogQueries(AuditQueries, CheckpointQueries):
         new_state: StateRow,
         checkpoints: Sequence[tuple[int, bytes, int, str, str]] = (),
         audit: AuditTuple | None = None,
-        progress: Any = None,
     ) -> None:
         """Append precomputed entries if the list still has ``expected_size`` entries.
 
@@ -214,24 +262,29 @@ class LogQueries(AuditQueries, CheckpointQueries):
             )
             return change, None
 
-        self.change_list(list_id=list_id, plan=plan, progress=progress)
+        self.change_list(list_id=list_id, plan=plan)
 
     def _write_change(
-        self, conn: Connection, list_id: int, change: ListChange, progress: Any
-    ) -> None:
+        self, conn: Connection, list_id: int, change: ListChange, *, adds_if_new: bool = False
+    ) -> bool:
+        """Write ``change``; with ``adds_if_new``, nothing (False) if one of its adds is held."""
+        content_columns = ("list_id", "hash_type", "value", "category", "seq")
+        # Key order turns B-tree inserts into appends: several times faster
+        # for large imports on both backends.
+        adds = ((list_id, *a) for a in _in_key_order(change.adds))
+        if (
+            adds_if_new
+            and change.adds
+            and not self._insert_if_new(conn, "content", content_columns, adds)
+        ):
+            return False
         if change.entries:
             self._bulk_insert(
                 conn,
                 "log_entry",
                 ("list_id", "seq", "op", "hash_type", "value", "category", "timestamp_ms"),
                 ((list_id, *e) for e in change.entries),
-                progress=progress,
             )
-            # What follows (content rows, indexes, commit) has no count: a
-            # caller showing progress learns that the entries are written.
-            entries_written = getattr(progress, "entries_written", None)
-            if entries_written is not None:
-                entries_written()
         # Per type, ``value IN (...)``: SQLite answers a row-value IN of
         # (type, value) pairs with a scan of the whole list (8 s for 1,000
         # removals at 10M), this with primary-key searches.
@@ -244,15 +297,8 @@ class LogQueries(AuditQueries, CheckpointQueries):
                         _content.c.value.in_(values[i : i + _IN_BATCH]),
                     )
                 )
-        if change.adds:
-            # Key order turns B-tree inserts into appends: several times faster
-            # for large imports on both backends.
-            self._bulk_insert(
-                conn,
-                "content",
-                ("list_id", "hash_type", "value", "category", "seq"),
-                ((list_id, *a) for a in _in_key_order(change.adds)),
-            )
+        if change.adds and not adds_if_new:
+            self._bulk_insert(conn, "content", content_columns, adds)
         if change.new_state is not None:
             conn.execute(
                 _SET_STATE,
@@ -274,6 +320,7 @@ class LogQueries(AuditQueries, CheckpointQueries):
             self._append_audit(conn, *change.audit)
         if change.audits:
             self._append_audit_chain(conn, change.audits)
+        return True
 
     def iter_entries(
         self, *, list_id: int, start: int = 0, end: int | None = None, page: int = 50_000
@@ -407,6 +454,21 @@ class LogQueries(AuditQueries, CheckpointQueries):
         """
         with self.read() as conn:
             return self._content_of(conn, list_id, keys)
+
+    def _held_values(
+        self, conn: Connection, list_id: int, hash_type: str, values: Sequence[str]
+    ) -> set[str]:
+        if not values:
+            return set()
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if self.is_sqlite:
+                cur.execute(_HELD_SQLITE, (list_id, hash_type, json.dumps(list(values))))
+            else:
+                cur.execute(_HELD_POSTGRES, (list_id, hash_type, list(values)))
+            return {v for (v,) in cur.fetchall()}
+        finally:
+            cur.close()
 
     def _content_of(
         self, conn: Connection, list_id: int, keys: Iterable[tuple[str, str]]

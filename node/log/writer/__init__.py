@@ -12,7 +12,8 @@ Each function returns what its callers emit to this process's indexes
 (:class:`~node.log.lists.Committed`), after the commit.
 
 The writer is this package, one module per kind of change: ``create``
-(new lists), ``local`` (entries of our own lists), ``signing`` (checkpoints
+(new lists), ``local`` (entries of our own lists), ``imports`` (a file's
+hashes into one of our lists, streamed), ``signing`` (checkpoints
 of our own lists) and ``received`` (lists pulled from peers). Callers use
 it as ``from node.log import writer``.
 """
@@ -20,6 +21,7 @@ it as ``from node.log import writer``.
 from __future__ import annotations
 
 from node.log.writer.create import create_local, create_received
+from node.log.writer.imports import import_items
 from node.log.writer.local import AddRequest, add_batch, add_hashes, remove_hashes
 from node.log.writer.received import (
     Verified,
@@ -42,6 +44,7 @@ __all__ = [
     "create_received",
     "follow_metadata",
     "heartbeat",
+    "import_items",
     "publish",
     "record_evidence",
     "refresh",

@@ -6,7 +6,7 @@ inside the transaction, under the list's lock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from crypto.errors import NotInListError, NotOwnerError
@@ -45,7 +45,6 @@ def add_hashes(
     items: Sequence[tuple[str, str, str]],
     actor: str,
     action: str = "list.add",
-    progress: Callable[[int], None] | None = None,
 ) -> AppendResult:
     """Append an add entry for every item the list does not hold yet.
 
@@ -57,7 +56,6 @@ def add_hashes(
         node_id=node_id,
         row=row,
         requests=[AddRequest(items, actor, action)],
-        progress=progress,
     )[0]
 
 
@@ -67,7 +65,6 @@ def add_batch(
     node_id: str,
     row: ListRow,
     requests: Sequence[AddRequest],
-    progress: Callable[[int], None] | None = None,
 ) -> list[AppendResult]:
     """Several callers' adds to one list in one transaction, in order, each with its audit record.
 
@@ -117,7 +114,7 @@ def add_batch(
         )
         return change, results
 
-    return store.change_list(list_id=row.id, plan=plan, progress=progress)
+    return store.change_list(list_id=row.id, plan=plan)
 
 
 def remove_hashes(

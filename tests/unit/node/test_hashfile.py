@@ -31,7 +31,7 @@ def test_csv_with_header_and_categories(tmp_path: Path) -> None:
         tmp_path,
         f"type,value,category\nmd5,{MD5.upper()},A1\nsha256, {SHA256} ,B2\npdq,{PDQ},A1\n",
     )
-    assert read_hash_file(path) == [
+    assert list(read_hash_file(path)) == [
         ("md5", MD5, "A1"),
         ("sha256", SHA256, "B2"),
         ("pdq", PDQ, "A1"),
@@ -40,7 +40,7 @@ def test_csv_with_header_and_categories(tmp_path: Path) -> None:
 
 def test_csv_without_header_or_category_uses_default_category(tmp_path: Path) -> None:
     path = _write(tmp_path, f"md5,{MD5}\nSHA1,{SHA1},C\n")
-    assert read_hash_file(path, default_category="baseline") == [
+    assert list(read_hash_file(path, default_category="baseline")) == [
         ("md5", MD5, "baseline"),
         ("sha1", SHA1, "C"),
     ]
@@ -49,39 +49,39 @@ def test_csv_without_header_or_category_uses_default_category(tmp_path: Path) ->
 @pytest.mark.parametrize("header", ["type,value", "Type, Value, Category", "TYPE,VALUE,category"])
 def test_header_spellings(tmp_path: Path, header: str) -> None:
     path = _write(tmp_path, f"{header}\nmd5,{MD5}\n")
-    assert read_hash_file(path) == [("md5", MD5, "")]
+    assert list(read_hash_file(path)) == [("md5", MD5, "")]
 
 
 def test_header_after_leading_comments(tmp_path: Path) -> None:
     path = _write(tmp_path, f"# exported 2026-01-01\n\ntype,value,category\nmd5,{MD5},A1\n")
-    assert read_hash_file(path) == [("md5", MD5, "A1")]
+    assert list(read_hash_file(path)) == [("md5", MD5, "A1")]
 
 
 def test_header_is_only_allowed_first(tmp_path: Path) -> None:
     path = _write(tmp_path, f"md5,{MD5}\ntype,value\n")
     with pytest.raises(InputError):
-        read_hash_file(path)
+        list(read_hash_file(path))
 
 
 def test_csv_with_byte_order_mark_and_crlf(tmp_path: Path) -> None:
     path = tmp_path / "excel.csv"
     path.write_bytes(f"\ufefftype,value,category\r\nmd5,{MD5},A1\r\n".encode())
-    assert read_hash_file(path) == [("md5", MD5, "A1")]
+    assert list(read_hash_file(path)) == [("md5", MD5, "A1")]
 
 
 def test_csv_quoted_fields(tmp_path: Path) -> None:
     path = _write(tmp_path, f'"md5","{MD5}","cat 1"\n')
-    assert read_hash_file(path) == [("md5", MD5, "cat 1")]
+    assert list(read_hash_file(path)) == [("md5", MD5, "cat 1")]
 
 
 def test_blank_and_comment_lines_are_skipped(tmp_path: Path) -> None:
     path = _write(tmp_path, f"\n# a comment, with a comma\n   \nmd5,{MD5}\n  # indented\n\n")
-    assert read_hash_file(path) == [("md5", MD5, "")]
+    assert list(read_hash_file(path)) == [("md5", MD5, "")]
 
 
 def test_duplicates_are_kept_for_the_list_to_skip(tmp_path: Path) -> None:
     path = _write(tmp_path, f"md5,{MD5}\nmd5,{MD5.upper()}\n")
-    assert read_hash_file(path) == [("md5", MD5, ""), ("md5", MD5, "")]
+    assert list(read_hash_file(path)) == [("md5", MD5, ""), ("md5", MD5, "")]
 
 
 # --- text -----------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def test_duplicates_are_kept_for_the_list_to_skip(tmp_path: Path) -> None:
 
 def test_text_file_with_type(tmp_path: Path) -> None:
     path = _write(tmp_path, f"{SHA256}\n\n# comment\n  {SHA256.upper()[:-1]}4 \n", "h.txt")
-    assert read_hash_file(path, default_type="SHA256", default_category="A1") == [
+    assert list(read_hash_file(path, default_type="SHA256", default_category="A1")) == [
         ("sha256", SHA256, "A1"),
         ("sha256", SHA256[:-1] + "4", "A1"),
     ]
@@ -98,13 +98,13 @@ def test_text_file_with_type(tmp_path: Path) -> None:
 def test_text_file_needs_a_type(tmp_path: Path) -> None:
     path = _write(tmp_path, f"{SHA256}\n", "h.txt")
     with pytest.raises(InputError):
-        read_hash_file(path)
+        list(read_hash_file(path))
 
 
 def test_text_file_with_unknown_type(tmp_path: Path) -> None:
     path = _write(tmp_path, f"{SHA256}\n", "h.txt")
     with pytest.raises(InputError) as info:
-        read_hash_file(path, default_type="sha512")
+        list(read_hash_file(path, default_type="sha512"))
     assert info.value.where == "--type"
 
 
@@ -125,9 +125,9 @@ def test_detect_format(tmp_path: Path, text: str, want: str) -> None:
 def test_explicit_format_overrides_detection(tmp_path: Path) -> None:
     path = _write(tmp_path, f"{MD5}\n")
     with pytest.raises(InputError):
-        read_hash_file(path, fmt="csv")  # one field is not a CSV row
+        list(read_hash_file(path, fmt="csv"))  # one field is not a CSV row
     with pytest.raises(InputError):
-        read_hash_file(path, fmt="xml")
+        list(read_hash_file(path, fmt="xml"))
 
 
 # --- refusals -------------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_malformed_file_names_file_and_line_and_not_the_values(tmp_path: Path) -
         + "\n",
     )
     with pytest.raises(InputError) as info:
-        read_hash_file(path)
+        list(read_hash_file(path))
     msg = str(info.value)
     for line in (3, 4, 5, 6):
         assert f"{path}:{line}" in msg
@@ -165,7 +165,7 @@ def test_at_most_ten_errors_are_listed_then_a_count(tmp_path: Path) -> None:
     bad = [f"md5,{'ab' * 15}{i:02d}x" for i in range(25)]  # 33 characters each
     path = _write(tmp_path, "\n".join([f"md5,{MD5}", *bad]) + "\n")
     with pytest.raises(InputError) as info:
-        read_hash_file(path)
+        list(read_hash_file(path))
     msg = str(info.value)
     listed = [n for n in range(1, 27) if f"{path}:{n}:" in msg]
     assert listed == list(range(2, 2 + MAX_REPORTED_ERRORS))
@@ -176,20 +176,20 @@ def test_at_most_ten_errors_are_listed_then_a_count(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
-        read_hash_file(tmp_path / "nope.csv", default_type="md5")
+        list(read_hash_file(tmp_path / "nope.csv", default_type="md5"))
     assert info.value.where == str(tmp_path / "nope.csv")
 
 
 def test_directory_instead_of_file(tmp_path: Path) -> None:
     with pytest.raises(InputError):
-        read_hash_file(tmp_path, fmt="csv")
+        list(read_hash_file(tmp_path, fmt="csv"))
 
 
 def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "latin1.csv"
     path.write_bytes(f"md5,{MD5},Kategorie-\xc4\n".encode("latin-1"))
     with pytest.raises(InputError):
-        read_hash_file(path)
+        list(read_hash_file(path))
 
 
 # --- through the node: all or nothing ------------------------------------------------------------
@@ -253,13 +253,13 @@ def test_an_empty_or_comment_only_file_is_refused_as_empty(
 ) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(InputError) as info:
-        read_hash_file(path, fmt=fmt, default_type="md5" if fmt == "text" else None)
+        list(read_hash_file(path, fmt=fmt, default_type="md5" if fmt == "text" else None))
     assert "--type" not in info.value.message  # not "needs --type": the file is empty
 
 
 def test_a_quoted_field_over_the_csv_limit_is_a_line_error(tmp_path: Path) -> None:
     path = _write(tmp_path, f'md5,{MD5}\nmd5,"{"a" * 131_073}"\n')
     with pytest.raises(InputError) as info:
-        read_hash_file(path)
+        list(read_hash_file(path))
     assert f"{path}:2" in info.value.message
     assert "\n" not in info.value.message.split(":2", 1)[1].split("\n  ")[0]

@@ -222,26 +222,6 @@ def test_constraint_violation_in_append_is_a_store_error(db: Store, lst: ListRow
         )
 
 
-def test_append_reports_progress_in_batches(
-    db: Store, lst: ListRow, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(store_module, "_BATCH", 4)
-    seen: list[int] = []
-    entries: list[EntryTuple] = [(i, "add", "md5", _v(i), "", 1) for i in range(10)]
-    db.append(
-        list_id=lst.id,
-        expected_size=0,
-        entries=entries,
-        adds=[("md5", _v(i), "", i) for i in range(10)],
-        removes=(),
-        new_state=_state_after(entries, 10),
-        progress=seen.append,
-    )
-    assert sum(seen) == 10
-    assert max(seen) <= 4
-    assert list(db.iter_entries(list_id=lst.id)) == entries
-
-
 def _cache_size(db: Store) -> int:
     with db.read() as conn:
         return int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
@@ -256,9 +236,9 @@ def test_large_write_gets_a_larger_cache_then_gives_it_back(
     seen: list[int] = []
     real_write_change = db._write_change
 
-    def spy(conn: Any, list_id: int, change: Any, progress: Any) -> None:
+    def spy(conn: Any, list_id: int, change: Any) -> None:
         seen.append(int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one()))
-        real_write_change(conn, list_id, change, progress)
+        real_write_change(conn, list_id, change)
 
     monkeypatch.setattr(db, "_write_change", spy)
     _add(db, lst, [_v(i) for i in range(2)])  # small: the default cache

@@ -5,19 +5,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import resource
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import node.log.vics as vics_mod
+from config import load_settings
 from crypto.errors import InputError
+from node.datadir import init_data_dir
 from node.feeds.vics import MODEL_URLS, write_vics
 from node.log.vics import CategoryMap, VicsInfo, looks_like_vics, read_vics
 from node.node import Node
 
 NodeFactory = Callable[..., Node]
+HASHFED = Path(sys.executable).with_name("hashfed")
 V13 = "http://github.com/ICMEC/ProjectVic/DataModels/1.3.xml#Media"
 V20 = "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/Default/$metadata#Media"
 V20_CASES = "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/UK/$metadata#Cases"
@@ -212,3 +219,38 @@ def test_large_file_streams_in_bounded_memory(tmp_path: Path) -> None:
     assert grown_mb < 64, (
         f"peak memory grew {grown_mb:.0f} MB reading {path.stat().st_size >> 20} MB"
     )
+
+
+# The interpreter and its libraries (~100 MB), SQLite's bulk-write cache
+# (256 MB) and one page of the import: the file below is over 2 GB.
+IMPORT_BOUND_MB = 600
+
+
+@pytest.mark.slow
+def test_a_multi_gb_file_imports_through_the_cli_in_bounded_memory(tmp_path: Path) -> None:
+    media = 10_000_000
+    data = tmp_path / "node"
+    init_data_dir(data, node_id="au-argos")
+    node = Node.open(load_settings(data))
+    node.create_list("au-argos/vics", label="baseline", actor="t")
+    node.close()
+    path = tmp_path / "set.json"
+    synthetic(path, media)
+    size_mb = path.stat().st_size / 2**20
+    assert size_mb > 2048
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HASHFED_")}
+    argv = [str(HASHFED), "list", "import", "au-argos/vics", str(path), "--data", str(data)]
+    with (tmp_path / "out").open("w") as out, (tmp_path / "err").open("w") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+        # wait4: the peak memory of this one child, not of every child reaped.
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+
+    peak_mb = usage.ru_maxrss / 1024
+    print(f"{media:,} media, {size_mb:,.0f} MB: {seconds:.0f} s, peak RSS {peak_mb:.0f} MB")
+    assert proc.returncode == 0, (tmp_path / "err").read_text()
+    assert f"{2 * media} added" in (tmp_path / "out").read_text()
+    assert peak_mb < IMPORT_BOUND_MB, f"peak RSS {peak_mb:.0f} MB importing {size_mb:,.0f} MB"
