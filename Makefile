@@ -29,7 +29,7 @@ demo: $(STAMP)
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 \
 	    --serial=skip $(PYTEST_ARGS); \
 	parallel=$$?; \
 	$(BIN)/python -m pytest -p no:xdist --serial=only $(PYTEST_ARGS); \

@@ -227,6 +227,7 @@ IMPORT_BOUND_MB = 600
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_a_multi_gb_file_imports_through_the_cli_in_bounded_memory(tmp_path: Path) -> None:
     media = 10_000_000
     data = tmp_path / "node"
@@ -244,8 +245,13 @@ def test_a_multi_gb_file_imports_through_the_cli_in_bounded_memory(tmp_path: Pat
     with (tmp_path / "out").open("w") as out, (tmp_path / "err").open("w") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
-        # wait4: the peak memory of this one child, not of every child reaped.
-        _pid, status, usage = os.wait4(proc.pid, 0)
+        try:
+            # wait4: the peak memory of this one child, not of every child reaped.
+            _pid, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
         proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
 
