@@ -297,9 +297,15 @@ class StoreBase:
         The hot path of imports and sync: SQLAlchemy's per-row parameter
         processing costs more than the insert itself at a million rows.
         """
+        with self._write_cursor(conn) as cur:
+            self._bulk_rows(cur, table, columns, rows)
+
+    @contextmanager
+    def _write_cursor(self, conn: Connection) -> Iterator[Any]:
+        """A driver cursor of a write transaction; its errors leave as hashfed errors."""
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            self._bulk_rows(cur, table, columns, rows)
+            yield cur
         except (sqlite3.Error, psycopg.Error) as exc:
             if is_lock_timeout(exc):
                 raise WriteLockTimeoutError(seconds=self.write_lock_timeout) from None
@@ -319,8 +325,7 @@ class StoreBase:
         Cheaper than looking each key up first where none usually exists (a
         savepoint undoes the rows inserted before the one that clashed).
         """
-        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with self._write_cursor(conn) as cur:
             cur.execute("SAVEPOINT insert_if_new")
             try:
                 self._bulk_rows(cur, table, columns, rows)
@@ -332,12 +337,6 @@ class StoreBase:
             # Not after other errors: a full disk may have ended the transaction.
             cur.execute("RELEASE SAVEPOINT insert_if_new")
             return new
-        except (sqlite3.Error, psycopg.Error) as exc:
-            if is_lock_timeout(exc):
-                raise WriteLockTimeoutError(seconds=self.write_lock_timeout) from None
-            raise translate_db_error(exc, operation="write") from None
-        finally:
-            cur.close()
 
     def _bulk_rows(
         self, cur: Any, table: str, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]

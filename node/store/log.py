@@ -460,15 +460,12 @@ class LogQueries(AuditQueries, CheckpointQueries):
     ) -> set[str]:
         if not values:
             return set()
-        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with self._write_cursor(conn) as cur:
             if self.is_sqlite:
                 cur.execute(_HELD_SQLITE, (list_id, hash_type, json.dumps(list(values))))
             else:
                 cur.execute(_HELD_POSTGRES, (list_id, hash_type, list(values)))
             return {v for (v,) in cur.fetchall()}
-        finally:
-            cur.close()
 
     def _content_of(
         self, conn: Connection, list_id: int, keys: Iterable[tuple[str, str]]
